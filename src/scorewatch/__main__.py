@@ -1,0 +1,3 @@
+from scorewatch.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""The one root exception of scorewatch.
+
+Every error a user can cause is a :class:`ScorewatchError` (or a subclass). It knows the HTTP status a
+server answers with and the exit code the CLI ends with, so exactly one place in each front end turns
+an exception into output: ``scorewatch.http.error_response`` for servers and ``scorewatch.cli.main``
+for the command line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ScorewatchError(Exception):
+    """Base of every error that reaches a user.
+
+    ``code`` is a short machine-readable name (``"BadArgument"``), ``status`` the HTTP status, and
+    ``exit_code`` the CLI exit code. ``details`` is extra JSON-able context (a KQL position, a
+    parameter name) returned next to the message.
+    """
+
+    status: int = 500
+    exit_code: int = 1
+    code: str = "InternalError"
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+        if code is not None:
+            self.code = code
+        self.details: dict[str, Any] = dict(details or {})
+
+    def render(self) -> str:
+        """The text the CLI prints (a KQL error adds the query line with a caret under the token)."""
+        return self.message
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body servers answer with: ``{"code", "message", ...details}``."""
+        return {"code": self.code, "message": self.message, **self.details}
+
+
+class BadRequest(ScorewatchError):
+    status = 400
+    exit_code = 2
+    code = "BadArgument"
+
+
+class Unauthorized(ScorewatchError):
+    status = 401
+    exit_code = 3
+    code = "Unauthorized"
+
+
+class Forbidden(ScorewatchError):
+    status = 403
+    exit_code = 3
+    code = "Forbidden"
+
+
+class NotFound(ScorewatchError):
+    status = 404
+    exit_code = 4
+    code = "NotFound"
+
+
+class PayloadTooLarge(ScorewatchError):
+    status = 413
+    exit_code = 2
+    code = "PayloadTooLarge"
+
+
+class UnsupportedMediaType(ScorewatchError):
+    status = 415
+    exit_code = 2
+    code = "UnsupportedMediaType"
+
+
+class TooManyRequests(ScorewatchError):
+    """Overload: the caller should retry after ``retry_after`` seconds."""
+
+    status = 429
+    exit_code = 5
+    code = "TooManyRequests"
+
+    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class Timeout(ScorewatchError):
+    status = 504
+    exit_code = 6
+    code = "Timeout"
+
+
+class ConfigError(ScorewatchError):
+    """The workspace, a setting or an entry script is unusable; the process cannot go on."""
+
+    status = 500
+    exit_code = 2
+    code = "ConfigError"

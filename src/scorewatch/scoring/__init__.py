@@ -1,0 +1,1 @@
+"""scorewatch.scoring."""

@@ -1,0 +1,105 @@
+"""All of scorewatch's settings, in one typed place.
+
+Each field has help text and is read from the environment as ``SCOREWATCH_<FIELD NAME IN CAPS>``;
+some also accept the name Azure Machine Learning uses (``aliases``), so an Azure deployment's
+environment works unchanged. Command-line options override the environment. ``docs/settings.md``
+lists every field; ``tests/test_settings.py`` fails when one is missing there.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from scorewatch.errors import ConfigError
+
+ENV_PREFIX = "SCOREWATCH_"
+
+
+def setting(default: Any, help: str, *, aliases: tuple[str, ...] = ()) -> Any:
+    """A settings field: its default, its help text and the other environment names it answers to."""
+    return field(default=default, metadata={"help": help, "aliases": aliases})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Workspace
+    home: Path = setting(Path(".scorewatch"), "Workspace directory: store, spool, blobs, config.json.")
+
+    # Scoring service (`scorewatch serve`)
+    host: str = setting("127.0.0.1", "Address the scoring service binds to.")
+    port: int = setting(5001, "Port of the scoring service.")
+    workers: int = setting(1, "Worker processes of the scoring service.", aliases=("WORKER_COUNT",))
+    scoring_timeout_ms: int = setting(
+        60_000, "Longest a run() call may take before the request answers 504.",
+        aliases=("SCORING_TIMEOUT_MS",))
+    max_body_size: int = setting(100 * 1024 * 1024, "Largest request body /score accepts, in bytes (413 past it).")
+    service_name: str = setting("", "Service name reported in telemetry (default: the entry script's folder).",
+                                aliases=("SERVICE_NAME",))
+    workspace_name: str = setting("local", "Workspace name reported in telemetry.", aliases=("WORKSPACE_NAME",))
+
+    # Telemetry from the scoring service
+    connection_string: str = setting(
+        "", "Application Insights connection string the service reports to (empty: monitoring off).",
+        aliases=("APPLICATIONINSIGHTS_CONNECTION_STRING",))
+    collect_model_data: bool = setting(True, "Record every request's input and output as a model_data_collection trace.")
+    sampling_percentage: float = setting(100.0, "Percentage of successful requests kept (failures are always kept).")
+    inline_limit: int = setting(64 * 1024, "Largest value stored inline in a row; larger values go to a blob.")
+    exporter_queue_size: int = setting(20_000, "Telemetry items the exporter queues before it drops (and counts).")
+    exporter_batch_size: int = setting(512, "Telemetry items sent in one request to the ingestion endpoint.")
+    exporter_interval_ms: int = setting(1_000, "Longest an item waits in the queue before its batch is sent.")
+    spool_max_bytes: int = setting(256 * 1024 * 1024, "Disk the exporter's spool may use while the receiver is down.")
+
+    # Hub (`scorewatch hub`)
+    hub_host: str = setting("127.0.0.1", "Address the hub binds to.")
+    hub_port: int = setting(8400, "Port of the hub.")
+    ingest_queue_items: int = setting(500_000, "Telemetry items the hub holds before it answers 429.")
+    retention_days: int = setting(90, "Default days an application's telemetry is kept.")
+    query_timeout_s: float = setting(60.0, "Longest a query may run before it is cancelled.")
+    query_max_rows: int = setting(500_000, "Most rows a query returns (the result is flagged as truncated).")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from the environment, then ``overrides`` (ignored where ``None``)."""
+        environ = os.environ if environ is None else environ
+        hints = get_type_hints(cls)
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            for name in (ENV_PREFIX + f.name.upper(), *f.metadata["aliases"]):
+                if name in environ and environ[name] != "":
+                    values[f.name] = _convert(hints[f.name], environ[name], name)
+                    break
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def describe() -> list[tuple[str, str, Any, str]]:
+    """(field, environment names, default, help) for every setting, for docs and ``--help``."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        names = ", ".join((ENV_PREFIX + f.name.upper(), *f.metadata["aliases"]))
+        rows.append((f.name, names, f.default, f.metadata["help"]))
+    return rows
+
+
+def _convert(kind: Any, raw: str, name: str) -> Any:
+    try:
+        if kind is bool:
+            lowered = raw.strip().lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if kind is Path:
+            return Path(raw)
+        return kind(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name}={raw!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,93 @@
+"""The workspace: one directory holding everything scorewatch keeps on disk.
+
+Layout (``SCOREWATCH_HOME``, default ``./.scorewatch``)::
+
+    config.json      hub address and the default application's keys (mode 0600)
+    store/           the embedded store (DuckDB) and its write-ahead files, written only by the hub
+    spool/           telemetry batches waiting for an unreachable receiver
+    blobs/           content-addressed payloads too large to keep inline (sha256/ab/cd/<digest>)
+    models/          registered models
+    services/        records of running scoring services
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from scorewatch.errors import ConfigError
+
+
+class Workspace:
+    def __init__(self, home: str | os.PathLike[str]) -> None:
+        self.home = Path(home).resolve()
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / "config.json"
+
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.home / "spool"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def services_dir(self) -> Path:
+        return self.home / "services"
+
+    def ensure(self) -> Workspace:
+        """Create the workspace directories (idempotent); returns self."""
+        for path in (self.home, self.store_dir, self.spool_dir, self.blobs_dir, self.models_dir,
+                     self.services_dir):
+            path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def read_config(self) -> dict[str, Any]:
+        """``config.json`` as a dict; ``{}`` when there is none yet.
+
+        Shape: ``{"hub_url": "http://127.0.0.1:8400", "default_app": {"name", "app_id",
+        "instrumentation_key", "connection_string", "api_key"}}``.
+        """
+        try:
+            data = self.config_path.read_bytes()
+        except FileNotFoundError:
+            return {}
+        try:
+            config = orjson.loads(data)
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"{self.config_path} is not valid JSON: {exc}") from None
+        if not isinstance(config, dict):
+            raise ConfigError(f"{self.config_path} must hold a JSON object")
+        return config
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        """Write ``config.json`` atomically with mode 0600: it holds keys."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.config_path.with_suffix(".json.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(orjson.dumps(config, option=orjson.OPT_INDENT_2))
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.config_path)
+
+    def update_config(self, **changes: Any) -> dict[str, Any]:
+        config = self.read_config()
+        config.update(changes)
+        self.write_config(config)
+        return config

@@ -1,0 +1,12 @@
+"""The public Python surface is declared once, in scorewatch.__all__."""
+
+import scorewatch
+
+
+def test_all_names_resolve():
+    for name in scorewatch.__all__:
+        assert getattr(scorewatch, name) is not None, name
+
+
+def test_all_is_exactly_the_declared_surface():
+    assert sorted(scorewatch.__all__) == ["__version__", "track_dependency", "track_event", "track_metric"]
