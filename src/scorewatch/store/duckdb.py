@@ -1,0 +1,202 @@
+"""The embedded store: one DuckDB file, written only by the hub.
+
+Writes come in large batches (Arrow tables, never row by row). Each query gets its own cursor, so
+queries run while ingest writes; a query past its time limit is interrupted and raises
+:class:`~scorewatch.errors.Timeout`. The table ``scorewatch_state`` holds the position of the last
+write-ahead-log record applied, written in the same transaction as the rows it covers: that is what
+lets the hub replay its log after a crash without losing or duplicating anything.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import orjson
+import pyarrow as pa
+
+from scorewatch.errors import BadRequest, Timeout
+from scorewatch.store import envelopes
+from scorewatch.store.base import QueryResult
+from scorewatch.store.schema import DUCKDB_TYPES, TABLES
+
+_ARROW_TYPES = {"string": pa.string(), "datetime": pa.timestamp("us"), "real": pa.float64(),
+                "int": pa.int32(), "long": pa.int64(), "bool": pa.bool_(), "dynamic": pa.string()}
+
+# DuckDB result type (as text) → KQL type, for query results.
+_KQL_TYPES = {"VARCHAR": "string", "TIMESTAMP": "datetime", "TIMESTAMP WITH TIME ZONE": "datetime",
+              "DATE": "datetime", "DOUBLE": "real", "FLOAT": "real", "INTEGER": "int", "SMALLINT": "int",
+              "TINYINT": "int", "BIGINT": "long", "HUGEINT": "long", "UBIGINT": "long", "UINTEGER": "long",
+              "BOOLEAN": "bool", "JSON": "dynamic", "INTERVAL": "timespan", "UUID": "guid"}
+
+
+def kql_type(duckdb_type: str) -> str:
+    if duckdb_type in _KQL_TYPES:
+        return _KQL_TYPES[duckdb_type]
+    if duckdb_type.startswith("DECIMAL"):
+        return "real"
+    if duckdb_type.endswith("]") or duckdb_type.startswith(("STRUCT", "MAP")):
+        return "dynamic"
+    return "string"
+
+
+class DuckDBStore:
+    """:class:`scorewatch.store.base.Store` on a DuckDB file at ``path`` (created with its tables)."""
+
+    dialect = "duckdb"
+
+    def __init__(self, path: str | Path, *, threads: int | None = None, memory_limit: str = "2GB") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        config: dict[str, Any] = {"memory_limit": memory_limit}
+        if threads:
+            config["threads"] = threads
+        self._con = duckdb.connect(str(self.path), config=config)
+        self._con.execute("SET TimeZone = 'UTC'")
+        self._write_lock = threading.Lock()
+        self._writer = self._cursor()
+        for macro in envelopes.MACROS:
+            self._writer.execute(macro)
+        self._create_tables()
+
+    def _cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = self._con.cursor()
+        cur.execute("SET TimeZone = 'UTC'")
+        return cur
+
+    def _create_tables(self) -> None:
+        for table, cols in TABLES.items():
+            spec = ", ".join(f'"{c.name}" {DUCKDB_TYPES[c.type]}' for c in cols)
+            self._writer.execute(f"CREATE TABLE IF NOT EXISTS {table} ({spec})")
+        self._writer.execute("CREATE TABLE IF NOT EXISTS scorewatch_state (key VARCHAR PRIMARY KEY, value BIGINT)")
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def write_batch(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Append dict rows to ``table`` in one transaction (dynamic values may be dicts or JSON text)."""
+        if table not in TABLES:
+            raise BadRequest(f"unknown table {table!r}")
+        if not rows:
+            return 0
+        cols = TABLES[table]
+        arrays = {}
+        for c in cols:
+            values = [row.get(c.name) for row in rows]
+            if c.type == "dynamic":
+                values = [v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values]
+            arrays[c.name] = pa.array(values, type=_ARROW_TYPES[c.type])
+        batch = pa.table(arrays)
+        with self._write_lock:
+            self._writer.register("sw_rows", batch)
+            try:
+                self._writer.execute(f"INSERT INTO {table} BY NAME SELECT * FROM sw_rows")
+            finally:
+                self._writer.unregister("sw_rows")
+        return len(rows)
+
+    def write_envelopes(self, batch: pa.Table, *, position: int | None = None) -> dict[str, int]:
+        """Map a batch of Application Insights envelopes into the tables, in one transaction.
+
+        ``batch`` has the columns ``env``, ``baseType``, ``appId``, ``appName``, ``iKey`` (see
+        :mod:`scorewatch.store.envelopes`). ``position``, when given, is recorded as the applied
+        write-ahead-log position in the same transaction. Returns rows written per table.
+        """
+        present = set(batch.column("baseType").unique().to_pylist())
+        written: dict[str, int] = {}
+        with self._write_lock:
+            cur = self._writer
+            cur.register("sw_batch", batch)
+            try:
+                cur.execute("BEGIN TRANSACTION")
+                try:
+                    for base_type, table in envelopes.BASE_TYPES.items():
+                        if base_type in present:
+                            cur.execute(envelopes.insert_sql(table, "sw_batch"))
+                            written[table] = cur.fetchone()[0]
+                    if position is not None:
+                        cur.execute("INSERT OR REPLACE INTO scorewatch_state VALUES ('wal_position', ?)",
+                                    [position])
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    raise
+            finally:
+                cur.unregister("sw_batch")
+        return written
+
+    def applied_position(self) -> int:
+        """The last write-ahead-log position recorded by :meth:`write_envelopes` (0 when none)."""
+        row = self._cursor().execute(
+            "SELECT value FROM scorewatch_state WHERE key = 'wal_position'").fetchone()
+        return int(row[0]) if row else 0
+
+    def apply_retention(self, app_id: str, days: int) -> int:
+        """Delete the rows of ``app_id`` older than ``days`` days from every table."""
+        cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)
+        deleted = 0
+        with self._write_lock:
+            for table in TABLES:
+                self._writer.execute(f'DELETE FROM {table} WHERE "appId" = ? AND "timestamp" < ?',
+                                     [app_id, cutoff])
+                deleted += self._writer.fetchone()[0]
+        return deleted
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def query(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float | None = None,
+              max_rows: int | None = None) -> QueryResult:
+        statements = duckdb.extract_statements(sql)
+        if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+            raise BadRequest("the store runs exactly one read-only (SELECT) statement per query")
+        cur = self._cursor()
+        timer = None
+        if timeout_s is not None:
+            timer = threading.Timer(timeout_s, cur.interrupt)
+            timer.daemon = True
+            timer.start()
+        try:
+            cur.execute(sql, list(params))
+            columns = [(d[0], kql_type(str(d[1]))) for d in cur.description]
+            rows = cur.fetchall() if max_rows is None else cur.fetchmany(max_rows + 1)
+        except duckdb.InterruptException:
+            raise Timeout(f"query cancelled after {timeout_s:g}s") from None
+        except duckdb.Error as exc:
+            raise BadRequest(f"query failed: {exc}") from None
+        finally:
+            if timer is not None:
+                timer.cancel()
+            cur.close()
+        truncated = max_rows is not None and len(rows) > max_rows
+        if truncated:
+            rows = rows[:max_rows]
+        return QueryResult(columns=columns, rows=[list(r) for r in rows], truncated=truncated)
+
+    def count(self, table: str, app_id: str | None = None) -> int:
+        """Rows in ``table`` (of one application when ``app_id`` is given)."""
+        if table not in TABLES:
+            raise BadRequest(f"unknown table {table!r}")
+        where, params = ('WHERE "appId" = ?', [app_id]) if app_id else ("", [])
+        return self._cursor().execute(f"SELECT count(*) FROM {table} {where}", params).fetchone()[0]
+
+    def size_bytes(self) -> int:
+        """Bytes on disk: the database file and DuckDB's own WAL."""
+        total = 0
+        for path in (self.path, self.path.with_name(self.path.name + ".wal")):
+            try:
+                total += path.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total
+
+    def checkpoint(self) -> None:
+        with self._write_lock:
+            self._writer.execute("CHECKPOINT")
+
+    def close(self) -> None:
+        with self._write_lock:
+            self._writer.close()
+            self._con.close()
