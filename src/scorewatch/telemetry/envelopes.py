@@ -1,0 +1,166 @@
+"""Application Insights envelopes: the JSON items POSTed to ``/v2.1/track``.
+
+One :class:`EnvelopeFactory` per service builds every kind (Request, Message, Exception,
+RemoteDependency, Event, Metric) with the tags queries rely on (``ai.operation.id`` becomes
+``operation_Id``, ``ai.cloud.role`` becomes ``cloud_RoleName`` and so on). It runs on the exporter's
+worker thread, never on the request path.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from scorewatch import __version__
+
+SDK_VERSION = f"scorewatch-py:{__version__}"
+
+# Python logging levels -> Application Insights severityLevel (Verbose..Critical = 0..4).
+SEVERITY_VERBOSE, SEVERITY_INFO, SEVERITY_WARNING, SEVERITY_ERROR, SEVERITY_CRITICAL = range(5)
+
+
+def severity_for_level(levelno: int) -> int:
+    if levelno >= 50:
+        return SEVERITY_CRITICAL
+    if levelno >= 40:
+        return SEVERITY_ERROR
+    if levelno >= 30:
+        return SEVERITY_WARNING
+    if levelno >= 20:
+        return SEVERITY_INFO
+    return SEVERITY_VERBOSE
+
+
+def format_duration(ms: float) -> str:
+    """``d.hh:mm:ss.ffffff`` as Application Insights expects (``0.00:00:00.058000`` for 58 ms)."""
+    micros = max(0, round(ms * 1000))
+    seconds, micros = divmod(micros, 1_000_000)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    return f"{days}.{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}"
+
+
+def format_time(when: float | datetime) -> str:
+    """ISO 8601 UTC with microseconds and ``Z``, from a POSIX timestamp or an aware datetime."""
+    if not isinstance(when, datetime):
+        when = datetime.fromtimestamp(when, UTC)
+    elif when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def exception_details(exc: BaseException) -> list[dict[str, Any]]:
+    """The ``exceptions`` list of ExceptionData: the outermost first, then each cause/context inward.
+
+    Each entry has ``id``, ``outerId`` (the entry that wraps it), ``typeName``, ``message`` and a
+    ``parsedStack`` of frames (``level`` 0 is the innermost call) with ``method``, ``fileName``, ``line``.
+    """
+    chain: list[BaseException] = []
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(chain) < 10:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or (None if current.__suppress_context__ else current.__context__)
+    details = []
+    for index, item in enumerate(chain):
+        frames = traceback.StackSummary.extract(traceback.walk_tb(item.__traceback__), limit=100,
+                                                lookup_lines=False)
+        stack = [{"level": level, "method": frame.name, "assembly": _module_of(frame.filename),
+                  "fileName": frame.filename, "line": frame.lineno or 0}
+                 for level, frame in enumerate(reversed(frames))]
+        details.append({"id": index + 1, "outerId": index, "typeName": _type_name(item),
+                        "message": str(item), "hasFullStack": True, "parsedStack": stack})
+    return details
+
+
+def _type_name(exc: BaseException) -> str:
+    cls = type(exc)
+    return cls.__qualname__ if cls.__module__ in ("builtins", "__main__") else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _module_of(filename: str) -> str:
+    return filename.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+class EnvelopeFactory:
+    """Builds envelopes for one service: instrumentation key, role name and instance, base properties."""
+
+    def __init__(self, instrumentation_key: str, *, role: str, role_instance: str) -> None:
+        self.ikey = instrumentation_key
+        prefix = "Microsoft.ApplicationInsights." + instrumentation_key.replace("-", "") + "."
+        self._names = {kind: prefix + kind for kind in
+                       ("Request", "Message", "Exception", "RemoteDependency", "Event", "Metric")}
+        self.role = role
+        self.role_instance = role_instance
+
+    def _envelope(self, kind: str, base_type: str, when: float | datetime, base: dict[str, Any],
+                  operation_id: str | None, parent_id: str | None, operation_name: str | None,
+                  sample_rate: float) -> dict[str, Any]:
+        tags = {"ai.cloud.role": self.role, "ai.cloud.roleInstance": self.role_instance,
+                "ai.internal.sdkVersion": SDK_VERSION}
+        if operation_id:
+            tags["ai.operation.id"] = operation_id
+        if parent_id:
+            tags["ai.operation.parentId"] = parent_id
+        if operation_name:
+            tags["ai.operation.name"] = operation_name
+        envelope: dict[str, Any] = {"name": self._names[kind], "time": format_time(when), "iKey": self.ikey,
+                                    "tags": tags, "data": {"baseType": base_type, "baseData": base}}
+        if sample_rate < 100.0:
+            envelope["sampleRate"] = sample_rate
+        return envelope
+
+    def request(self, *, when: float | datetime, id: str, name: str, url: str, duration_ms: float,
+                response_code: int | str, success: bool, properties: Mapping[str, Any],
+                operation_id: str, parent_id: str | None, sample_rate: float = 100.0) -> dict[str, Any]:
+        base = {"ver": 2, "id": id, "name": name, "url": url, "duration": format_duration(duration_ms),
+                "responseCode": str(response_code), "success": success, "properties": dict(properties)}
+        return self._envelope("Request", "RequestData", when, base, operation_id, parent_id, name, sample_rate)
+
+    def message(self, *, when: float | datetime, message: str, severity: int, properties: Mapping[str, Any],
+                operation_id: str | None = None, parent_id: str | None = None,
+                operation_name: str | None = None, sample_rate: float = 100.0) -> dict[str, Any]:
+        base = {"ver": 2, "message": message, "severityLevel": severity, "properties": dict(properties)}
+        return self._envelope("Message", "MessageData", when, base, operation_id, parent_id, operation_name,
+                              sample_rate)
+
+    def exception(self, *, when: float | datetime, exc: BaseException, properties: Mapping[str, Any],
+                  operation_id: str | None = None, parent_id: str | None = None,
+                  operation_name: str | None = None, severity: int = SEVERITY_ERROR) -> dict[str, Any]:
+        details = exception_details(exc)
+        innermost_stack = details[-1]["parsedStack"]
+        where = innermost_stack[0]["method"] if innermost_stack else "<module>"
+        base = {"ver": 2, "exceptions": details, "severityLevel": severity,
+                "problemId": f"{details[0]['typeName']} at {where}", "properties": dict(properties)}
+        return self._envelope("Exception", "ExceptionData", when, base, operation_id, parent_id,
+                              operation_name, 100.0)
+
+    def dependency(self, *, when: float | datetime, id: str, name: str, type: str, target: str, data: str,
+                   duration_ms: float, result_code: str, success: bool, properties: Mapping[str, Any],
+                   operation_id: str | None, parent_id: str | None, operation_name: str | None = None,
+                   sample_rate: float = 100.0) -> dict[str, Any]:
+        base = {"ver": 2, "id": id, "name": name, "type": type, "target": target, "data": data,
+                "duration": format_duration(duration_ms), "resultCode": result_code, "success": success,
+                "properties": dict(properties)}
+        return self._envelope("RemoteDependency", "RemoteDependencyData", when, base, operation_id,
+                              parent_id, operation_name, sample_rate)
+
+    def event(self, *, when: float | datetime, name: str, properties: Mapping[str, Any],
+              measurements: Mapping[str, float], operation_id: str | None = None,
+              parent_id: str | None = None, operation_name: str | None = None,
+              sample_rate: float = 100.0) -> dict[str, Any]:
+        base = {"ver": 2, "name": name, "properties": dict(properties), "measurements": dict(measurements)}
+        return self._envelope("Event", "EventData", when, base, operation_id, parent_id, operation_name,
+                              sample_rate)
+
+    def metric(self, *, when: float | datetime, name: str, value: float, properties: Mapping[str, Any],
+               operation_id: str | None = None, parent_id: str | None = None,
+               operation_name: str | None = None) -> dict[str, Any]:
+        base = {"ver": 2, "metrics": [{"name": name, "kind": 0, "value": value, "count": 1}],
+                "properties": dict(properties)}
+        return self._envelope("Metric", "MetricData", when, base, operation_id, parent_id, operation_name,
+                              100.0)

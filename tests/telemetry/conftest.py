@@ -1,0 +1,9 @@
+import pytest
+
+from tests.telemetry.receiver import Receiver
+
+
+@pytest.fixture
+def receiver():
+    with Receiver() as r:
+        yield r
