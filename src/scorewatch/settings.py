@@ -41,6 +41,13 @@ class Settings:
     service_name: str = setting("", "Service name reported in telemetry (default: the entry script's folder).",
                                 aliases=("SERVICE_NAME",))
     workspace_name: str = setting("local", "Workspace name reported in telemetry.", aliases=("WORKSPACE_NAME",))
+    scoring_concurrency: int = setting(
+        1, "run() calls one worker executes at the same time (1 as Azure; raise only for thread-safe scripts).")
+    auth: bool = setting(False, "Require 'Authorization: Bearer <key>' on /score (keys printed once at start).")
+    auth_primary_key: str = setting("", "Primary key for --auth (empty: read from or generate into auth_keys_file).")
+    auth_secondary_key: str = setting("", "Secondary key for --auth (empty: same source as the primary key).")
+    auth_keys_file: str = setting(
+        "", "JSON file holding the --auth keys (default: <home>/services/<service name>.keys.json, mode 0600).")
 
     # Telemetry from the scoring service
     connection_string: str = setting(
