@@ -1,0 +1,216 @@
+"""Applications and their keys: the hub's tenants.
+
+An application has a ``name``, an ``app_id`` (rows carry it; the query API scopes by it), an
+instrumentation key (ingest accepts items carrying it) and API keys (the query API asks for one).
+They live in ``apps.json`` in the workspace (mode 0600), not in the store: DuckDB lets only the hub's
+process open its file, and ``scorewatch app ...`` must work whether or not the hub runs. Writers take
+an exclusive ``flock`` and replace the file atomically; the hub re-reads it when it changes.
+
+API keys are kept as sha256 digests only and compared with :func:`hmac.compare_digest`; a new one is
+shown once, when it is made. Instrumentation keys are not secret in Application Insights (they ship in
+browser pages) but are still never logged.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import hmac
+import os
+import re
+import secrets
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from scorewatch.errors import BadRequest, ConfigError, Forbidden, NotFound, Unauthorized
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+@dataclass
+class Application:
+    name: str
+    app_id: str
+    instrumentation_key: str
+    retention_days: int
+    api_key_hashes: list[str] = field(default_factory=list)
+    created: str = ""
+
+    def connection_string(self, hub_url: str) -> str:
+        """The Application Insights connection string SDKs use to send here."""
+        return f"InstrumentationKey={self.instrumentation_key};IngestionEndpoint={hub_url.rstrip('/')}"
+
+    def public(self, hub_url: str) -> dict[str, Any]:
+        """What ``app list``/``app keys`` show (no API key digests)."""
+        return {"name": self.name, "app_id": self.app_id, "instrumentation_key": self.instrumentation_key,
+                "connection_string": self.connection_string(hub_url), "retention_days": self.retention_days,
+                "api_keys": len(self.api_key_hashes), "created": self.created}
+
+
+def _digest(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def new_api_key() -> str:
+    return "swk_" + secrets.token_urlsafe(32)
+
+
+class Registry:
+    """The applications of one workspace, backed by ``<home>/apps.json``."""
+
+    def __init__(self, path: str | os.PathLike[str], *, default_retention_days: int = 90) -> None:
+        self.path = Path(path)
+        self.default_retention_days = default_retention_days
+        self._stamp: tuple[int, int] | None = None
+        self._apps: dict[str, Application] = {}
+        self._by_ikey: dict[str, Application] = {}
+        self._by_id: dict[str, Application] = {}
+
+    # -- reading (cached; cheap enough for every ingest request) -----------------------------------
+
+    def refresh(self) -> bool:
+        """Re-read ``apps.json`` if it changed since the last read; True when it did."""
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = (0, 0)
+        if stamp == self._stamp:
+            return False
+        self._load(self._read())
+        self._stamp = stamp
+        return True
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {"apps": []}
+        try:
+            data = orjson.loads(raw)
+            return data if isinstance(data, dict) else {"apps": []}
+        except orjson.JSONDecodeError as exc:
+            raise ConfigError(f"{self.path} is not valid JSON: {exc}") from None
+
+    def _load(self, data: dict[str, Any]) -> None:
+        apps = [Application(**a) for a in data.get("apps", [])]
+        self._apps = {a.name: a for a in apps}
+        self._by_ikey = {a.instrumentation_key: a for a in apps}
+        self._by_id = {a.app_id: a for a in apps}
+
+    def by_instrumentation_key(self, ikey: str | None) -> Application | None:
+        """The application owning ``ikey``; re-reads the file once if the key is not known yet."""
+        if not ikey:
+            return None
+        app = self._by_ikey.get(ikey)
+        if app is None and self.refresh():
+            app = self._by_ikey.get(ikey)
+        return app
+
+    def list(self) -> list[Application]:
+        self.refresh()
+        return sorted(self._apps.values(), key=lambda a: a.name)
+
+    def get(self, name: str) -> Application:
+        self.refresh()
+        try:
+            return self._apps[name]
+        except KeyError:
+            raise NotFound(f"no application named {name!r} (see `scorewatch app list`)") from None
+
+    def authenticate(self, app_id: str, api_key: str | None) -> None:
+        """Raise unless ``api_key`` is an API key of application ``app_id``.
+
+        A missing key is 401; a wrong key, or an application that does not exist, is 403 (the answer
+        does not tell which, so app ids cannot be probed).
+        """
+        if not api_key:
+            raise Unauthorized("an API key is required (header x-api-key)")
+        self.refresh()
+        app = self._by_id.get(app_id)
+        digest = _digest(api_key)
+        hashes = app.api_key_hashes if app is not None else ["0" * 64]
+        ok = False
+        for known in hashes:
+            ok |= hmac.compare_digest(digest, known)
+        if app is None or not ok:
+            raise Forbidden("the API key is not valid for this application")
+
+    # -- writing (locked, atomic) --------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[dict[str, Any]]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            data = self._read()
+            yield data
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self.path)
+            self._stamp = None
+            self.refresh()
+
+    def create(self, name: str, *, retention_days: int | None = None) -> tuple[Application, str]:
+        """Make a new application; returns it and its first API key (shown once)."""
+        if not _NAME.match(name):
+            raise BadRequest(f"invalid application name {name!r}: use letters, digits, '_', '.', '-'")
+        days = self.default_retention_days if retention_days is None else _check_days(retention_days)
+        api_key = new_api_key()
+        with self._locked() as data:
+            apps = data.setdefault("apps", [])
+            if any(a["name"] == name for a in apps):
+                raise BadRequest(f"application {name!r} already exists")
+            app = Application(name=name, app_id=str(uuid.uuid4()), instrumentation_key=str(uuid.uuid4()),
+                              retention_days=days, api_key_hashes=[_digest(api_key)],
+                              created=datetime.now(UTC).isoformat(timespec="seconds"))
+            apps.append(asdict(app))
+        return app, api_key
+
+    def add_api_key(self, name: str) -> str:
+        """Issue another API key for ``name`` (earlier ones keep working); returns it."""
+        api_key = new_api_key()
+        with self._locked() as data:
+            self._find(data, name)["api_key_hashes"].append(_digest(api_key))
+        return api_key
+
+    def set_retention(self, name: str, days: int) -> Application:
+        days = _check_days(days)
+        with self._locked() as data:
+            self._find(data, name)["retention_days"] = days
+        return self._apps[name]
+
+    def ensure(self, name: str) -> tuple[Application, str | None]:
+        """The application ``name``, created if missing (then with its new API key)."""
+        self.refresh()
+        if name in self._apps:
+            return self._apps[name], None
+        try:
+            return self.create(name)
+        except BadRequest:  # created meanwhile by another process
+            return self.get(name), None
+
+    @staticmethod
+    def _find(data: dict[str, Any], name: str) -> dict[str, Any]:
+        for app in data.get("apps", []):
+            if app["name"] == name:
+                return app
+        raise NotFound(f"no application named {name!r} (see `scorewatch app list`)")
+
+
+def _check_days(days: int) -> int:
+    if not isinstance(days, int) or days < 1:
+        raise BadRequest(f"retention days must be a whole number >= 1, not {days!r}")
+    return days

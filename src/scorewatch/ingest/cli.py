@@ -1,0 +1,165 @@
+"""``scorewatch hub`` and ``scorewatch app ...``: thin click commands over the hub and the registry."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from scorewatch.ingest.apps import Application, Registry
+from scorewatch.settings import Settings
+from scorewatch.workspace import Workspace
+
+DEFAULT_APP = "default"
+
+_home = click.option("--home", type=click.Path(path_type=Path), default=None,
+                     help="Workspace directory (default: SCOREWATCH_HOME or ./.scorewatch).")
+
+
+def hub_url(settings: Settings) -> str:
+    host = settings.hub_host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{settings.hub_port}"
+
+
+def registry_for(workspace: Workspace, settings: Settings) -> Registry:
+    return Registry(workspace.home / "apps.json", default_retention_days=settings.retention_days)
+
+
+def ensure_default_app(workspace: Workspace, settings: Settings) -> dict[str, Any]:
+    """Create the ``default`` application if needed and record it in ``config.json`` (mode 0600)."""
+    workspace.ensure()
+    registry = registry_for(workspace, settings)
+    app, api_key = registry.ensure(DEFAULT_APP)
+    url = hub_url(settings)
+    known = workspace.read_config().get("default_app") or {}
+    if api_key is None:
+        if known.get("app_id") == app.app_id and known.get("api_key"):
+            api_key = known["api_key"]
+        else:  # config.json lost or from another workspace: issue a key the config can hold
+            api_key = registry.add_api_key(DEFAULT_APP)
+    default = {"name": app.name, "app_id": app.app_id, "instrumentation_key": app.instrumentation_key,
+               "connection_string": app.connection_string(url), "api_key": api_key}
+    workspace.update_config(hub_url=url, default_app=default)
+    return default
+
+
+def run_hub(workspace: Workspace, settings: Settings) -> None:
+    """Serve the hub until SIGINT/SIGTERM (then finish admitted items and close the store)."""
+    import uvicorn
+
+    from scorewatch.ingest.hub import create_app, open_hub
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ensure_default_app(workspace, settings)
+    hub = open_hub(workspace, settings)
+    try:
+        import httptools  # noqa: F401
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    # No access log: at 100k items/s it costs CPU, and nothing the hub logs may carry a key.
+    config = uvicorn.Config(create_app(hub), host=settings.hub_host, port=settings.hub_port, http=http,
+                            loop="asyncio", access_log=False, log_level="info", limit_concurrency=512,
+                            timeout_graceful_shutdown=10)
+    click.echo(f"scorewatch hub on {hub_url(settings)} (workspace {workspace.home}); "
+               f"keys: `scorewatch app keys {DEFAULT_APP}` or {workspace.config_path}")
+    uvicorn.Server(config).run()
+
+
+def _settings(home: Path | None, **overrides: Any) -> tuple[Workspace, Settings]:
+    settings = Settings.from_env(home=home, **overrides)
+    return Workspace(settings.home), settings
+
+
+@click.command()
+@_home
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 8400).")
+def hub(home: Path | None, host: str | None, port: int | None) -> None:
+    """Run the hub: ingest (App Insights track, OTLP/HTTP), the store and the query API."""
+    workspace, settings = _settings(home, hub_host=host, hub_port=port)
+    run_hub(workspace, settings)
+
+
+@click.group()
+def app() -> None:
+    """Applications (telemetry tenants) and their keys. Works whether or not the hub runs."""
+
+
+def _show(application: Application, url: str, api_key: str | None, as_json: bool) -> None:
+    info = application.public(url)
+    if api_key:
+        info["api_key"] = api_key
+    if as_json:
+        click.echo(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
+        return
+    click.echo(f"name:              {info['name']}")
+    click.echo(f"appId:             {info['app_id']}")
+    click.echo(f"connection string: {info['connection_string']}")
+    click.echo(f"retention days:    {info['retention_days']}")
+    if api_key:
+        click.echo(f"API key:           {api_key}   (shown once; stored hashed)")
+
+
+def _url(workspace: Workspace, settings: Settings) -> str:
+    return workspace.read_config().get("hub_url") or hub_url(settings)
+
+
+_json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+
+
+@app.command("create")
+@click.argument("name")
+@click.option("--retention-days", type=int, default=None, help="Days telemetry is kept (default 90).")
+@_home
+@_json
+def app_create(name: str, retention_days: int | None, home: Path | None, as_json: bool) -> None:
+    """Create application NAME; prints its connection string, appId and an API key."""
+    workspace, settings = _settings(home)
+    workspace.ensure()
+    application, api_key = registry_for(workspace, settings).create(name, retention_days=retention_days)
+    _show(application, _url(workspace, settings), api_key, as_json)
+
+
+@app.command("list")
+@_home
+@_json
+def app_list(home: Path | None, as_json: bool) -> None:
+    """List applications."""
+    workspace, settings = _settings(home)
+    url = _url(workspace, settings)
+    apps = registry_for(workspace, settings).list()
+    if as_json:
+        click.echo(orjson.dumps([a.public(url) for a in apps], option=orjson.OPT_INDENT_2).decode())
+        return
+    for a in apps:
+        click.echo(f"{a.name}\t{a.app_id}\tretention {a.retention_days}d\t{a.connection_string(url)}")
+
+
+@app.command("keys")
+@click.argument("name")
+@_home
+@_json
+def app_keys(name: str, home: Path | None, as_json: bool) -> None:
+    """Print NAME's connection string and appId, and issue a new API key (earlier keys stay valid)."""
+    workspace, settings = _settings(home)
+    registry = registry_for(workspace, settings)
+    application = registry.get(name)
+    api_key = registry.add_api_key(name)
+    _show(application, _url(workspace, settings), api_key, as_json)
+
+
+@app.command("set")
+@click.argument("name")
+@click.option("--retention-days", type=int, required=True, help="Days telemetry is kept.")
+@_home
+def app_set(name: str, retention_days: int, home: Path | None) -> None:
+    """Change settings of application NAME (the hub applies retention within the hour, and on start)."""
+    workspace, settings = _settings(home)
+    application = registry_for(workspace, settings).set_retention(name, retention_days)
+    click.echo(f"{application.name}: retention {application.retention_days} days")

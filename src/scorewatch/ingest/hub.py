@@ -1,0 +1,197 @@
+"""The hub: one process that owns the workspace's store and takes telemetry from anyone with a key.
+
+Routes: ``POST /v2/track`` and ``/v2.1/track`` (Application Insights), ``POST /v1/traces``,
+``/v1/logs``, ``/v1/metrics`` (OTLP/HTTP), ``GET /health``, ``GET /metrics`` (Prometheus), and the
+query API from :mod:`scorewatch.kql.api` (``/v1/apps/{appId}/query``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from scorewatch.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from scorewatch.http import EXCEPTION_HANDLERS
+from scorewatch.ingest import otlp
+from scorewatch.ingest.apps import Registry
+from scorewatch.ingest.metrics import IngestMetrics
+from scorewatch.ingest.pipeline import Ingestor
+from scorewatch.ingest.track import Accepted, decode_body, parse_track
+from scorewatch.ingest.wal import WriteAheadLog
+from scorewatch.settings import Settings
+from scorewatch.store.duckdb import DuckDBStore
+from scorewatch.workspace import Workspace
+
+log = logging.getLogger("scorewatch.hub")
+
+IKEY_HEADER = "x-instrumentation-key"
+MAX_BODY = 64 * 1024 * 1024          # compressed bytes read from one request
+MAX_DECODED = 256 * 1024 * 1024      # bytes after gzip
+RETENTION_INTERVAL_S = 3600.0
+REGISTRY_POLL_S = 1.0
+
+
+@dataclass
+class Hub:
+    """Everything the hub process holds; built by :func:`open_hub`, served by :func:`create_app`."""
+
+    workspace: Workspace
+    settings: Settings
+    store: DuckDBStore
+    registry: Registry
+    ingestor: Ingestor
+    metrics: IngestMetrics
+
+    def apply_retention(self) -> int:
+        deleted = 0
+        for app in self.registry.list():
+            deleted += self.store.apply_retention(app.app_id, app.retention_days)
+        return deleted
+
+    def close(self) -> None:
+        self.ingestor.stop()
+        self.store.close()
+
+
+def open_hub(workspace: Workspace, settings: Settings) -> Hub:
+    """Open the store and the write-ahead log, replay what the store misses, start the threads."""
+    workspace.ensure()
+    store = DuckDBStore(workspace.store_dir / "telemetry.duckdb")
+    registry = Registry(workspace.home / "apps.json", default_retention_days=settings.retention_days)
+    registry.refresh()
+    metrics = IngestMetrics()
+    ingestor = Ingestor(store, WriteAheadLog(workspace.store_dir / "wal"), metrics,
+                        queue_items=settings.ingest_queue_items)
+    replayed = ingestor.recover()
+    if replayed:
+        log.warning("replayed %d items from the write-ahead log", replayed)
+    ingestor.start()
+    return Hub(workspace, settings, store, registry, ingestor, metrics)
+
+
+async def _read_body(request: Request) -> bytes:
+    """The raw body (chunked or not), refusing more than MAX_BODY bytes."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > MAX_BODY:
+        raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY:
+            raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(hub: Hub) -> Starlette:
+    ingestor, registry, metrics = hub.ingestor, hub.registry, hub.metrics
+
+    async def track(request: Request) -> Response:
+        ingestor.check_capacity()  # cheap refusal under a flood, before reading the body
+        body = await _read_body(request)
+        data = decode_body(body, request.headers.get("content-encoding"), max_bytes=MAX_DECODED)
+        accepted = parse_track(data, registry.by_instrumentation_key)
+        if not accepted.accepted:
+            metrics.count("track", accepted.received, 0, accepted.refused_by_reason)
+            if accepted.received == 0:
+                raise BadRequest("the body holds no telemetry items")
+            return JSONResponse({"itemsReceived": accepted.received, "itemsAccepted": 0,
+                                 "errors": accepted.errors}, status_code=400)
+        await ingestor.submit(accepted)
+        metrics.count("track", accepted.received, accepted.accepted, accepted.refused_by_reason,
+                      accepted.filtered)
+        return Response(orjson.dumps({"itemsReceived": accepted.received, "itemsAccepted": accepted.accepted,
+                                      "errors": accepted.errors}),
+                        status_code=206 if accepted.errors else 200, media_type="application/json")
+
+    def otlp_route(signal: str) -> Route:
+        async def receive(request: Request) -> Response:
+            ingestor.check_capacity()
+            ikey = request.headers.get(IKEY_HEADER)
+            if not ikey:
+                raise Unauthorized(f"OTLP requests must carry the instrumentation key in {IKEY_HEADER}")
+            app = registry.by_instrumentation_key(ikey)
+            if app is None:
+                metrics.count(f"otlp_{signal}", 0, 0, {"unknown_key": 1})
+                raise Forbidden("Invalid instrumentation key")
+            body = await _read_body(request)
+            data = decode_body(body, request.headers.get("content-encoding"), max_bytes=MAX_DECODED)
+            message, as_json = otlp.parse(signal, data, request.headers.get("content-type", ""))
+            envelopes = otlp.CONVERTERS[signal](message, app.instrumentation_key)
+            accepted = Accepted(received=len(envelopes))
+            accepted.base_types = [bt for bt, _ in envelopes]
+            accepted.lines = [line for _, line in envelopes]
+            accepted.apps = [app] * len(envelopes)
+            await ingestor.submit(accepted)
+            metrics.count(f"otlp_{signal}", accepted.received, accepted.accepted, {})
+            content, media_type = otlp.response(signal, as_json)
+            return Response(content, media_type=media_type)
+
+        return Route(f"/v1/{signal}", receive, methods=["POST"])
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "queue_items": ingestor.pending,
+                             "applied_position": ingestor.applied})
+
+    async def prometheus(request: Request) -> Response:
+        text = metrics.render(queue_depth=ingestor.pending, queue_limit=ingestor.queue_items,
+                              store_bytes=hub.store.size_bytes)
+        return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    routes: list[BaseRoute] = [
+        Route("/v2/track", track, methods=["POST"]),
+        Route("/v2.1/track", track, methods=["POST"]),
+        *(otlp_route(signal) for signal in otlp.SIGNALS),
+        Route("/health", health, methods=["GET"]),
+        Route("/metrics", prometheus, methods=["GET"]),
+        *_query_routes(hub),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        def poll_registry() -> None:
+            if registry.refresh():  # a new application or a changed retention: apply it now
+                hub.apply_retention()
+
+        tasks = [asyncio.create_task(_every(REGISTRY_POLL_S, poll_registry)),
+                 asyncio.create_task(_every(RETENTION_INTERVAL_S, hub.apply_retention, now=True))]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(hub.close)
+
+    return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+
+
+def _query_routes(hub: Hub) -> list[BaseRoute]:
+    try:
+        from scorewatch.kql.api import query_routes
+    except ImportError:  # the KQL part is not there yet
+        log.warning("scorewatch.kql.api is not available: the query API is not mounted")
+        return []
+    return list(query_routes(hub.store, hub.registry.authenticate))
+
+
+async def _every(interval: float, func: Any, *, now: bool = False) -> None:
+    if not now:
+        await asyncio.sleep(interval)
+    while True:
+        try:
+            await asyncio.to_thread(func)
+        except Exception as exc:  # keep the hub up; the next round tries again
+            log.error("%s failed: %s", getattr(func, "__name__", func), exc)
+        await asyncio.sleep(interval)
+

@@ -1,0 +1,266 @@
+"""The ingest pipeline: admission, group-committed write-ahead log, batched writes to the store.
+
+    request handler ──submit()──▶ WAL thread ──fsync──▶ answer 200
+                                      │ (in log order)
+                                      ▼
+                                  writer thread ── Arrow batch (~20k+ items) ──▶ store, with WAL position
+
+- Admission: ``pending`` counts items accepted but not yet in the store. Past ``queue_items`` a
+  request gets :class:`~scorewatch.errors.TooManyRequests` (429 with ``Retry-After``), so memory stays
+  bounded under any flood.
+- The WAL thread takes every record waiting, writes them and fsyncs once (group commit), then hands
+  them to the writer in log order and releases the waiting requests.
+- The writer thread gathers whole records into big batches and writes each batch in one store
+  transaction that also records the batch's last WAL position; on start, :meth:`Ingestor.recover`
+  replays the log after that position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from scorewatch.errors import TooManyRequests
+from scorewatch.ingest.metrics import IngestMetrics
+from scorewatch.ingest.track import Accepted
+from scorewatch.ingest.wal import WriteAheadLog
+from scorewatch.store.duckdb import DuckDBStore
+
+log = logging.getLogger("scorewatch.hub")
+
+
+@dataclass
+class Record:
+    """One request's accepted items, as the writer needs them."""
+
+    seq: int
+    lines: list[bytes]
+    base_types: list[str]
+    app_ids: list[str]
+    app_names: list[str]
+    ikeys: list[str]
+
+
+def encode(accepted: Accepted) -> bytes:
+    """A WAL payload: a JSON header line mapping instrumentation keys to applications, then the lines."""
+    apps = {a.instrumentation_key: [a.app_id, a.name] for a in set(map(_Key, accepted.apps))}
+    return orjson.dumps({"apps": apps}) + b"\n" + b"\n".join(accepted.lines)
+
+
+class _Key:
+    """Hashable view of an application (dataclasses with lists are not hashable)."""
+
+    __slots__ = ("app_id", "name", "instrumentation_key")
+
+    def __init__(self, app: Any) -> None:
+        self.app_id, self.name, self.instrumentation_key = app.app_id, app.name, app.instrumentation_key
+
+    def __hash__(self) -> int:
+        return hash(self.instrumentation_key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and other.instrumentation_key == self.instrumentation_key
+
+
+def decode(seq: int, payload: bytes) -> Record:
+    """The :class:`Record` a WAL payload stands for (used on replay)."""
+    header, _, body = payload.partition(b"\n")
+    apps = orjson.loads(header)["apps"]
+    record = Record(seq, [], [], [], [], [])
+    for line in body.split(b"\n") if body else []:
+        item = orjson.loads(line)
+        ikey = item["iKey"]
+        record.lines.append(line)
+        record.base_types.append(item["data"]["baseType"])
+        record.app_ids.append(apps[ikey][0])
+        record.app_names.append(apps[ikey][1])
+        record.ikeys.append(ikey)
+    return record
+
+
+class Ingestor:
+    def __init__(self, store: DuckDBStore, wal: WriteAheadLog, metrics: IngestMetrics, *,
+                 queue_items: int, batch_items: int = 50_000, linger_s: float = 0.2) -> None:
+        self.store, self.wal, self.metrics = store, wal, metrics
+        self.queue_items = queue_items
+        self.batch_items = batch_items
+        self.linger_s = linger_s
+        self.pending = 0  # items admitted and not yet in the store
+        self.applied = store.applied_position()
+        self._lock = threading.Lock()
+        self._wal_queue: deque[tuple[Accepted, concurrent.futures.Future[int]]] = deque()
+        self._wal_wake = threading.Condition(self._lock)
+        self._records: deque[Record] = deque()
+        self._queued = 0  # items in self._records
+        self._write_wake = threading.Condition(threading.Lock())
+        self._stopping = False
+        self._threads: list[threading.Thread] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def recover(self) -> int:
+        """Replay WAL records the store has not applied; returns the number of items replayed."""
+        replayed = 0
+        batch: list[Record] = []
+        size = 0
+        for seq, payload in self.wal.replay(self.applied):
+            record = decode(seq, payload)
+            batch.append(record)
+            size += len(record.lines)
+            if size >= self.batch_items:
+                replayed += self._write(batch)
+                batch, size = [], 0
+        if batch:
+            replayed += self._write(batch)
+        self.applied = max(self.applied, self.wal.last_seq)
+        self.wal.release(self.applied)
+        return replayed
+
+    def start(self) -> None:
+        for target, name in ((self._wal_loop, "scorewatch-wal"), (self._write_loop, "scorewatch-writer")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what was admitted (log and store), then stop the threads."""
+        self._stopping = True
+        with self._wal_wake:
+            self._wal_wake.notify_all()
+        with self._write_wake:
+            self._write_wake.notify_all()
+        for thread in self._threads:
+            thread.join(timeout)
+        self.wal.close()
+
+    # -- admission --------------------------------------------------------------------------------------
+
+    def check_capacity(self, items: int = 0) -> None:
+        if self.pending + items > self.queue_items or self._stopping:
+            self.metrics.throttled += 1
+            raise TooManyRequests(f"the hub's ingest queue is full ({self.pending} items waiting)",
+                                  retry_after=max(1.0, self.pending / 100_000))
+
+    async def submit(self, accepted: Accepted) -> None:
+        """Make ``accepted`` durable; returns once its WAL record is fsynced."""
+        n = len(accepted.lines)
+        if n == 0:
+            return
+        future: concurrent.futures.Future[int] = concurrent.futures.Future()
+        with self._wal_wake:
+            self.check_capacity(n)
+            self.pending += n
+            self._wal_queue.append((accepted, future))
+            self._wal_wake.notify()
+        await asyncio.wrap_future(future)
+
+    # -- WAL thread -------------------------------------------------------------------------------------
+
+    def _wal_loop(self) -> None:
+        while True:
+            with self._wal_wake:
+                while not self._wal_queue and not self._stopping:
+                    self._wal_wake.wait(1.0)
+                    if not self._wal_queue:
+                        self.wal.rotate_if_applied(self.applied)
+                        self.wal.release(self.applied)
+                waiting = list(self._wal_queue)
+                self._wal_queue.clear()
+            if not waiting:
+                if self._stopping:
+                    with self._write_wake:
+                        self._write_wake.notify_all()
+                    return
+                continue
+            try:
+                seqs = self.wal.append([encode(acc) for acc, _ in waiting])
+            except Exception as exc:  # disk full, I/O error: refuse, never answer 200
+                log.error("write-ahead log append failed: %s", exc)
+                with self._wal_wake:
+                    self.pending -= sum(len(acc.lines) for acc, _ in waiting)
+                for _, fut in waiting:
+                    fut.set_exception(exc)
+                continue
+            with self._write_wake:
+                for seq, (acc, _) in zip(seqs, waiting, strict=True):
+                    self._records.append(Record(
+                        seq, acc.lines, acc.base_types, [a.app_id for a in acc.apps],
+                        [a.name for a in acc.apps], [a.instrumentation_key for a in acc.apps]))
+                    self._queued += len(acc.lines)
+                self._write_wake.notify()
+            for _, fut in waiting:
+                fut.set_result(0)
+
+    # -- writer thread ----------------------------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            with self._write_wake:
+                deadline = None
+                while self._queued < self.batch_items and not self._stopping:
+                    if self._queued:
+                        deadline = deadline or time.monotonic() + self.linger_s
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            break
+                        self._write_wake.wait(remaining)
+                    else:
+                        self._write_wake.wait(1.0)
+                batch: list[Record] = []
+                size = 0
+                while self._records and size < self.batch_items:
+                    record = self._records.popleft()
+                    batch.append(record)
+                    size += len(record.lines)
+                self._queued -= size
+            if not batch:
+                if self._stopping and not any(t.is_alive() for t in self._threads
+                                              if t.name == "scorewatch-wal"):
+                    return
+                continue
+            self._write(batch)
+            with self._wal_wake:
+                self.pending -= size
+
+    def _write(self, batch: list[Record]) -> int:
+        """Write ``batch`` in one transaction (retrying record by record if the batch fails)."""
+        started = time.perf_counter()
+        try:
+            self._write_records(batch)
+        except Exception as exc:
+            log.error("store write of %d records failed (%s); retrying one by one", len(batch), exc)
+            for record in batch:
+                try:
+                    self._write_records([record])
+                except Exception as exc2:
+                    self.metrics.write_failed += len(record.lines)
+                    log.error("dropping WAL record %d (%d items): %s", record.seq, len(record.lines), exc2)
+        self.metrics.observe_write(time.perf_counter() - started)
+        self.applied = max(self.applied, batch[-1].seq)
+        return sum(len(r.lines) for r in batch)
+
+    def _write_records(self, batch: list[Record]) -> None:
+        def flat(attr: str) -> list[Any]:
+            out: list[Any] = []
+            for record in batch:
+                out.extend(getattr(record, attr))
+            return out
+
+        table = pa.table({
+            "env": pa.array(flat("lines"), type=pa.string()),
+            "baseType": pa.array(flat("base_types"), type=pa.string()).dictionary_encode(),
+            "appId": pa.array(flat("app_ids"), type=pa.string()),
+            "appName": pa.array(flat("app_names"), type=pa.string()),
+            "iKey": pa.array(flat("ikeys"), type=pa.string()),
+        })
+        written = self.store.write_envelopes(table, position=batch[-1].seq)
+        self.metrics.stored += sum(written.values())
