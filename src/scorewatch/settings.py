@@ -60,6 +60,10 @@ class Settings:
     exporter_batch_size: int = setting(512, "Telemetry items sent in one request to the ingestion endpoint.")
     exporter_interval_ms: int = setting(1_000, "Longest an item waits in the queue before its batch is sent.")
     spool_max_bytes: int = setting(256 * 1024 * 1024, "Disk the exporter's spool may use while the receiver is down.")
+    exporter_queue_max_bytes: int = setting(
+        256 * 1024 * 1024, "Memory large payloads (over inline_limit) may hold in the exporter queue before drops.")
+    exporter_retry_max_s: float = setting(30.0, "Longest wait between attempts to reach an unreachable receiver.")
+    control_key: str = setting("", "Extra key for the telemetry control route (/control/telemetry).")
 
     # Hub (`scorewatch hub`)
     hub_host: str = setting("127.0.0.1", "Address the hub binds to.")

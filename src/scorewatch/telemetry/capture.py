@@ -1,0 +1,111 @@
+"""Capture of what an entry script prints and logs.
+
+``sys.stdout`` and ``sys.stderr`` are replaced by :class:`StreamCapture` proxies that still write
+everything through to the real stream, and hand each complete line (``print`` writes the text and the
+newline separately, so output is gathered per thread up to the newline) to the sink as ``STDOUT`` /
+``STDERR``. :class:`LogCapture` is a root logging handler that hands records to the sink with their
+level, logger name, file and line. The sink reads the current operation, so every line carries the
+``operation_Id`` of the request it was printed for.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from typing import Any, Protocol, TextIO
+
+# Our own and the server's loggers are not the entry script's output (and recording them could loop).
+EXCLUDED_LOGGERS = ("scorewatch", "uvicorn", "opentelemetry", "starlette", "asyncio")
+MAX_PENDING_CHARS = 64 * 1024
+
+
+class Sink(Protocol):
+    capturing: bool
+
+    def output(self, stream: str, text: str) -> None: ...
+    def log(self, record: logging.LogRecord) -> None: ...
+
+
+class StreamCapture:
+    """A text stream proxy: writes through, and reports each finished line to the sink."""
+
+    def __init__(self, stream: TextIO, name: str, sink: Sink) -> None:
+        self._stream = stream
+        self._name = name
+        self._sink = sink
+        self._pending: dict[int, str] = {}
+
+    def write(self, text: str) -> int:
+        written = self._stream.write(text)
+        if self._sink.capturing and text:
+            ident = threading.get_ident()
+            pending = self._pending.pop(ident, "")
+            if text.endswith("\n"):
+                line = (pending + text)[:-1] if pending else text[:-1]
+                if line.strip():
+                    self._sink.output(self._name, line)
+            else:
+                pending += text
+                if len(pending) > MAX_PENDING_CHARS:  # a line without end must not grow forever
+                    self._sink.output(self._name, pending)
+                else:
+                    self._pending[ident] = pending
+        return written
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        # fileno, flush, isatty, encoding, buffer...: the real stream's.
+        return getattr(self._stream, name)
+
+    @property
+    def wrapped(self) -> TextIO:
+        return self._stream
+
+
+class LogCapture(logging.Handler):
+    """Root handler recording the entry script's log records (not scorewatch's or the server's)."""
+
+    def __init__(self, sink: Sink) -> None:
+        super().__init__(logging.NOTSET)
+        self._sink = sink
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._sink.capturing or record.name.startswith(EXCLUDED_LOGGERS):
+            return
+        try:
+            self._sink.log(record)
+        except Exception:
+            self.handleError(record)
+
+
+class Capture:
+    """Installs and removes the stdout/stderr proxies and the logging handler for one sink."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.handler = LogCapture(sink)
+        self._installed = False
+
+    def install(self) -> None:
+        if self._installed:
+            return
+        if not isinstance(sys.stdout, StreamCapture):
+            sys.stdout = StreamCapture(sys.stdout, "STDOUT", self.sink)  # type: ignore[assignment]
+        if not isinstance(sys.stderr, StreamCapture):
+            sys.stderr = StreamCapture(sys.stderr, "STDERR", self.sink)  # type: ignore[assignment]
+        logging.getLogger().addHandler(self.handler)
+        self._installed = True
+
+    def uninstall(self) -> None:
+        if not self._installed:
+            return
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if isinstance(stream, StreamCapture) and stream._sink is self.sink:
+                setattr(sys, name, stream.wrapped)
+        logging.getLogger().removeHandler(self.handler)
+        self._installed = False

@@ -1,0 +1,173 @@
+"""Switching telemetry at run time, without a restart: monitoring, model data, sampling.
+
+The state lives in a small JSON file in the workspace (``services/<service>-<port>.telemetry.json``)
+shared by all worker processes of a service. Each worker re-reads it when its modification time
+changes, checked every 250 ms by the telemetry worker thread, so a change reaches every worker well
+within a second; the request path only reads the cached state.
+
+The file remembers the settings it was made from: a service restarted with the same flags keeps the
+state it was switched to at run time; restarted with different flags, it starts from the flags.
+
+``/control/telemetry`` (GET to read, POST to change) is the route; it needs ``Authorization: Bearer
+<key>`` with one of the service's keys, or ``control_key`` when set, or else the key in
+``services/<service>-<port>.control-key`` (created, mode 0600, on first start).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from scorewatch.errors import BadRequest, Unauthorized
+from scorewatch.http import error_response
+
+ROUTE = "/control/telemetry"
+
+
+@dataclass(frozen=True)
+class TelemetryState:
+    monitoring: bool = True
+    model_data: bool = True
+    sampling_percentage: float = 100.0
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], base: TelemetryState | None = None) -> TelemetryState:
+        """Apply ``data`` (our names or the Azure SDK's) on top of ``base``; BadRequest when invalid."""
+        if not isinstance(data, dict):
+            raise BadRequest("the body must be a JSON object")
+        names = {"monitoring": "monitoring", "enable_app_insights": "monitoring", "model_data": "model_data",
+                 "collect_model_data": "model_data", "sampling_percentage": "sampling_percentage"}
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise BadRequest(f"unknown field(s): {', '.join(unknown)}; known: {', '.join(names)}")
+        changes: dict[str, Any] = {}
+        for key, value in data.items():
+            field = names[key]
+            if field == "sampling_percentage":
+                if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+                    raise BadRequest("sampling_percentage must be a number from 0 to 100")
+                changes[field] = float(value)
+            else:
+                if not isinstance(value, bool):
+                    raise BadRequest(f"{key} must be true or false")
+                changes[field] = value
+        return dataclasses.replace(base or cls(), **changes)
+
+
+class Control:
+    """The shared state file of one service, and its route."""
+
+    def __init__(self, path: Path, initial: TelemetryState, *, key_digests: list[str] | None = None,
+                 key_file: Path | None = None, poll_s: float = 0.25) -> None:
+        self.path = path
+        self.poll_s = poll_s
+        self.state = initial
+        self._mtime_ns = -1
+        self._next_poll = 0.0
+        self._digests = [bytes.fromhex(d) for d in key_digests or []]
+        if not self._digests and key_file is not None:
+            self._digests = [hashlib.sha256(_key_from_file(key_file).encode()).digest()]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base = dataclasses.asdict(initial)
+        stored = self._read()
+        if stored is None or stored.get("base") != base:
+            self._write({"base": base, "state": base})
+        self.poll(force=True)
+
+    # -- state -------------------------------------------------------------------------------------
+    def poll(self, force: bool = False) -> TelemetryState:
+        """Re-read the file if it changed (at most every ``poll_s`` unless forced)."""
+        now = time.monotonic()
+        if not force and now < self._next_poll:
+            return self.state
+        self._next_poll = now + self.poll_s
+        try:
+            mtime = self.path.stat().st_mtime_ns
+        except FileNotFoundError:
+            return self.state
+        if mtime != self._mtime_ns:
+            stored = self._read()
+            if stored is not None:
+                with contextlib.suppress(BadRequest, TypeError):
+                    self.state = TelemetryState.from_dict(stored.get("state") or {}, TelemetryState())
+                self._mtime_ns = mtime
+        return self.state
+
+    def update(self, changes: dict[str, Any]) -> TelemetryState:
+        """Change the state for every worker of the service; returns the new state."""
+        state = TelemetryState.from_dict(changes, self.poll(force=True))
+        stored = self._read() or {}
+        self._write({"base": stored.get("base"), "state": dataclasses.asdict(state)})
+        self.state = state
+        return state
+
+    def _read(self) -> dict[str, Any] | None:
+        try:
+            data = orjson.loads(self.path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _write(self, data: dict[str, Any]) -> None:
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(orjson.dumps(data))
+        os.replace(tmp, self.path)
+
+    # -- route -------------------------------------------------------------------------------------
+    def authorized(self, authorization: str | None) -> bool:
+        scheme, _, key = (authorization or "").partition(" ")
+        given = hashlib.sha256(key.strip().encode()).digest()
+        ok = False
+        for expected in self._digests:  # every key compared every time: constant time
+            ok |= hmac.compare_digest(given, expected)
+        return ok and scheme.lower() == "bearer"
+
+    async def endpoint(self, request: Request) -> Response:
+        try:
+            if not self.authorized(request.headers.get("authorization")):
+                raise Unauthorized("a valid 'Authorization: Bearer <key>' header is required")
+            if request.method == "POST":
+                try:
+                    body = orjson.loads(await request.body())
+                except orjson.JSONDecodeError as exc:
+                    raise BadRequest(f"the body is not valid JSON: {exc}") from None
+                state = self.update(body)
+            else:
+                state = self.poll(force=True)
+        except Exception as exc:
+            return error_response(exc)
+        return JSONResponse(dataclasses.asdict(state))
+
+    def routes(self) -> list[Route]:
+        return [Route(ROUTE, self.endpoint, methods=["GET", "POST"])]
+
+
+def _key_from_file(path: Path) -> str:
+    """The control key in ``path``, created (mode 0600, exclusively: workers race) when absent."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # another worker is writing it right now
+            key = path.read_text().strip()
+            if key:
+                return key
+            time.sleep(0.01)
+        return path.read_text().strip()
+    key = secrets.token_urlsafe(32)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
