@@ -36,7 +36,8 @@ class Receiver:
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self.app = Starlette(routes=[Route("/v2.1/track", self._track, methods=["POST"]),
-                                     Route("/v2/track", self._track, methods=["POST"])])
+                                     Route("/v2/track", self._track, methods=["POST"]),
+                                     Route("/echo", self._echo, methods=["GET", "POST"])])
 
     @property
     def connection_string(self) -> str:
@@ -45,6 +46,11 @@ class Receiver:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    async def _echo(self, request: Request) -> JSONResponse:
+        """A downstream service for dependency tests: answers with the headers it got."""
+        status = int(request.query_params.get("status", "200"))
+        return JSONResponse(dict(request.headers), status_code=status)
 
     async def _track(self, request: Request) -> JSONResponse:
         body = await request.body()

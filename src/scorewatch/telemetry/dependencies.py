@@ -10,6 +10,8 @@ process; the sink can change (or go away: then spans are ignored).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import threading
 from typing import Any, Protocol
@@ -30,7 +32,7 @@ class SpanSink(Protocol):
 
 _sink: SpanSink | None = None
 _lock = threading.Lock()
-_installed = False
+_instrumentors: list[Any] = []
 
 
 class _OperationIdGenerator(RandomIdGenerator):
@@ -54,11 +56,18 @@ class _ToSink(SpanProcessor):
 
 
 def install(sink: SpanSink | None) -> None:
-    """Make ``sink`` receive dependency spans; instruments the HTTP clients the first time."""
-    global _sink, _installed
+    """Make ``sink`` receive dependency spans, instrumenting the HTTP clients; ``None`` removes the
+    instrumentation again (a stopped monitor leaves the process's HTTP clients as it found them)."""
+    global _sink, _instrumentors
     with _lock:
         _sink = sink
-        if _installed or sink is None:
+        if sink is None:
+            for instrumentor in _instrumentors:
+                with contextlib.suppress(Exception):
+                    instrumentor.uninstrument()
+            _instrumentors = []
+            return
+        if _instrumentors:
             return
         provider = TracerProvider(id_generator=_OperationIdGenerator())
         provider.add_span_processor(_ToSink())
@@ -67,12 +76,12 @@ def install(sink: SpanSink | None) -> None:
                             ("opentelemetry.instrumentation.urllib3", "URLLib3Instrumentor"),
                             ("opentelemetry.instrumentation.urllib", "URLLibInstrumentor")):
             try:
-                instrumentor = getattr(__import__(module, fromlist=[cls]), cls)()
+                instrumentor = getattr(importlib.import_module(module), cls)()
                 if not instrumentor.is_instrumented_by_opentelemetry:
                     instrumentor.instrument(tracer_provider=provider)
+                    _instrumentors.append(instrumentor)
             except Exception:  # a missing client library must not stop the service
                 log.warning("could not instrument %s", module, exc_info=True)
-        _installed = True
 
 
 def describe(span: ReadableSpan) -> dict[str, Any]:

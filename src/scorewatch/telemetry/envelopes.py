@@ -132,8 +132,9 @@ class EnvelopeFactory:
                   operation_id: str | None = None, parent_id: str | None = None,
                   operation_name: str | None = None, severity: int = SEVERITY_ERROR) -> dict[str, Any]:
         details = exception_details(exc)
-        innermost_stack = details[-1]["parsedStack"]
-        where = innermost_stack[0]["method"] if innermost_stack else "<module>"
+        # Where the reported exception was raised: the innermost frame of its own stack.
+        stack = details[0]["parsedStack"]
+        where = stack[0]["method"] if stack else "<module>"
         base = {"ver": 2, "exceptions": details, "severityLevel": severity,
                 "problemId": f"{details[0]['typeName']} at {where}", "properties": dict(properties)}
         return self._envelope("Exception", "ExceptionData", when, base, operation_id, parent_id,

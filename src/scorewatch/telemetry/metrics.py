@@ -1,17 +1,14 @@
-"""Counters of the telemetry pipeline and of the scored requests, rendered as Prometheus text.
+"""Counters of the telemetry pipeline, rendered as Prometheus text for the service's ``/metrics``.
 
 ``ExporterStats`` counts what happened to telemetry items (queued, sent, retried, spooled, dropped by
-reason); ``RequestMetrics`` counts /score requests and their durations. Both are per process and cheap
-to update from any thread: plain integer adds under the GIL, with a lock only where a dict may grow.
+reason) per worker process; the queue depth is read from the processor when rendered. Counters are
+updated by the worker thread (and, for drops, by producers) under a lock: none of it is per request.
 """
 
 from __future__ import annotations
 
-import bisect
 import threading
 from collections.abc import Callable
-
-DURATION_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 # Every drop reason is listed so /metrics shows zeros before anything is dropped.
 DROP_REASONS = ("queue_full", "queue_bytes", "spool_full", "rejected", "invalid", "shutdown")
@@ -44,47 +41,15 @@ class ExporterStats:
             return {**self.counts, "dropped": dict(self.dropped), "queue_depth": self.queue_depth()}
 
 
-class RequestMetrics:
-    """Request count, failures and a duration histogram for /score."""
+def render(stats: ExporterStats, labels: str = "") -> str:
+    """The exporter's counters in Prometheus text exposition format (version 0.0.4).
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.failures = 0
-        self.duration_sum = 0.0
-        self.buckets = [0] * (len(DURATION_BUCKETS_S) + 1)
-
-    def observe(self, duration_ms: float, success: bool) -> None:
-        # Unlocked on purpose: this is on the request path; a lost increment under a rare thread race
-        # is an acceptable error for a gauge-like view, a lock per request is not.
-        seconds = duration_ms / 1000.0
-        self.count += 1
-        if not success:
-            self.failures += 1
-        self.duration_sum += seconds
-        self.buckets[bisect.bisect_left(DURATION_BUCKETS_S, seconds)] += 1
-
-
-def render(requests: RequestMetrics, stats: ExporterStats, labels: str = "") -> str:
-    """Prometheus text exposition format (version 0.0.4)."""
+    Request counts and durations are the scoring app's own (``scorewatch.scoring.metrics``); this is
+    appended to them on ``/metrics``.
+    """
     lab = "{" + labels + "}" if labels else ""
     sep = labels + "," if labels else ""
-    out = [
-        "# HELP scorewatch_requests_total Scored requests (/score).",
-        "# TYPE scorewatch_requests_total counter",
-        f"scorewatch_requests_total{lab} {requests.count}",
-        "# HELP scorewatch_request_failures_total Scored requests that answered a status >= 400.",
-        "# TYPE scorewatch_request_failures_total counter",
-        f"scorewatch_request_failures_total{lab} {requests.failures}",
-        "# HELP scorewatch_request_duration_seconds Time from request received to response sent.",
-        "# TYPE scorewatch_request_duration_seconds histogram",
-    ]
-    cumulative = 0
-    for bound, n in zip((*DURATION_BUCKETS_S, float("inf")), requests.buckets, strict=True):
-        cumulative += n
-        le = "+Inf" if bound == float("inf") else repr(bound)
-        out.append(f'scorewatch_request_duration_seconds_bucket{{{sep}le="{le}"}} {cumulative}')
-    out.append(f"scorewatch_request_duration_seconds_sum{lab} {requests.duration_sum:.6f}")
-    out.append(f"scorewatch_request_duration_seconds_count{lab} {requests.count}")
+    out = []
     snap = stats.snapshot()
     for name in ExporterStats.COUNTERS:
         out.append(f"# HELP scorewatch_telemetry_{name}_total Telemetry items {name} by the exporter.")

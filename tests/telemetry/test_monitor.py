@@ -1,0 +1,283 @@
+"""The monitor in-process: every record kind, correlation, blobs, sampling, runtime control, /metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.request
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+import requests
+import urllib3
+
+from scorewatch.scoring.monitor import ScoredRequest, ServiceInfo
+from scorewatch.settings import Settings
+from scorewatch.telemetry.blobs import BlobStore
+from scorewatch.telemetry.context import Operation, current_operation, new_span_id, new_trace_id
+from scorewatch.telemetry.exporter import InMemoryExporter
+from scorewatch.telemetry.monitor import create_monitor
+
+INFO = ServiceInfo(service_name="svc", workspace_name="ws", entry_script="score.py", model_dir=None,
+                   container_id="container-1", models=["ridge:3"])
+
+
+@pytest.fixture
+def settings(tmp_path):
+    return Settings(home=tmp_path / "ws", connection_string="InstrumentationKey=abc-def;IngestionEndpoint=http://127.0.0.1:9",
+                    exporter_interval_ms=50, inline_limit=1024, port=5999)
+
+
+@pytest.fixture
+def monitor(settings):
+    exporter = InMemoryExporter()
+    m = create_monitor(settings, INFO, exporter=exporter)
+    # worker_started() (which swaps sys.stdout) runs inside each test: pytest re-installs its own
+    # capture streams between setup and call.
+    yield m
+    m.shutdown(5)
+
+
+def items(monitor, base_type=None, message=None):
+    monitor.worker_started()
+    monitor.processor.force_flush(5)
+    out = monitor.exporter.items
+    if base_type:
+        out = [i for i in out if i["data"]["baseType"] == base_type]
+    if message:
+        out = [i for i in out if i["data"]["baseData"].get("message") == message]
+    return out
+
+
+def scored(op, *, status=200, body=b'{"data": [1]}', output=b"[2]", exc=None):
+    return ScoredRequest(operation=op, method="POST", url="http://127.0.0.1:5999/score", name="POST /score",
+                         start=datetime.now(UTC), duration_ms=12.5, status_code=status, success=status < 400,
+                         request_id="req-1", client_request_id="client-1", headers={}, input=body,
+                         output=output, exception=exc)
+
+
+def new_op():
+    return Operation(operation_id=new_trace_id(), parent_id=new_span_id(), name="POST /score",
+                     request_id="req-1")
+
+
+def serve(monitor, op, work, **kwargs):
+    """Run ``work`` as the scoring app runs run(): with the operation set; then finish the request."""
+    monitor.worker_started()
+    token = current_operation.set(op)
+    exc = None
+    try:
+        work()
+    except Exception as e:
+        exc = e
+        monitor.exception(e, during="run")
+    finally:
+        current_operation.reset(token)
+    monitor.request_finished(scored(op, exc=exc, status=500 if exc else 200, **kwargs))
+
+
+def test_request_and_model_data_fields(monitor):
+    op = new_op()
+    serve(monitor, op, lambda: None)
+    [req] = items(monitor, "RequestData")
+    base = req["data"]["baseData"]
+    assert req["name"] == "Microsoft.ApplicationInsights.abcdef.Request"
+    assert (base["name"], base["responseCode"], base["success"], base["duration"]) == (
+        "POST /score", "200", True, "0.00:00:00.012500")
+    assert base["id"] == op.parent_id and req["tags"]["ai.operation.id"] == op.operation_id
+    assert req["tags"]["ai.cloud.role"] == "svc" and req["tags"]["ai.cloud.roleInstance"]
+    assert base["properties"] == {"Container Id": "container-1", "Workspace Name": "ws", "Service Name": "svc",
+                                  "Request Id": "req-1", "Client Request Id": "client-1"}
+    [md] = items(monitor, "MessageData", "model_data_collection")
+    props = md["data"]["baseData"]["properties"]
+    assert props["Input"] == '{"data": [1]}' and props["Prediction"] == "[2]" and props["Models"] == "ridge:3"
+    assert md["tags"]["ai.operation.id"] == op.operation_id
+
+
+def test_print_log_and_exception_share_the_operation_id(monitor):
+    op = new_op()
+
+    def work():
+        print("plain text")
+        print(json.dumps({"score": 0.5, "label": "a"}))
+        print("to stderr", file=__import__("sys").stderr)
+        logging.getLogger("user.model").warning("careful: %s", "x")
+        raise ValueError("bad input") from KeyError("k")
+
+    serve(monitor, op, work)
+    out = items(monitor)
+    stdout = [i for i in out if i["data"]["baseData"].get("message") == "STDOUT"]
+    assert [i["data"]["baseData"]["properties"]["Contents"] for i in stdout] == [
+        "plain text", {"score": 0.5, "label": "a"}]
+    [stderr] = [i for i in out if i["data"]["baseData"].get("message") == "STDERR"]
+    assert stderr["data"]["baseData"]["properties"]["Contents"] == "to stderr"
+    [log] = [i for i in out if i["data"]["baseData"].get("message") == "careful: x"]
+    assert log["data"]["baseData"]["severityLevel"] == 2
+    assert log["data"]["baseData"]["properties"]["loggerName"] == "user.model"
+    assert log["data"]["baseData"]["properties"]["fileName"].endswith("test_monitor.py")
+    assert int(log["data"]["baseData"]["properties"]["lineNumber"]) > 0
+    [exc] = items(monitor, "ExceptionData")
+    base = exc["data"]["baseData"]
+    assert base["severityLevel"] == 3 and base["problemId"] == "ValueError at work"
+    assert [(e["typeName"], e["message"]) for e in base["exceptions"]] == [("ValueError", "bad input"),
+                                                                          ("KeyError", "'k'")]
+    assert base["exceptions"][0]["parsedStack"][0]["method"] == "work"
+    assert base["exceptions"][0]["parsedStack"][0]["line"] > 0
+    [req] = items(monitor, "RequestData")
+    assert req["data"]["baseData"]["success"] is False and req["data"]["baseData"]["responseCode"] == "500"
+    for item in (*stdout, stderr, log, exc, req):
+        assert item["tags"]["ai.operation.id"] == op.operation_id
+
+
+def test_exception_without_context_is_recorded_once_with_the_request(monitor):
+    op = new_op()
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError as e:
+        monitor.exception(e, during="run")  # called outside the request's context
+        monitor.request_finished(scored(op, status=500, exc=e, output=b'{"message": "boom"}'))
+    [exc] = items(monitor, "ExceptionData")
+    assert exc["tags"]["ai.operation.id"] == op.operation_id
+    [md] = items(monitor, "MessageData", "model_data_collection")
+    assert md["data"]["baseData"]["properties"]["Error"] == '{"message": "boom"}'
+
+
+def test_init_output_and_exception_are_recorded(monitor):
+    monitor.worker_started()
+    print("loading model")
+    try:
+        raise OSError("model file missing")
+    except OSError as e:
+        monitor.exception(e, during="init")
+    [line] = items(monitor, "MessageData", "STDOUT")
+    assert line["data"]["baseData"]["properties"]["Contents"] == "loading model"
+    [exc] = items(monitor, "ExceptionData")
+    assert exc["data"]["baseData"]["properties"]["During"] == "init"
+
+
+def test_large_and_binary_payloads_go_to_blobs(monitor, settings):
+    big = bytes(range(256)) * 40_000 + b"tail"  # ~10 MB, not UTF-8
+    serve(monitor, new_op(), lambda: None, body=big, output=b"x" * 2000)
+    [md] = items(monitor, "MessageData", "model_data_collection")
+    props = md["data"]["baseData"]["properties"]
+    blobs = BlobStore(settings.home / "blobs")
+    assert props["Input"]["size"] == len(big) and blobs.get(props["Input"]) == big
+    assert blobs.get(props["Prediction"]["blob"]) == b"x" * 2000
+    assert props["Prediction"]["preview"].startswith("xxx")
+
+
+def test_dependencies_from_each_http_client_carry_traceparent(monitor, receiver):
+    op = new_op()
+    seen = []
+
+    def work():
+        seen.append(requests.get(f"{receiver.url}/echo").json())
+        seen.append(httpx.get(f"{receiver.url}/echo?status=404").json())
+        with urllib3.PoolManager() as pool:
+            seen.append(json.loads(pool.request("GET", f"{receiver.url}/echo").data))
+        with urllib.request.urlopen(f"{receiver.url}/echo") as response:
+            seen.append(json.loads(response.read()))
+
+    serve(monitor, op, work)
+    deps = items(monitor, "RemoteDependencyData")
+    assert len(deps) == 4, [d["data"]["baseData"]["data"] for d in deps]
+    for dep, headers in zip(sorted(deps, key=lambda d: d["time"]), seen, strict=True):
+        base = dep["data"]["baseData"]
+        assert base["type"] == "HTTP" and base["target"] == f"127.0.0.1:{receiver.port}"
+        assert base["data"].startswith(f"{receiver.url}/echo")
+        assert dep["tags"]["ai.operation.id"] == op.operation_id
+        assert dep["tags"]["ai.operation.parentId"] == op.parent_id
+        assert headers["traceparent"].startswith(f"00-{op.operation_id}-{base['id']}-")
+    codes = sorted((d["data"]["baseData"]["resultCode"], d["data"]["baseData"]["success"]) for d in deps)
+    assert codes == [("200", True)] * 3 + [("404", False)]
+
+
+def test_public_api(monitor):
+    import scorewatch
+
+    op = new_op()
+
+    def work():
+        with scorewatch.track_dependency("SELECT 1", type="SQL", target="db") as call:
+            call.result_code = "0"
+        with pytest.raises(KeyError), scorewatch.track_dependency("GET key", type="Redis"):
+            raise KeyError("missing")
+        scorewatch.track_event("scored", {"model": "ridge"}, {"rows": 3})
+        scorewatch.track_metric("latency", 1.5)
+
+    serve(monitor, op, work)
+    deps = sorted(items(monitor, "RemoteDependencyData"), key=lambda d: d["data"]["baseData"]["name"])
+    assert [(d["data"]["baseData"]["type"], d["data"]["baseData"]["success"], d["data"]["baseData"]["resultCode"])
+            for d in deps] == [("Redis", False, "KeyError"), ("SQL", True, "0")]
+    [event] = items(monitor, "EventData")
+    assert event["data"]["baseData"]["name"] == "scored" and event["data"]["baseData"]["measurements"] == {"rows": 3}
+    [metric] = items(monitor, "MetricData")
+    assert metric["data"]["baseData"]["metrics"][0]["value"] == 1.5
+    assert all(i["tags"]["ai.operation.id"] == op.operation_id for i in (*deps, event, metric))
+
+
+def test_api_is_a_no_op_without_a_monitor():
+    import scorewatch
+
+    with scorewatch.track_dependency("x") as call:
+        call.result_code = "1"
+    scorewatch.track_event("e")
+    scorewatch.track_metric("m", 1)
+
+
+def test_sampling_keeps_failures_and_marks_sample_rate(monitor):
+    monitor.control.update({"sampling_percentage": 0})
+    monitor._tick()
+    serve(monitor, new_op(), lambda: print("dropped"))
+    serve(monitor, new_op(), lambda: 1 / 0)
+    out = items(monitor)
+    assert [i["data"]["baseData"]["success"] for i in out if i["data"]["baseType"] == "RequestData"] == [False]
+    assert len([i for i in out if i["data"]["baseType"] == "ExceptionData"]) == 1
+    assert not [i for i in out if i["data"]["baseData"].get("message") == "STDOUT"]
+
+
+def test_sampled_items_carry_sample_rate(monitor):
+    monitor.control.update({"sampling_percentage": 50})
+    monitor._tick()
+    for _ in range(200):
+        serve(monitor, new_op(), lambda: None)
+    reqs = items(monitor, "RequestData")
+    assert 40 < len(reqs) < 160 and all(r["sampleRate"] == 50.0 for r in reqs)
+
+
+def test_runtime_switch_reaches_another_worker_via_the_state_file(monitor, settings):
+    other = create_monitor(settings, INFO, exporter=InMemoryExporter())  # a second worker process' view
+    assert other.control.state.monitoring is True
+    monitor.control.update({"enable_app_insights": False, "collect_model_data": False})
+    assert other.control.poll(force=True).monitoring is False
+    monitor._tick()
+    serve(monitor, new_op(), lambda: print("not recorded"))
+    assert items(monitor) == []
+    monitor.control.update({"monitoring": True})
+    monitor._tick()
+    serve(monitor, new_op(), lambda: None)
+    assert [i["data"]["baseType"] for i in items(monitor)] == ["RequestData"]  # model data still off
+
+
+def test_metrics_text_has_exporter_counters(monitor):
+    serve(monitor, new_op(), lambda: None)
+    items(monitor)
+    text = monitor.metrics_text()
+    assert 'scorewatch_telemetry_queued_total{pid="' in text
+    assert 'scorewatch_telemetry_dropped_total{pid="' in text and 'reason="queue_full"} 0' in text
+    assert "scorewatch_telemetry_queue_depth{" in text
+
+
+def test_queue_overflow_drops_and_counts(settings):
+    m = create_monitor(settings.replace(exporter_queue_size=5, exporter_interval_ms=60_000), INFO,
+                       exporter=InMemoryExporter())
+    m.worker_started()
+    try:
+        m.capturing = True
+        for _ in range(20):
+            m.request_finished(scored(new_op()))
+        assert m.stats.dropped["queue_full"] == 15
+    finally:
+        m.shutdown(5)
+    assert len([i for i in m.exporter.items if i["data"]["baseType"] == "RequestData"]) == 5
