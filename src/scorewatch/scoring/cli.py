@@ -1,0 +1,51 @@
+"""``scorewatch serve``: the click command (parse, resolve, print, run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from scorewatch.settings import Settings
+
+
+@click.command()
+@click.argument("entry_script", required=False, type=click.Path(dir_okay=False))
+@click.option("--model-dir", type=click.Path(file_okay=False), help="Model folder (AZUREML_MODEL_DIR).")
+@click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
+@click.option("--port", type=int, default=None, help="Port (default 5001).")
+@click.option("--workers", type=int, default=None, help="Worker processes (WORKER_COUNT, default 1).")
+@click.option("--name", "service_name", default=None, help="Service name (SERVICE_NAME; default: script folder).")
+@click.option("--connection-string", default=None,
+              help="Application Insights connection string to report to (monitoring is off without one).")
+@click.option("--max-body-size", type=int, default=None, help="Largest request body in bytes (default 100 MiB).")
+@click.option("--auth/--no-auth", default=None, help="Require 'Authorization: Bearer <key>' on /score.")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Workspace directory (SCOREWATCH_HOME).")
+def serve(entry_script: str | None, model_dir: str | None, host: str | None, port: int | None,
+          workers: int | None, service_name: str | None, connection_string: str | None,
+          max_body_size: int | None, auth: bool | None, home: Path | None) -> None:
+    """Serve an Azure ML entry script (score.py) over HTTP: POST /score runs run().
+
+    ENTRY_SCRIPT defaults to AZUREML_ENTRY_SCRIPT. Azure's environment variables work as in an Azure
+    container (AZUREML_MODEL_DIR, AML_APP_ROOT, WORKER_COUNT, SCORING_TIMEOUT_MS, SERVICE_NAME,
+    WORKSPACE_NAME). Stop with Ctrl-C or SIGTERM: requests in flight are answered first.
+    """
+    from scorewatch.scoring import server
+
+    settings = Settings.from_env(host=host, port=port, workers=workers, service_name=service_name,
+                                 connection_string=connection_string, max_body_size=max_body_size,
+                                 auth=auth, home=home)
+    config, keys = server.resolve(entry_script, model_dir, settings)
+    if keys is not None:
+        if keys.generated:
+            click.echo("Key authentication is on. New keys (shown once; kept in "
+                       f"{keys.source.removeprefix('generated:')}):")
+            click.echo(f"  primary:   {keys.primary}")
+            click.echo(f"  secondary: {keys.secondary}")
+        else:
+            click.echo(f"Key authentication is on (keys from {keys.source}).")
+    monitoring = "on" if settings.connection_string else "off"
+    click.echo(f"Serving {config.entry_script} as {config.service_name} on "
+               f"http://{settings.host}:{settings.port}/score ({settings.workers} worker(s), monitoring {monitoring})")
+    server.run(config)

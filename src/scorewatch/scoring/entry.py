@@ -1,0 +1,188 @@
+"""The entry script (``score.py``): loading it and calling it the way Azure's inference server does.
+
+Three calling conventions, chosen from how ``run`` is declared:
+
+- ``raw``: ``run(raw_data)`` gets the body as ``str`` (GET: the query parameters as a JSON string).
+- ``schema``: ``@input_schema`` parameters; the JSON body's top-level keys are ``run``'s arguments,
+  each decoded to its declared type (numpy, pandas, standard types).
+- ``rawhttp``: ``run(request)`` gets an :class:`AMLRequest` and may return an :class:`AMLResponse`.
+
+A parameter named ``request_headers`` gets the request headers in all three. Whatever ``run`` returns
+(other than a response object) is JSON-encoded. :meth:`EntryScript.invoke` runs in a worker thread: it
+decodes the input, calls ``run`` and encodes the output, raising :class:`~scorewatch.errors.BadRequest`
+for input the script never saw and :class:`RunFailed` for an exception from the script itself.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from scorewatch.errors import BadRequest, ConfigError
+from scorewatch.scoring import schema
+from scorewatch.scoring.compat.aml_request import RAWHTTP_ATTR, AMLRequest
+
+JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+class RunFailed(Exception):
+    """``run()`` raised: ``original`` is the script's exception."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(f"{type(original).__name__}: {original}")
+        self.original = original
+
+
+@dataclass
+class ScoreInput:
+    """What one /score request hands to the script (built in the event loop, used in the thread)."""
+
+    method: str
+    body: bytes
+    query: list[tuple[str, str]]
+    headers: list[tuple[bytes, bytes]]
+    scope: dict[str, Any]
+
+
+@dataclass
+class ScoreOutput:
+    """The encoded answer of ``run``: the status is 200 unless a response object said otherwise."""
+
+    body: bytes
+    status: int = 200
+    media_type: str | None = "application/json"
+    headers: list[tuple[str, str]] | None = None
+
+
+class EntryScript:
+    """A loaded ``score.py``: ``init()`` and ``run()`` and how ``run`` wants to be called."""
+
+    def __init__(self, path: Path, module: Any) -> None:
+        self.path = path
+        self.module = module
+        self.init_fn = getattr(module, "init", None)
+        run = getattr(module, "run", None)
+        if not callable(run):
+            raise ConfigError(f"{path} defines no run() function")
+        self.run = run
+        signature = inspect.signature(run)
+        params = signature.parameters
+        self.wants_headers = "request_headers" in params
+        self.accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        self.arg_names = [n for n, p in params.items() if n != "request_headers"
+                          and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        self.required = {n for n in self.arg_names if params[n].default is inspect.Parameter.empty}
+        self.decorated = schema.decorated_parameters(run)
+        if getattr(run, RAWHTTP_ATTR, False):
+            self.kind = "rawhttp"
+        elif self.decorated:
+            self.kind = "schema"
+        else:
+            self.kind = "raw"
+
+    @classmethod
+    def load(cls, path: Path) -> EntryScript:
+        """Import ``path`` as a module (its folder must already be on ``sys.path``)."""
+        name = path.stem if path.stem.isidentifier() and path.stem not in sys.modules else "scorewatch_entry"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"{path} cannot be imported as a Python module")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return cls(path, module)
+
+    def init(self) -> None:
+        if callable(self.init_fn):
+            self.init_fn()
+
+    # --- one request (runs in a worker thread) ------------------------------------------------------
+
+    def invoke(self, request: ScoreInput) -> ScoreOutput:
+        if self.kind == "rawhttp":
+            args: tuple[Any, ...] = (AMLRequest.from_asgi(request.scope, request.headers, request.body),)
+            kwargs: dict[str, Any] = {}
+        elif self.kind == "schema":
+            args, kwargs = (), self._schema_arguments(request)
+        else:
+            args, kwargs = (self._raw_argument(request),), {}
+        if self.wants_headers:
+            kwargs["request_headers"] = {k.decode("latin-1").title(): v.decode("latin-1")
+                                         for k, v in request.headers}
+        try:
+            result = self.run(*args, **kwargs)
+        except Exception as exc:
+            raise RunFailed(exc) from exc
+        return encode(result)
+
+    def _raw_argument(self, request: ScoreInput) -> str:
+        if request.method == "GET":
+            return orjson.dumps(dict(request.query)).decode()
+        try:
+            return request.body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"request body is not valid UTF-8 (byte {exc.start})") from None
+
+    def _schema_arguments(self, request: ScoreInput) -> dict[str, Any]:
+        if request.method == "GET":
+            payload: Any = dict(request.query)
+        else:
+            try:
+                payload = orjson.loads(request.body)
+            except orjson.JSONDecodeError as exc:
+                raise BadRequest(f"request body is not valid JSON: {exc}") from None
+        expected = ", ".join(self.arg_names)
+        if not isinstance(payload, dict):
+            raise BadRequest(f"request body must be a JSON object whose keys are run()'s parameters ({expected})")
+        unknown = [k for k in payload if k not in self.arg_names]
+        if unknown and not self.accepts_kwargs:
+            raise BadRequest(f"unknown parameter {unknown[0]!r}; run() takes: {expected}",
+                             details={"parameter": unknown[0]})
+        kwargs: dict[str, Any] = {}
+        for name in self.arg_names:
+            parameter = self.decorated.get(name)
+            if name not in payload:
+                if parameter is not None and parameter.optional:
+                    if name in self.required:
+                        kwargs[name] = None
+                elif name in self.required:
+                    raise BadRequest(f"missing parameter {name!r}; run() takes: {expected}",
+                                     details={"parameter": name})
+                continue
+            value = payload[name]
+            kwargs[name] = schema.decode(parameter, value) if parameter is not None else value
+        for name in unknown:
+            kwargs[name] = payload[name]
+        return kwargs
+
+
+def _default(obj: Any) -> Any:
+    # orjson knows numpy arrays and scalars; these cover what else models commonly return.
+    if hasattr(obj, "to_dict") and hasattr(obj, "columns"):  # pandas DataFrame
+        return obj.to_dict(orient="records")
+    if hasattr(obj, "tolist"):  # pandas Series, non-contiguous or object numpy arrays
+        return obj.tolist()
+    if isinstance(obj, (set, frozenset)):
+        return list(obj)
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", errors="replace")
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def encode(result: Any) -> ScoreOutput:
+    """``run``'s return value as a response: response objects as they are, anything else as JSON."""
+    if hasattr(result, "get_data") and hasattr(result, "status_code") and hasattr(result, "headers"):
+        headers = [(k, v) for k, v in result.headers.items() if k.lower() != "content-length"]
+        return ScoreOutput(result.get_data(), result.status_code, None, headers)
+    try:
+        return ScoreOutput(orjson.dumps(result, default=_default, option=JSON_OPTIONS))
+    except TypeError as exc:
+        raise RunFailed(TypeError(f"run() returned a value that cannot be encoded as JSON: {exc}")) from exc

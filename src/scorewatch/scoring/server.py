@@ -1,0 +1,112 @@
+"""Running the scoring service: resolving what to serve, then uvicorn with one or N workers.
+
+One worker runs in this process. N workers share one listening socket bound here and are separate
+processes started by uvicorn's supervisor; each imports :func:`~scorewatch.scoring.app.
+create_app_from_env` and builds its own app (and runs its own ``init()``). A worker whose ``init()``
+fails exits with uvicorn's startup-failure code, which makes the supervisor stop instead of respawning,
+and :func:`run` then raises, so ``scorewatch serve`` exits non-zero within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
+
+from scorewatch.errors import ConfigError
+from scorewatch.scoring.app import configure_logging, create_app
+from scorewatch.scoring.auth import Keys, resolve_keys
+from scorewatch.scoring.config import ENV_VAR, ServeConfig
+from scorewatch.settings import Settings
+
+
+def resolve(entry_script: str | None, model_dir: str | None, settings: Settings,
+            environ: Mapping[str, str] | None = None) -> tuple[ServeConfig, Keys | None]:
+    """The configuration to serve: paths made absolute and checked, keys resolved when ``--auth``.
+
+    ``entry_script`` and ``model_dir`` fall back to ``AZUREML_ENTRY_SCRIPT`` (relative to
+    ``AML_APP_ROOT`` when that is set) and ``AZUREML_MODEL_DIR``, as in an Azure container.
+    """
+    environ = os.environ if environ is None else environ
+    app_root = Path(environ["AML_APP_ROOT"]).resolve() if environ.get("AML_APP_ROOT") else None
+    script_name = entry_script or environ.get("AZUREML_ENTRY_SCRIPT")
+    if not script_name:
+        raise ConfigError("no entry script: pass ENTRY_SCRIPT or set AZUREML_ENTRY_SCRIPT")
+    script = Path(script_name)
+    if not script.is_absolute() and app_root is not None and not script.exists():
+        script = app_root / script
+    script = script.resolve()
+    if not script.is_file():
+        raise ConfigError(f"entry script {script_name} not found")
+    model_name = model_dir or environ.get("AZUREML_MODEL_DIR")
+    models = Path(model_name).resolve() if model_name else None
+    if models is not None and not models.exists():
+        raise ConfigError(f"model directory {model_name} not found")
+    if settings.workers < 1:
+        raise ConfigError(f"--workers must be at least 1, not {settings.workers}")
+    if settings.scoring_concurrency < 1:
+        raise ConfigError(f"scoring_concurrency must be at least 1, not {settings.scoring_concurrency}")
+    if settings.scoring_timeout_ms <= 0:
+        raise ConfigError(f"SCORING_TIMEOUT_MS must be positive, not {settings.scoring_timeout_ms}")
+    settings = settings.replace(home=settings.home.resolve())
+    config = ServeConfig(entry_script=script, model_dir=models, settings=settings, app_root=app_root)
+    keys = None
+    if settings.auth:
+        keys_file = Path(settings.auth_keys_file) if settings.auth_keys_file else (
+            settings.home / "services" / f"{config.service_name}.keys.json")
+        keys = resolve_keys(settings.auth_primary_key, settings.auth_secondary_key, keys_file.resolve())
+        config.key_digests = keys.digests()
+    return config, keys
+
+
+def _uvicorn_options(settings: Settings) -> dict[str, object]:
+    return {"host": settings.host, "port": settings.port, "lifespan": "on", "access_log": False,
+            "server_header": False, "log_level": "info", "timeout_graceful_shutdown": None}
+
+
+def run(config: ServeConfig) -> None:
+    """Serve until SIGTERM/SIGINT (in-flight requests finish first). Raises ConfigError when a worker
+    could not start."""
+    configure_logging()
+    os.environ[ENV_VAR] = config.to_json()
+    settings = config.settings
+    if settings.workers == 1:
+        _run_single(config)
+        return
+    uv_config = uvicorn.Config("scorewatch.scoring.app:create_app_from_env", factory=True,
+                               workers=settings.workers, **_uvicorn_options(settings))  # type: ignore[arg-type]
+    try:
+        sock = uv_config.bind_socket()
+    except SystemExit:
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}") from None
+    supervisor = Multiprocess(uv_config, sockets=[sock])
+    supervisor.run()
+    sock.close()
+    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise ConfigError("a worker failed to start (the reason is printed above)")
+
+
+def _run_single(config: ServeConfig) -> None:
+    failures: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def on_init_failure(reason: str) -> None:
+        failures.append(reason)
+        if server is not None:
+            server.should_exit = True
+
+    config.prepare_process()
+    app = create_app(config, on_init_failure=on_init_failure)
+    server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(config.settings)))  # type: ignore[arg-type]
+    try:
+        server.run()
+    except SystemExit as exc:
+        if exc.code == STARTUP_FAILURE:
+            raise ConfigError(f"cannot listen on {config.settings.host}:{config.settings.port}") from None
+        raise
+    if failures:
+        raise ConfigError(failures[0])
