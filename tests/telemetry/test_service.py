@@ -1,0 +1,195 @@
+"""End to end: `scorewatch serve` with monitoring on, reporting to a real local receiver."""
+
+from __future__ import annotations
+
+import hashlib
+import textwrap
+import time
+
+import httpx
+import orjson
+import pytest
+
+from scorewatch.telemetry.blobs import BlobStore
+from tests.helpers import ServerProcess, free_port, wait_for_http
+from tests.telemetry.receiver import Receiver
+
+SCORE_PY = '''
+import json
+import logging
+import urllib.request
+
+log = logging.getLogger("score")
+
+
+def init():
+    print("init done")
+
+
+def run(raw):
+    data = json.loads(raw)
+    if data.get("print"):
+        print(json.dumps({"seen": data["print"]}))
+    if data.get("log"):
+        log.warning("scoring %s", data["log"])
+    if data.get("call"):
+        urllib.request.urlopen(data["call"]).read()
+    if data.get("fail"):
+        raise ValueError("asked to fail")
+    return {"n": len(raw)}
+'''
+
+
+class Service:
+    def __init__(self, tmp_path, receiver: Receiver, **env: str) -> None:
+        script = tmp_path / "svc" / "score.py"
+        script.parent.mkdir(exist_ok=True)
+        script.write_text(textwrap.dedent(SCORE_PY))
+        self.home = tmp_path / "ws"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {"SCOREWATCH_EXPORTER_INTERVAL_MS": "100", "SCOREWATCH_EXPORTER_RETRY_MAX_S": "0.5", **env}
+        self.server = ServerProcess(["serve", str(script), "--port", str(self.port), "--home", str(self.home),
+                                     "--connection-string", receiver.connection_string],
+                                    log_dir=tmp_path, env=env)
+
+    def __enter__(self) -> Service:
+        self.server.start()
+        try:
+            wait_for_http(f"{self.url}/health/ready", expect_status=200, proc=self.server.proc)
+        except Exception:
+            self.server.stop()
+            raise RuntimeError(self.server.output()) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+    def score(self, body: dict | bytes, **headers: str) -> httpx.Response:
+        content = body if isinstance(body, bytes) else orjson.dumps(body)
+        return httpx.post(f"{self.url}/score", content=content, timeout=30,
+                          headers={"content-type": "application/json", **headers})
+
+
+def n_requests(items) -> int:
+    return len([i for i in items if i["data"]["baseType"] == "RequestData"])
+
+
+def base(item):
+    return item["data"]["baseData"]
+
+
+def test_every_record_kind_arrives_correlated(tmp_path, receiver):
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with Service(tmp_path, receiver) as svc:
+        ok = svc.score({"print": "hello", "log": "carefully", "call": f"{receiver.url}/echo"},
+                       traceparent=f"00-{trace_id}-00f067aa0ba902b7-01", **{"x-request-id": "r-ok"})
+        assert ok.status_code == 200
+        failed = svc.score({"fail": True, "print": "before failing"}, **{"x-request-id": "r-fail"})
+        assert failed.status_code == 500
+        receiver.wait_for(lambda items: len([i for i in items if i["data"]["baseType"] == "RequestData"]) == 2
+                          and any(i["data"]["baseType"] == "ExceptionData" for i in items))
+        metrics = httpx.get(f"{svc.url}/metrics").text
+    assert 'scorewatch_telemetry_sent_total{pid="' in metrics
+    items = receiver.items
+    requests_ = {base(i)["properties"]["Request Id"]: i for i in items if i["data"]["baseType"] == "RequestData"}
+    ok_req, failed_req = requests_["r-ok"], requests_["r-fail"]
+    assert ok_req["tags"]["ai.operation.id"] == trace_id
+    assert ok_req["tags"]["ai.operation.parentId"] == "00f067aa0ba902b7"
+    assert (base(ok_req)["responseCode"], base(ok_req)["success"]) == ("200", True)
+    assert (base(failed_req)["responseCode"], base(failed_req)["success"]) == ("500", False)
+    assert base(ok_req)["duration"] != "0.00:00:00.000000"
+    assert set(base(ok_req)["properties"]) == {"Request Id", "Client Request Id", "Container Id",
+                                               "Workspace Name", "Service Name"}
+    assert base(ok_req)["properties"]["Service Name"] == "svc" and ok_req["tags"]["ai.cloud.role"] == "svc"
+
+    def of(op_id, base_type, message=None):
+        return [i for i in items if i["tags"].get("ai.operation.id") == op_id and i["data"]["baseType"] == base_type
+                and (message is None or base(i).get("message") == message)]
+
+    [printed] = of(trace_id, "MessageData", "STDOUT")
+    assert base(printed)["properties"]["Contents"] == {"seen": "hello"}
+    [logged] = of(trace_id, "MessageData", "scoring carefully")
+    assert base(logged)["severityLevel"] == 2 and base(logged)["properties"]["loggerName"] == "score"
+    [model_data] = of(trace_id, "MessageData", "model_data_collection")
+    assert orjson.loads(base(model_data)["properties"]["Input"])["print"] == "hello"
+    assert orjson.loads(base(model_data)["properties"]["Prediction"])["n"] > 0
+    [dependency] = of(trace_id, "RemoteDependencyData")
+    assert base(dependency)["data"] == f"{receiver.url}/echo" and base(dependency)["resultCode"] == "200"
+
+    failed_op = failed_req["tags"]["ai.operation.id"]
+    [exc] = of(failed_op, "ExceptionData")
+    assert base(exc)["exceptions"][0]["typeName"] == "ValueError"
+    assert base(exc)["exceptions"][0]["parsedStack"][0]["method"] == "run"
+    assert base(exc)["severityLevel"] == 3
+    [printed_before] = of(failed_op, "MessageData", "STDOUT")
+    assert base(printed_before)["properties"]["Contents"] == {"seen": "before failing"}
+    [failed_md] = of(failed_op, "MessageData", "model_data_collection")
+    assert "message" in orjson.loads(base(failed_md)["properties"]["Error"])
+    assert [base(i)["properties"]["Contents"] for i in items if base(i).get("message") == "STDOUT"
+            and "ai.operation.id" not in i["tags"]] == ["init done"]
+
+
+def test_ten_mib_input_is_recoverable_from_its_blob(tmp_path, receiver):
+    body = orjson.dumps({"pad": "0123456789abcdef" * (10 * 1024 * 1024 // 16)})
+    with Service(tmp_path, receiver) as svc:
+        assert svc.score(body, **{"x-request-id": "big"}).status_code == 200
+        items = receiver.wait_for(lambda items: any(base(i).get("message") == "model_data_collection"
+                                                    for i in items))
+    [md] = [i for i in items if base(i).get("message") == "model_data_collection"]
+    marker = base(md)["properties"]["Input"]
+    assert marker["size"] == len(body) and marker["blob"] == "sha256:" + hashlib.sha256(body).hexdigest()
+    assert BlobStore(svc.home / "blobs").get(marker) == body
+
+
+@pytest.mark.slow
+def test_receiver_outage_loses_nothing(tmp_path):
+    receiver = Receiver().start()
+    try:
+        with Service(tmp_path, receiver) as svc:
+            for i in range(10):
+                assert svc.score({"i": i}).status_code == 200
+            receiver.wait_for(lambda items: n_requests(items) == 10)
+            receiver.stop()
+            for i in range(10, 25):
+                assert svc.score({"i": i}).status_code == 200
+            time.sleep(0.5)  # let batches fail and spool while the receiver is down
+            receiver.start()
+            items = receiver.wait_for(lambda items: n_requests(items) >= 25, timeout=30)
+        inputs = sorted(orjson.loads(base(i)["properties"]["Input"])["i"] for i in items
+                        if base(i).get("message") == "model_data_collection")
+        assert inputs == list(range(25))
+        assert len([i for i in items if i["data"]["baseType"] == "RequestData"]) == 25
+    finally:
+        receiver.stop()
+
+
+def test_sigterm_flushes_queued_items(tmp_path, receiver):
+    svc = Service(tmp_path, receiver, SCOREWATCH_EXPORTER_INTERVAL_MS="600000")
+    with svc:
+        for i in range(30):
+            assert svc.score({"i": i}).status_code == 200
+        assert receiver.items == []  # nothing sent yet: the batch is neither full nor due
+    # Service.__exit__ sent SIGTERM and waited for the process to end (uvicorn re-raises the signal).
+    assert "Finished server process" in svc.server.output()
+    assert len([i for i in receiver.items if i["data"]["baseType"] == "RequestData"]) == 30
+
+
+def test_runtime_switch_through_the_control_route(tmp_path, receiver):
+    with Service(tmp_path, receiver) as svc:
+        route = f"{svc.url}/control/telemetry"
+        assert httpx.post(route, json={"monitoring": False}).status_code == 401
+        key = next((svc.home / "services").glob("*.control-key")).read_text()
+        auth = {"Authorization": f"Bearer {key}"}
+        assert httpx.post(route, json={"monitoring": "yes"}, headers=auth).status_code == 400
+        state = httpx.post(route, json={"enable_app_insights": False}, headers=auth).json()
+        assert state == {"monitoring": False, "model_data": True, "sampling_percentage": 100.0}
+        time.sleep(0.6)  # workers pick the change up within 250 ms
+        svc.score({"i": "off"}, **{"x-request-id": "while-off"})
+        httpx.post(route, json={"monitoring": True, "model_data": False}, headers=auth)
+        time.sleep(0.6)
+        svc.score({"i": "on"}, **{"x-request-id": "while-on"})
+        receiver.wait_for(lambda items: any(i["data"]["baseType"] == "RequestData" for i in items))
+        assert httpx.get(route, headers=auth).json()["model_data"] is False
+    ids = [base(i)["properties"].get("Request Id") for i in receiver.items]
+    assert "while-off" not in ids and ids.count("while-on") == 1
