@@ -1,0 +1,744 @@
+"""The KQL compiler: syntax tree to sqlglot expressions to SQL for the store's dialect.
+
+Each tabular step is a :class:`Relation` (a sqlglot query and its columns with their KQL types);
+each pipe operator builds the next one, usually as a SELECT over the previous one as a subquery (the
+engines flatten those). Scalar expressions compile to :class:`~scorewatch.kql.functions.Typed` values
+so KQL's semantics for strings, dynamic values and datetimes come out right.
+
+Nothing from the query text is spliced into SQL: literals become ``exp.Literal`` nodes, names are
+resolved against known columns and tables and quoted by sqlglot. When an ``app_id`` is given, every
+table reference becomes a subquery filtered on it (and on the timespan) before any operator sees it,
+so no query can read another application's rows.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlglot import exp
+
+from scorewatch.kql import ast
+from scorewatch.kql.dialects import DIALECTS, Dialect, lit
+from scorewatch.kql.errors import KqlError, suggest
+from scorewatch.kql.functions import FUNCTIONS, NAME_PRESERVING, NUMERIC, SPECIAL_AGGREGATES, Typed
+from scorewatch.kql.parser import parse
+from scorewatch.kql.relations import RelationalOperators
+from scorewatch.kql.strings import StringPredicates
+from scorewatch.store import schema
+
+
+@dataclass
+class CompiledQuery:
+    """The SQL for one KQL query, what its columns are, and its ``render`` hint."""
+
+    sql: str
+    params: list[Any]
+    columns: list[tuple[str, str]]
+    render: dict[str, Any] | None = None
+
+
+@dataclass
+class Relation:
+    query: exp.Query
+    columns: dict[str, str]
+    filterable: bool = False   # a plain filter over its source: a following `where` can join its WHERE
+    source_name: str | None = None
+
+
+@dataclass
+class Scope:
+    """The names an expression can use: columns (and, inside summarize, the rules for them)."""
+
+    columns: dict[str, Typed]
+    group_names: set[str] | None = None   # in summarize: the `by` columns usable outside aggregations
+    in_aggregate: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+_TYPE_CASTS = {"long": "long", "int": "int", "real": "real", "double": "real", "bool": "bool",
+               "boolean": "bool", "string": "string", "datetime": "datetime", "dynamic": "dynamic",
+               "timespan": "timespan"}
+_COMPARE = {"==": exp.EQ, "!=": exp.NEQ, "<": exp.LT, "<=": exp.LTE, ">": exp.GT, ">=": exp.GTE}
+
+
+def compile_query(kql: str, *, dialect: str = "duckdb", app_id: str | None = None,
+                  timespan: tuple[datetime, datetime] | None = None, now: datetime | None = None) -> CompiledQuery:
+    """Compile ``kql`` to SQL for ``dialect``.
+
+    ``app_id`` scopes every table to one application and ``timespan`` (start, end) to a time range;
+    ``now`` is the clock ``ago()`` and ``now()`` read (default: the current UTC time).
+    """
+    if dialect not in DIALECTS:
+        raise KqlError(f"unknown SQL dialect {dialect!r}", query=kql)
+    return Compiler(kql, DIALECTS[dialect](), app_id=app_id, timespan=timespan, now=now).compile()
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+
+
+def col(name: str, table: str | None = None) -> exp.Column:
+    return exp.Column(this=exp.to_identifier(name, quoted=True),
+                      table=exp.to_identifier(table, quoted=True) if table else None)
+
+
+def alias(value: exp.Expression, name: str) -> exp.Expression:
+    if isinstance(value, exp.Column) and value.name == name:
+        return value
+    return exp.alias_(value, name, quoted=True)
+
+
+class Compiler(RelationalOperators, StringPredicates):
+    def __init__(self, text: str, dialect: Dialect, *, app_id: str | None = None,
+                 timespan: tuple[datetime, datetime] | None = None, now: datetime | None = None) -> None:
+        self.source_text = text
+        self.d = dialect
+        self.app_id = app_id
+        self.timespan = (_naive_utc(timespan[0]), _naive_utc(timespan[1])) if timespan else None
+        self.now = _naive_utc(now or datetime.now(UTC))
+        self.scalar_lets: dict[str, tuple[ast.Node, Typed]] = {}
+        self.tabular_lets: dict[str, ast.Query | Relation] = {}
+        self.render: dict[str, Any] | None = None
+        self._aliases = 0
+
+    # ------------------------------------------------------------ entry
+    def compile(self) -> CompiledQuery:
+        script = parse(self.source_text, schema.TABLES)
+        for let in script.lets:
+            if let.name in schema.TABLES:
+                raise self.error(f"'{let.name}' is a table name; choose another name", let)
+            if isinstance(let.value, ast.Query):
+                self.tabular_lets[let.name] = let.value
+            else:
+                self.scalar_lets[let.name] = (let.value, self.expr(let.value, Scope({})))
+        relation = self.query(script.query)
+        query = relation.query
+        _parenthesize(query)
+        columns = [(name, "string" if kind == "null" else kind) for name, kind in relation.columns.items()]
+        return CompiledQuery(query.sql(dialect=self.d.name), [], columns, self.render)
+
+    def error(self, message: str, node: ast.Node) -> KqlError:
+        return KqlError.at(message, self.source_text, node.pos, node.length)
+
+    def fresh(self, prefix: str = "_q") -> str:
+        self._aliases += 1
+        return f"{prefix}{self._aliases}"
+
+    def wrap(self, relation: Relation, prefix: str = "_q") -> exp.Expression:
+        return relation.query.subquery(self.fresh(prefix), copy=False)
+
+    def scope(self, relation: Relation, table: str | None = None) -> Scope:
+        return Scope({name: Typed(col(name, table), kind) for name, kind in relation.columns.items()})
+
+    def select(self, items: dict[str, Typed], relation: Relation | None, **flags: Any) -> Relation:
+        query = exp.select(*(alias(t.sql, name) for name, t in items.items()))
+        if relation is not None:
+            query = query.from_(self.wrap(relation))
+        return Relation(query, {name: t.type for name, t in items.items()}, **flags)
+
+    def passthrough(self, relation: Relation) -> dict[str, Typed]:
+        return {name: Typed(col(name), kind) for name, kind in relation.columns.items()}
+
+    # ------------------------------------------------------------ tabular expressions
+    def query(self, node: ast.Query) -> Relation:
+        relation = self.source(node.source)
+        for index, op in enumerate(node.operators):
+            if isinstance(op, ast.Render):
+                if index != len(node.operators) - 1:
+                    raise self.error("'render' must be the last operator of the query", op)
+                self.render = {"visualization": op.visualization, **op.properties}
+                continue
+            handler = getattr(self, "op_" + type(op).__name__.lower())
+            relation = handler(relation, op)
+        return relation
+
+    def source(self, node: ast.Node) -> Relation:
+        if isinstance(node, ast.TableRef):
+            return self.table(node)
+        if isinstance(node, ast.Query):
+            return self.query(node)
+        if isinstance(node, ast.Print):
+            return self.select(self.assignments(node.items, Scope({}), positional="print_"), None)
+        if isinstance(node, ast.Union):
+            return self.op_union(None, node)
+        if isinstance(node, ast.Search):
+            return self.op_search(None, node)
+        raise self.error("expected a table", node)
+
+    def table(self, ref: ast.TableRef) -> Relation:
+        bound = self.tabular_lets.get(ref.name)
+        if isinstance(bound, Relation):
+            return Relation(bound.query.copy(), dict(bound.columns), source_name=ref.name)
+        if bound is not None:
+            relation = self.query(bound)
+            relation.source_name = ref.name
+            return relation
+        if ref.name not in schema.TABLES:
+            names = list(schema.TABLES) + list(self.tabular_lets)
+            raise self.error(f"unknown table {ref.name!r}" + suggest(ref.name, names), ref)
+        columns = {c.name: c.type for c in schema.TABLES[ref.name]}
+        query = exp.select(*(col(name) for name in columns)).from_(exp.Table(this=exp.to_identifier(ref.name, quoted=True)))
+        conditions: list[exp.Expression] = []
+        if self.app_id is not None:
+            conditions.append(exp.EQ(this=col("appId"), expression=lit(self.app_id)))
+        if self.timespan is not None and "timestamp" in columns:
+            start, end = self.timespan
+            conditions.append(exp.GTE(this=col("timestamp"), expression=self.d.timestamp(start)))
+            conditions.append(exp.LTE(this=col("timestamp"), expression=self.d.timestamp(end)))
+        if conditions:
+            query = query.where(exp.and_(*conditions))
+        # The scoped table is never merged into (filterable=False): the user's filters stay outside it.
+        return Relation(query, columns, source_name=ref.name)
+
+    # ------------------------------------------------------------ simple operators
+    def op_where(self, relation: Relation, op: ast.Where) -> Relation:
+        condition = self.boolean(self.expr(op.predicate, self.scope(relation)))
+        if relation.filterable and isinstance(relation.query, exp.Select):
+            relation.query = relation.query.where(condition, copy=False)
+            return relation
+        query = exp.select(*(col(n) for n in relation.columns)).from_(self.wrap(relation)).where(condition)
+        return Relation(query, dict(relation.columns), filterable=True)
+
+    def op_project(self, relation: Relation, op: ast.Project) -> Relation:
+        return self.select(self.assignments(op.items, self.scope(relation)), relation)
+
+    def op_extend(self, relation: Relation, op: ast.Extend) -> Relation:
+        items = self.passthrough(relation)
+        scope = self.scope(relation)
+        for name, typed in self.assignments(op.items, scope, taken=set(items)).items():
+            items[name] = typed
+        return self.select(items, relation)
+
+    def assignments(self, items: list[ast.Assignment], scope: Scope, *, taken: set[str] | None = None,
+                    positional: str = "Column") -> dict[str, Typed]:
+        """Named expressions, each able to use the ones before it (``extend a = 1, b = a + 1``)."""
+        out: dict[str, Typed] = {}
+        scope = Scope(dict(scope.columns), scope.group_names, scope.in_aggregate)
+        skip = set(taken or ())
+        count = 0
+        for item in items:
+            typed = self.expr(item.expr, scope)
+            name = item.name or self.infer_name(item.expr)
+            if name is None:
+                count += 1
+                while f"{positional}{count}" in skip:
+                    count += 1
+                name = f"{positional}{count}"
+            elif item.name and item.name in out:
+                raise self.error(f"column {item.name!r} is assigned twice", item)
+            out[name] = typed
+            scope.columns[name] = typed
+        return out
+
+    def infer_name(self, node: ast.Node) -> str | None:
+        """The name Kusto gives an unnamed expression, or None for a positional ``ColumnN``."""
+        if isinstance(node, ast.Name):
+            return node.name
+        if isinstance(node, ast.Member):
+            base = self.infer_name(node.obj)
+            key = str(node.key).replace("-", "_")
+            return f"{base}_{key}" if base else key
+        if isinstance(node, ast.Call) and node.args:
+            if node.name in NAME_PRESERVING:
+                return self.infer_name(node.args[0])
+            if node.name == "strlen":
+                return "strlen_" + (self.infer_name(node.args[0]) or "")
+        return None
+
+    def op_projectaway(self, relation: Relation, op: ast.ProjectAway) -> Relation:
+        matched = self._match_columns(relation, op.names)
+        keep = [n for n in relation.columns if (n in matched) == op.keep]
+        return self.select({n: Typed(col(n), relation.columns[n]) for n in keep}, relation)
+
+    def op_projectreorder(self, relation: Relation, op: ast.ProjectReorder) -> Relation:
+        first: list[str] = []
+        for pattern in op.names:
+            for name in self._match_columns(relation, [pattern]):
+                if name not in first:
+                    first.append(name)
+        order = first + [n for n in relation.columns if n not in first]
+        return self.select({n: Typed(col(n), relation.columns[n]) for n in order}, relation)
+
+    def op_projectrename(self, relation: Relation, op: ast.ProjectRename) -> Relation:
+        renames = {}
+        for new, old in op.pairs:
+            self._column(relation, old)
+            renames[old.name] = new.name
+        items = {renames.get(n, n): Typed(col(n), kind) for n, kind in relation.columns.items()}
+        return self.select(items, relation)
+
+    def _match_columns(self, relation: Relation, patterns: list[ast.Name]) -> list[str]:
+        matched: list[str] = []
+        for pattern in patterns:
+            if "*" in pattern.name:
+                matched += [n for n in relation.columns if fnmatch.fnmatchcase(n, pattern.name)]
+            else:
+                self._column(relation, pattern)
+                matched.append(pattern.name)
+        return matched
+
+    def _column(self, relation: Relation, name: ast.Name) -> str:
+        if name.name not in relation.columns:
+            raise self.error(f"unknown column {name.name!r}" + suggest(name.name, relation.columns), name)
+        return relation.columns[name.name]
+
+    def op_count(self, relation: Relation, op: ast.Count) -> Relation:
+        return self.select({"Count": Typed(exp.Count(this=exp.Star()), "long")}, relation)
+
+    def op_take(self, relation: Relation, op: ast.Take) -> Relation:
+        count = self.constant(op.count, int, "a row count")
+        if isinstance(relation.query, exp.Select) and not relation.query.args.get("limit"):
+            # LIMIT applies last in a SELECT, so it can join the previous step: no new subquery.
+            relation.query = relation.query.limit(count, copy=False)
+            relation.filterable = False
+            return relation
+        relation = self.select(self.passthrough(relation), relation)
+        relation.query = relation.query.limit(count, copy=False)
+        return relation
+
+    def op_sort(self, relation: Relation, op: ast.Sort) -> Relation:
+        scope = self.scope(relation)
+        keys = [self.sort_key(key, scope) for key in op.keys]
+        relation = self.select(self.passthrough(relation), relation)
+        relation.query = relation.query.order_by(*keys, copy=False)
+        return relation
+
+    def op_top(self, relation: Relation, op: ast.Top) -> Relation:
+        count = self.constant(op.count, int, "a row count")
+        relation = self.op_sort(relation, ast.Sort([op.key]))
+        relation.query = relation.query.limit(count, copy=False)
+        return relation
+
+    def sort_key(self, key: ast.SortKey, scope: Scope) -> exp.Ordered:
+        typed = self.expr(key.expr, scope)
+        nulls_first = key.ascending if key.nulls_first is None else key.nulls_first
+        return exp.Ordered(this=self.comparable(typed), desc=not key.ascending, nulls_first=nulls_first)
+
+    def op_distinct(self, relation: Relation, op: ast.Distinct) -> Relation:
+        if op.columns:
+            items = self.assignments([ast.Assignment(None, c, pos=c.pos, length=c.length) for c in op.columns],
+                                     self.scope(relation))
+        else:
+            items = self.passthrough(relation)
+        result = self.select(items, relation)
+        result.query = result.query.distinct(copy=False)
+        return result
+
+    def op_as(self, relation: Relation, op: ast.As) -> Relation:
+        self.tabular_lets[op.name] = Relation(relation.query.copy(), dict(relation.columns))
+        return relation
+
+    def op_getschema(self, relation: Relation, op: ast.GetSchema) -> Relation:
+        system = {"string": "System.String", "datetime": "System.DateTime", "real": "System.Double",
+                  "int": "System.Int32", "long": "System.Int64", "bool": "System.SByte",
+                  "dynamic": "System.Object", "timespan": "System.TimeSpan", "null": "System.String"}
+        rows = [exp.Tuple(expressions=[lit(name), lit(i), lit(system[kind]),
+                                       lit("string" if kind == "null" else kind)])
+                for i, (name, kind) in enumerate(relation.columns.items())]
+        names = ["ColumnName", "ColumnOrdinal", "DataType", "ColumnType"]
+        values = exp.Values(expressions=rows, alias=exp.TableAlias(
+            this=exp.to_identifier(self.fresh("_v")), columns=[exp.to_identifier(n, quoted=True) for n in names]))
+        query = exp.select(*(col(n) for n in names)).from_(values)
+        return Relation(query, {"ColumnName": "string", "ColumnOrdinal": "long", "DataType": "string",
+                                "ColumnType": "string"})
+
+    # ------------------------------------------------------------ summarize
+    def op_summarize(self, relation: Relation, op: ast.Summarize) -> Relation:
+        scope = self.scope(relation)
+        by = self.assignments(op.by, scope)
+        aggregate_scope = Scope(dict(scope.columns), group_names=set(by))
+        for name, typed in by.items():
+            aggregate_scope.columns[name] = typed
+        items: dict[str, Typed] = dict(by)
+        for item in op.aggregates:
+            for name, typed in self.aggregate(item, relation, aggregate_scope, set(by)):
+                base, n = name, 0
+                while name in items:
+                    n += 1
+                    name = f"{base}{n}"
+                items[name] = typed
+        query = exp.select(*(alias(t.sql, name) for name, t in items.items())).from_(self.wrap(relation))
+        if by:
+            query = query.group_by(*(self.comparable(t) if t.type == "dynamic" else t.sql.copy()
+                                     for t in by.values()))
+        return Relation(query, {name: t.type for name, t in items.items()})
+
+    def aggregate(self, item: ast.Assignment, relation: Relation, scope: Scope,
+                  by: set[str]) -> list[tuple[str, Typed]]:
+        call = item.expr
+        if isinstance(call, ast.Call) and call.name in SPECIAL_AGGREGATES:
+            if len(call.args) < 2:
+                raise self.error(f"{call.name}() needs at least two arguments", call)
+            value = self.expr(call.args[0], Scope(scope.columns, in_aggregate=True))
+            arg_name = self.infer_name(call.args[0])
+            if call.name == "percentiles":
+                out = []
+                for i, arg in enumerate(call.args[1:]):
+                    percent = self.constant(arg, float, "a constant percentage")
+                    text = str(int(percent)) if percent.is_integer() else str(percent).replace(".", "_")
+                    name = item.names[i] if i < len(item.names) else f"percentile_{arg_name or ''}_{text}"
+                    out.append((name, Typed(self.d.percentile(self.number(value) if value.type == "dynamic"
+                                                              else value.sql.copy(), percent), value.type)))
+                return out
+            largest = call.name == "arg_max"
+            by_value = self.comparable(value)
+            names = []
+            for arg in call.args[1:]:
+                if isinstance(arg, ast.Star):
+                    names += [n for n in relation.columns if n not in by and n != arg_name and n not in names]
+                else:
+                    names.append(arg)
+            out = [(item.name or arg_name or ("max_" if largest else "min_"),
+                    Typed((exp.Max if largest else exp.Min)(this=by_value.copy()), value.type))]
+            for extra in names:
+                if isinstance(extra, str):
+                    typed = scope.columns[extra]
+                    name = extra
+                else:
+                    typed = self.expr(extra, Scope(scope.columns, in_aggregate=True))
+                    name = self.infer_name(extra) or f"Column{len(out)}"
+                out.append((name, Typed(self.d.arg_extreme(typed.sql.copy(), by_value.copy(), largest), typed.type)))
+            return out
+        typed = self.expr(call, scope)
+        name = item.name
+        if name is None and isinstance(call, ast.Call) and call.name in FUNCTIONS and FUNCTIONS[call.name].aggregate:
+            spec = FUNCTIONS[call.name]
+            arg = self.infer_name(call.args[0]) if call.args else None
+            if spec.name_is_argument:
+                name = arg or call.name
+            elif spec.name_ignores_args or not call.args:
+                name = f"{spec.prefix or call.name}_"
+            else:
+                name = f"{spec.prefix or call.name}_{arg or ''}"
+                if call.name == "percentile":
+                    percent = self.constant(call.args[1], float, "a constant percentage")
+                    name += "_" + (str(int(percent)) if percent.is_integer() else str(percent).replace(".", "_"))
+        return [(name or self.infer_name(call) or "Column1", typed)]
+
+    # ------------------------------------------------------------ scalar expressions
+    def expr(self, node: ast.Node, scope: Scope) -> Typed:
+        method = getattr(self, "expr_" + type(node).__name__.lower(), None)
+        if method is None:
+            raise self.error("'*' is only allowed in arg_max(), arg_min() and distinct", node)
+        return method(node, scope)
+
+    def expr_literal(self, node: ast.Literal, scope: Scope) -> Typed:
+        value, kind = node.value, node.kind
+        if kind == "string":
+            return Typed(lit(value), "string")
+        if kind in ("long", "real"):
+            return Typed(lit(value), kind)
+        if kind == "bool":
+            return Typed(exp.Boolean(this=value), "bool")
+        if kind == "null":
+            return Typed(exp.Null(), "null")
+        if kind == "timespan":
+            return Typed(self.d.interval(value), "timespan")
+        if kind == "datetime":
+            return Typed(self.d.timestamp(self.parse_datetime(node)) if value != "null"
+                         else self.d.null("datetime"), "datetime")
+        try:
+            parsed = json.loads(value) if value else None
+        except ValueError:
+            raise self.error("invalid dynamic literal: expected JSON", node) from None
+        return Typed(exp.cast(lit(json.dumps(parsed)), "JSON"), "dynamic")
+
+    def parse_datetime(self, node: ast.Literal) -> datetime:
+        text = str(node.value).strip().strip("\"'")
+        try:
+            value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise self.error(f"invalid datetime {text!r}: expected ISO 8601 such as 2024-01-31 12:00", node) from None
+        return _naive_utc(value)
+
+    def expr_name(self, node: ast.Name, scope: Scope) -> Typed:
+        if node.name in scope.columns:
+            if scope.group_names is not None and not scope.in_aggregate and node.name not in scope.group_names:
+                raise self.error(f"column {node.name!r} must be in 'by' or inside an aggregation such as "
+                                 f"any({node.name})", node)
+            typed = scope.columns[node.name]
+            return Typed(typed.sql.copy(), typed.type, typed.path)
+        if node.name in self.scalar_lets:
+            typed = self.scalar_lets[node.name][1]
+            return Typed(typed.sql.copy(), typed.type, typed.path)
+        names = list(scope.columns) + list(self.scalar_lets)
+        raise self.error(f"unknown column {node.name!r}" + suggest(node.name, names), node)
+
+    def expr_member(self, node: ast.Member, scope: Scope) -> Typed:
+        keys: list[str | int] = []
+        root: ast.Node = node
+        while isinstance(root, ast.Member):
+            keys.insert(0, root.key)
+            root = root.obj
+        base = self.expr(root, scope)
+        if base.type not in ("dynamic", "string"):
+            raise self.error(f"cannot read a property of a {base.type} value; only dynamic values have them", node)
+        base_sql = self.dynamic(base)
+        path = (base_sql, keys)
+        return Typed(self.d.json_get(base_sql.copy(), keys), "dynamic", path)
+
+    def expr_unary(self, node: ast.Unary, scope: Scope) -> Typed:
+        operand = self.expr(node.operand, scope)
+        if operand.type == "timespan":
+            return Typed(exp.Neg(this=operand.sql), "timespan")
+        return Typed(exp.Neg(this=self.number(operand)), self.numeric_type(operand))
+
+    def expr_between(self, node: ast.Between, scope: Scope) -> Typed:
+        value, low, high = (self.expr(n, scope) for n in (node.expr, node.low, node.high))
+        if value.type == "datetime" and high.type == "timespan":
+            high = Typed(exp.Add(this=low.sql.copy(), expression=high.sql), "datetime")
+        condition = exp.and_(self.compare(">=", value, low, node), self.compare("<=", value, high, node))
+        return Typed(exp.Not(this=exp.Paren(this=condition)) if node.negated else exp.Paren(this=condition), "bool")
+
+    def expr_binary(self, node: ast.Binary, scope: Scope) -> Typed:
+        left, right = self.expr(node.left, scope), self.expr(node.right, scope)
+        op = node.op
+        if op in ("and", "or"):
+            combine = exp.and_ if op == "and" else exp.or_
+            return Typed(exp.Paren(this=combine(self.boolean(left), self.boolean(right))), "bool")
+        if op in ("+", "-", "*", "/", "%"):
+            return self.arithmetic(op, left, right, node)
+        if op in _COMPARE or op in ("=~", "!~"):
+            return Typed(self.compare(op, left, right, node), "bool")
+        return Typed(self.string_predicate(op, left, right, node), "bool")
+
+    def arithmetic(self, op: str, left: Typed, right: Typed, node: ast.Node) -> Typed:
+        kinds = (left.type, right.type)
+        if "datetime" in kinds or "timespan" in kinds:
+            return self.time_arithmetic(op, left, right, node)
+        if "string" in kinds or "bool" in kinds:
+            raise self.error(f"operator '{op}' does not apply to {left.type} and {right.type}", node)
+        a, b = self.number(left), self.number(right)
+        integral = self.numeric_type(left) in ("long", "int") and self.numeric_type(right) in ("long", "int")
+        kind = "long" if integral else "real"
+        if op == "/":
+            divisor = exp.Nullif(this=b, expression=lit(0))
+            return Typed(exp.IntDiv(this=a, expression=divisor) if integral else exp.Div(this=a, expression=divisor), kind)
+        if op == "%":
+            return Typed(exp.Mod(this=a, expression=exp.Nullif(this=b, expression=lit(0))), kind)
+        node_type = {"+": exp.Add, "-": exp.Sub, "*": exp.Mul}[op]
+        return Typed(node_type(this=a, expression=b), kind)
+
+    def time_arithmetic(self, op: str, left: Typed, right: Typed, node: ast.Node) -> Typed:
+        kinds = (left.type, right.type)
+        micros = self.d.interval_micros
+        if op == "-" and kinds == ("datetime", "datetime"):
+            return Typed(exp.Sub(this=left.sql, expression=right.sql), "timespan")
+        if op in ("+", "-") and kinds in (("datetime", "timespan"), ("timespan", "timespan")):
+            return Typed((exp.Add if op == "+" else exp.Sub)(this=left.sql, expression=right.sql), left.type)
+        if op == "+" and kinds == ("timespan", "datetime"):
+            return Typed(exp.Add(this=right.sql, expression=left.sql), "datetime")
+        if op == "/" and kinds == ("timespan", "timespan"):
+            return Typed(exp.Div(this=micros(left.sql), expression=exp.Nullif(this=micros(right.sql), expression=lit(0))),
+                         "real")
+        if op in ("*", "/") and left.type == "timespan" and right.type in NUMERIC + ("dynamic",):
+            scaled = (exp.Mul if op == "*" else exp.Div)(this=micros(left.sql), expression=self.number(right))
+            return Typed(self.d.interval_from_micros(scaled), "timespan")
+        if op == "*" and right.type == "timespan" and left.type in NUMERIC:
+            return Typed(self.d.interval_from_micros(exp.Mul(this=micros(right.sql), expression=left.sql)), "timespan")
+        raise self.error(f"operator '{op}' does not apply to {left.type} and {right.type}", node)
+
+    def compare(self, op: str, left: Typed, right: Typed, node: ast.Node) -> exp.Expression:
+        if op in ("=~", "!~"):
+            a, b = exp.Lower(this=self.text(left)), exp.Lower(this=self.text(right))
+            if op == "=~":
+                return exp.EQ(this=a, expression=b)
+            return exp.Not(this=exp.Coalesce(this=exp.EQ(this=a, expression=b), expressions=[exp.false()]))
+        a, b, domain = self.comparison_operands(left, right, node)
+        if domain == "string" and op in ("==", "!="):
+            for this, other in ((a, b), (b, a)):
+                if isinstance(other, exp.Literal) and other.is_string and other.this == "":
+                    empty = exp.Paren(this=exp.or_(exp.Is(this=this, expression=exp.Null()),
+                                                   exp.EQ(this=this.copy(), expression=lit(""))))
+                    return empty if op == "==" else exp.Not(this=empty)
+            if op == "!=":  # a null string is KQL's empty string: it differs from any non-empty one
+                return exp.NullSafeNEQ(this=a, expression=b)
+        return _COMPARE[op](this=a, expression=b)
+
+    def comparison_operands(self, left: Typed, right: Typed,
+                            node: ast.Node) -> tuple[exp.Expression, exp.Expression, str]:
+        kinds = {left.type, right.type} - {"null"}
+        if not kinds:
+            return left.sql, right.sql, "null"
+        if kinds == {"dynamic"} or kinds <= {"dynamic", "string"}:
+            return self.text(left), self.text(right), "string"
+        other = next(iter(kinds - {"dynamic", "string"}), None)
+        if other is None:
+            return left.sql, right.sql, left.type
+        if len(kinds - {"dynamic", "string"}) > 1:
+            numeric = kinds <= {"long", "int", "real"}
+            if numeric:
+                return left.sql, right.sql, "real"
+            if kinds == {"datetime", "timespan"} or (kinds - {"long", "int", "real"}):
+                raise self.error(f"cannot compare {left.type} with {right.type}", node)
+        return self.coerce(left, other), self.coerce(right, other), other
+
+    def expr_inlist(self, node: ast.InList, scope: Scope) -> Typed:
+        left = self.expr(node.left, scope)
+        values = [self.expr(v, scope) for v in node.values]
+        if not values:
+            return Typed(exp.false() if node.op in ("in", "in~", "has_any") else exp.true(), "bool")
+        if node.op in ("has_any", "has_all"):
+            parts = [self.string_predicate("has", left, v, node) for v in values]
+            combined = exp.or_(*parts) if node.op == "has_any" else exp.and_(*parts)
+            return Typed(exp.Paren(this=combined), "bool")
+        if node.op in ("in~", "!in~"):
+            a = exp.Lower(this=self.text(left))
+            items = [exp.Lower(this=self.text(v)) for v in values]
+        else:
+            pairs = [self.comparison_operands(left, v, node) for v in values]
+            a, items = pairs[0][0], [p[1] for p in pairs]
+        test = exp.In(this=a, expressions=items)
+        if node.op.startswith("!"):
+            return Typed(exp.Not(this=exp.Coalesce(this=test, expressions=[exp.false()])), "bool")
+        return Typed(test, "bool")
+
+    def expr_call(self, node: ast.Call, scope: Scope) -> Typed:
+        if node.name == "__search_term":
+            return self.search_term(node, scope)
+        if node.name in _TYPE_CASTS and node.name not in FUNCTIONS:
+            if len(node.args) != 1:
+                raise self.error(f"{node.name}() takes one argument", node)
+            if isinstance(node.args[0], ast.Literal) and node.args[0].kind == "null":
+                return Typed(self.d.null(_TYPE_CASTS[node.name]), _TYPE_CASTS[node.name])
+            return Typed(self.coerce(self.expr(node.args[0], scope), _TYPE_CASTS[node.name]), _TYPE_CASTS[node.name])
+        spec = FUNCTIONS.get(node.name)
+        if spec is None:
+            raise self.error(f"unknown function {node.name!r}" + suggest(node.name, FUNCTIONS), node)
+        if not spec.min_args <= len(node.args) <= spec.max_args:
+            expected = str(spec.min_args) if spec.min_args == spec.max_args else f"{spec.min_args} to {spec.max_args}"
+            raise self.error(f"{node.name}() takes {expected} arguments, got {len(node.args)}", node)
+        if spec.aggregate:
+            if scope.group_names is None or scope.in_aggregate:
+                raise self.error(f"{node.name}() is an aggregation: use it in summarize", node)
+            if node.name in SPECIAL_AGGREGATES:
+                raise self.error(f"{node.name}() must be a whole summarize column, not part of an expression", node)
+            inner = Scope(scope.columns, scope.group_names, in_aggregate=True)
+            args = [self.expr(arg, inner) for arg in node.args]
+        else:
+            args = [self.expr(arg, scope) for arg in node.args]
+        return spec.translate(self, args, node)
+
+    # ------------------------------------------------------------ coercions (used by functions.py)
+    def constant(self, node: ast.Node, kind: type, what: str) -> Any:
+        """The value of a constant argument (a literal, or a let bound to one)."""
+        value: Any = None
+        if isinstance(node, ast.Name) and node.name in self.scalar_lets:
+            return self.constant(self.scalar_lets[node.name][0], kind, what)
+        if isinstance(node, ast.Unary) and node.op == "-":
+            inner = self.constant(node.operand, kind, what)
+            return -inner
+        if isinstance(node, ast.Literal):
+            value = node.value
+            if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+            if kind is int and isinstance(value, int) and not isinstance(value, bool):
+                return value
+            if kind is str and node.kind == "string":
+                return value
+        raise self.error(f"expected {what}", node)
+
+    def type_argument(self, node: ast.Node) -> str:
+        if isinstance(node, ast.Call) and node.name == "typeof" and len(node.args) == 1 \
+                and isinstance(node.args[0], ast.Name) and node.args[0].name in _TYPE_CASTS:
+            return _TYPE_CASTS[node.args[0].name]
+        raise self.error("expected typeof(<type>)", node)
+
+    def text(self, value: Typed) -> exp.Expression:
+        """``value`` with string semantics (a dynamic string unquoted, other dynamic values as JSON)."""
+        kind, sql = value.type, value.sql
+        if kind == "string":
+            return sql
+        if kind == "dynamic":
+            if value.path is not None:
+                return self.d.json_get_text(value.path[0].copy(), value.path[1])
+            return self.d.json_get_text(sql, [])
+        if kind == "datetime":
+            return self.d.strftime(sql, "%Y-%m-%dT%H:%M:%S.%fZ")
+        return exp.cast(sql, "VARCHAR")
+
+    def number(self, value: Typed, force_real: bool = False) -> exp.Expression:
+        if value.type in ("long", "int"):
+            return exp.cast(value.sql, "DOUBLE") if force_real else value.sql
+        if value.type == "real":
+            return value.sql
+        if value.type in ("string", "dynamic"):
+            return self.d.try_cast(self.text(value), "real")
+        if value.type == "bool":
+            return exp.cast(value.sql, "INTEGER")
+        if value.type == "null":
+            return self.d.null("real")
+        if value.type == "timespan":
+            return exp.Div(this=self.d.interval_micros(value.sql), expression=lit(1000.0))
+        return self.d.try_cast(self.text(value), "real")
+
+    def numeric_type(self, value: Typed) -> str:
+        return value.type if value.type in NUMERIC else "real"
+
+    def boolean(self, value: Typed) -> exp.Expression:
+        if value.type == "bool":
+            return value.sql
+        if value.type in ("string", "dynamic"):
+            return self.d.try_cast(exp.Lower(this=self.text(value)), "bool")
+        if value.type in NUMERIC:
+            return exp.NEQ(this=value.sql, expression=lit(0))
+        if value.type == "null":
+            return self.d.null("bool")
+        raise KqlError(f"expected a boolean expression, got a {value.type} value", query=self.source_text)
+
+    def dynamic(self, value: Typed) -> exp.Expression:
+        if value.type == "dynamic":
+            return value.sql
+        if value.type == "string":
+            return self.d.parse_json(value.sql)
+        if value.type == "null":
+            return self.d.null("dynamic")
+        return self.d.to_json(value.sql)
+
+    def comparable(self, value: Typed) -> exp.Expression:
+        """A value SQL can compare, sort and group: dynamic values as their text."""
+        return self.text(value) if value.type == "dynamic" else value.sql
+
+    def coerce(self, value: Typed, kind: str) -> exp.Expression:
+        if value.type == kind:
+            return value.sql
+        if value.type == "null":
+            return self.d.null(kind if kind != "null" else "string")
+        if kind == "string":
+            return self.text(value)
+        if kind in NUMERIC:
+            number = self.number(value)
+            return self.d.try_cast(number, kind) if kind != "real" or value.type not in NUMERIC else number
+        if kind == "bool":
+            return self.boolean(value)
+        if kind == "dynamic":
+            return self.dynamic(value)
+        if kind == "datetime":
+            return self.d.try_cast(self.text(value), "datetime")
+        if kind == "timespan" and value.type in NUMERIC:
+            return self.d.interval_from_micros(exp.Mul(this=value.sql, expression=lit(1000)))
+        return self.d.try_cast(value.sql, kind)
+
+    def common_type(self, *values: Typed) -> str:
+        kinds = [v.type for v in values if v.type != "null"]
+        if not kinds:
+            return "null"
+        if all(k in NUMERIC for k in kinds) and len(set(kinds)) > 1:
+            return "real" if "real" in kinds else "long"
+        return kinds[0]
+
+
+def _parenthesize(query: exp.Expression) -> None:
+    """Parenthesize nested operators: sqlglot prints trees as built, without precedence."""
+    for node in list(query.walk()):
+        if isinstance(node, (exp.Binary, exp.Unary)) and not isinstance(node, (exp.Paren, exp.Escape, exp.Dot)):
+            for key in ("this", "expression"):
+                child = node.args.get(key)
+                if isinstance(child, (exp.Binary, exp.Unary, exp.Between, exp.In)) and \
+                        not isinstance(child, (exp.Paren, exp.Escape)):
+                    node.set(key, exp.Paren(this=child))
+
