@@ -26,6 +26,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -34,6 +35,7 @@ from scorewatch.ingest.metrics import IngestMetrics
 from scorewatch.ingest.track import Accepted
 from scorewatch.ingest.wal import WriteAheadLog
 from scorewatch.store.duckdb import DuckDBStore
+from scorewatch.store.envelopes import BASE_TYPES
 
 log = logging.getLogger("scorewatch.hub")
 
@@ -249,18 +251,28 @@ class Ingestor:
         return sum(len(r.lines) for r in batch)
 
     def _write_records(self, batch: list[Record]) -> None:
-        def flat(attr: str) -> list[Any]:
-            out: list[Any] = []
-            for record in batch:
-                out.extend(getattr(record, attr))
-            return out
-
-        table = pa.table({
-            "env": pa.array(flat("lines"), type=pa.string()),
-            "baseType": pa.array(flat("base_types"), type=pa.string()).dictionary_encode(),
-            "appId": pa.array(flat("app_ids"), type=pa.string()),
-            "appName": pa.array(flat("app_names"), type=pa.string()),
-            "iKey": pa.array(flat("ikeys"), type=pa.string()),
-        })
-        written = self.store.write_envelopes(table, position=batch[-1].seq)
+        groups: dict[str, tuple[list[bytes], list[str], list[str], list[str]]] = {}
+        for record in batch:
+            for line, base_type, app_id, app_name, ikey in zip(
+                    record.lines, record.base_types, record.app_ids, record.app_names, record.ikeys,
+                    strict=True):
+                group = groups.get(base_type)
+                if group is None:
+                    group = groups[base_type] = ([], [], [], [])
+                group[0].append(line)
+                group[1].append(app_id)
+                group[2].append(app_name)
+                group[3].append(ikey)
+        tables = {BASE_TYPES[base_type]: pa.table({
+            "env": _strings(lines), "appId": pa.array(app_ids, type=pa.string()),
+            "appName": pa.array(app_names, type=pa.string()), "iKey": pa.array(ikeys, type=pa.string()),
+        }) for base_type, (lines, app_ids, app_names, ikeys) in groups.items()}
+        written = self.store.write_envelopes(tables, position=batch[-1].seq)
         self.metrics.stored += sum(written.values())
+
+
+def _strings(lines: list[bytes]) -> pa.Array:
+    """An Arrow string array over UTF-8 ``lines`` built from one buffer (pa.array(bytes) is ~20x slower)."""
+    offsets = np.zeros(len(lines) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)), out=offsets[1:])
+    return pa.LargeStringArray.from_buffers(len(lines), pa.py_buffer(offsets), pa.py_buffer(b"".join(lines)))

@@ -10,7 +10,7 @@ lets the hub replay its log after a crash without losing or duplicating anything
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -98,34 +98,34 @@ class DuckDBStore:
                 self._writer.unregister("sw_rows")
         return len(rows)
 
-    def write_envelopes(self, batch: pa.Table, *, position: int | None = None) -> dict[str, int]:
-        """Map a batch of Application Insights envelopes into the tables, in one transaction.
+    def write_envelopes(self, batches: Mapping[str, pa.Table], *, position: int | None = None) -> dict[str, int]:
+        """Map Application Insights envelopes into the tables, all in one transaction.
 
-        ``batch`` has the columns ``env``, ``baseType``, ``appId``, ``appName``, ``iKey`` (see
-        :mod:`scorewatch.store.envelopes`). ``position``, when given, is recorded as the applied
-        write-ahead-log position in the same transaction. Returns rows written per table.
+        ``batches`` maps a table name to an Arrow table with the columns ``env`` (envelope JSON text),
+        ``appId``, ``appName`` and ``iKey`` (see :mod:`scorewatch.store.envelopes`). ``position``, when
+        given, is recorded as the applied write-ahead-log position in the same transaction. Returns
+        the rows written per table.
         """
-        present = set(batch.column("baseType").unique().to_pylist())
         written: dict[str, int] = {}
         with self._write_lock:
             cur = self._writer
-            cur.register("sw_batch", batch)
+            cur.execute("BEGIN TRANSACTION")
             try:
-                cur.execute("BEGIN TRANSACTION")
-                try:
-                    for base_type, table in envelopes.BASE_TYPES.items():
-                        if base_type in present:
-                            cur.execute(envelopes.insert_sql(table, "sw_batch"))
-                            written[table] = cur.fetchone()[0]
-                    if position is not None:
-                        cur.execute("INSERT OR REPLACE INTO scorewatch_state VALUES ('wal_position', ?)",
-                                    [position])
-                    cur.execute("COMMIT")
-                except BaseException:
-                    cur.execute("ROLLBACK")
-                    raise
-            finally:
-                cur.unregister("sw_batch")
+                for table, batch in batches.items():
+                    if table not in envelopes.BASE_TYPES.values():
+                        raise BadRequest(f"unknown table {table!r}")
+                    cur.register("sw_batch", batch)
+                    try:
+                        cur.execute(envelopes.insert_sql(table, "sw_batch"))
+                        written[table] = cur.fetchone()[0]
+                    finally:
+                        cur.unregister("sw_batch")
+                if position is not None:
+                    cur.execute("INSERT OR REPLACE INTO scorewatch_state VALUES ('wal_position', ?)", [position])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
         return written
 
     def applied_position(self) -> int:
@@ -186,10 +186,8 @@ class DuckDBStore:
         """Bytes on disk: the database file and DuckDB's own WAL."""
         total = 0
         for path in (self.path, self.path.with_name(self.path.name + ".wal")):
-            try:
+            if path.exists():
                 total += path.stat().st_size
-            except FileNotFoundError:
-                pass
         return total
 
     def checkpoint(self) -> None:

@@ -1,7 +1,7 @@
 """Application Insights envelopes → store rows, as DuckDB SQL.
 
-Ingest hands the store a batch of accepted envelopes as an Arrow table with the columns ``env`` (one
-envelope's JSON text), ``baseType``, ``appId``, ``appName`` and ``iKey``. The mapping to the classic
+Ingest hands the store accepted envelopes grouped by table, as Arrow tables with the columns ``env``
+(one envelope's JSON text), ``appId``, ``appName`` and ``iKey``. The mapping to the classic
 columns happens here, inside DuckDB: ``json_transform`` parses each envelope once into a typed struct
 and one ``INSERT ... BY NAME SELECT`` per table picks the columns. That keeps per-item Python work out
 of the hot path (the hub's target is 100k items/s on two cores) and gives every tolerance rule one
@@ -146,13 +146,12 @@ _OWN = {
 
 def insert_sql(table: str, source: str) -> str:
     """``INSERT INTO table BY NAME SELECT ...`` reading the envelopes of ``source`` (a registered
-    Arrow table) whose ``baseType`` belongs to ``table``."""
-    base_type = next(bt for bt, t in BASE_TYPES.items() if t == table)
+    Arrow table of envelopes that all belong to ``table``)."""
     item_type = {"requests": "request", "dependencies": "dependency", "exceptions": "exception",
                  "traces": "trace", "customEvents": "customEvent", "customMetrics": "customMetric",
                  "pageViews": "pageView", "availabilityResults": "availabilityResult"}[table]
     parsed = (f"SELECT json_transform(env, {_sql_string(_structure(table))}) AS e, appId, appName, iKey "
-              f"FROM {source} WHERE baseType = {_sql_string(base_type)}")
+              f"FROM {source}")
     measured = "" if table == "customMetrics" else ", b.measurements AS customMeasurements"
     if table == "customMetrics":
         inner = f"SELECT *, e.data.baseData AS b, unnest(e.data.baseData.metrics) AS m FROM ({parsed})"

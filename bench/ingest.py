@@ -1,0 +1,163 @@
+"""Ingest throughput, end to end: HTTP senders → hub → write-ahead log → DuckDB.
+
+Starts a real hub (``python -m scorewatch hub``) on a fresh workspace, then several sender processes
+POST gzip bodies of ~500 Application Insights envelopes (built once, up front; a realistic mix of
+requests, traces, dependencies, exceptions and metrics) to ``/v2.1/track`` for ``--seconds``. The
+clock stops when every accepted item is a row in the store. Prints items/s, the hub's CPU use and its
+peak resident memory.
+
+    python bench/ingest.py [--senders 4] [--seconds 20] [--batch 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import http.client
+import multiprocessing as mp
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import orjson
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.helpers import free_port, wait_for_http  # noqa: E402
+
+
+def envelopes(ikey: str, n: int) -> list[dict]:
+    out = []
+    for i in range(n):
+        op = uuid.uuid4().hex
+        tags = {"ai.operation.id": op, "ai.operation.parentId": op[:16], "ai.cloud.role": "bench-svc",
+                "ai.cloud.roleInstance": "host-1", "ai.internal.sdkVersion": "py3:bench",
+                "ai.operation.name": "POST /score"}
+        kind = i % 10
+        if kind < 4:
+            data = {"baseType": "RequestData", "baseData": {
+                "ver": 2, "id": op[:16], "name": "POST /score", "duration": "00:00:00.0123450",
+                "responseCode": "200", "success": True, "url": "http://127.0.0.1:5001/score",
+                "properties": {"Service Name": "bench", "x-request-id": str(uuid.uuid4())}}}
+        elif kind < 7:
+            data = {"baseType": "MessageData", "baseData": {
+                "ver": 2, "message": f"scored batch {i} with 3 rows", "severityLevel": "Information",
+                "properties": {"logger": "score", "lineno": 42}}}
+        elif kind < 9:
+            data = {"baseType": "RemoteDependencyData", "baseData": {
+                "ver": 2, "id": op[16:], "name": "GET /features", "duration": "0.00:00:00.004",
+                "resultCode": "200", "success": True, "type": "HTTP", "target": "features:8080",
+                "data": "http://features:8080/features?id=7"}}
+        elif i % 20 == 9:
+            data = {"baseType": "ExceptionData", "baseData": {"ver": 2, "severityLevel": 3, "exceptions": [
+                {"typeName": "ValueError", "message": "bad input", "hasFullStack": True,
+                 "stack": "Traceback ...\n  File score.py, line 12, in run\nValueError: bad input"}]}}
+        else:
+            data = {"baseType": "MetricData", "baseData": {"ver": 2, "metrics": [
+                {"name": "batch_rows", "value": 3.0, "count": 1}], "properties": {"model": "ridge"}}}
+        out.append({"name": "Microsoft.ApplicationInsights.Bench", "time": "2026-01-01T00:00:00.000000Z",
+                    "iKey": ikey, "tags": tags, "data": data})
+    return out
+
+
+def sender(port: int, bodies: list[bytes], items_per_body: int, stop_at: float, counts: mp.Queue) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    sent = accepted = throttled = 0
+    i = 0
+    while time.monotonic() < stop_at:
+        body = bodies[i % len(bodies)]
+        i += 1
+        conn.request("POST", "/v2.1/track", body=body,
+                     headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
+        response = conn.getresponse()
+        payload = response.read()
+        if response.status == 200:
+            accepted += orjson.loads(payload)["itemsAccepted"]
+            sent += items_per_body
+        elif response.status == 429:
+            throttled += 1
+            time.sleep(float(response.getheader("Retry-After", "1")) / 10)
+        else:
+            raise RuntimeError(f"{response.status}: {payload[:200]!r}")
+    conn.close()
+    counts.put((sent, accepted, throttled))
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--batch", type=int, default=500)
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="sw-bench-ingest-"))
+    port = free_port()
+    hub = subprocess.Popen([sys.executable, "-m", "scorewatch", "hub", "--home", str(home), "--port", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health", proc=hub, expect_status=200)
+        ikey = orjson.loads((home / "config.json").read_bytes())["default_app"]["instrumentation_key"]
+        bodies = [gzip.compress(orjson.dumps(envelopes(ikey, args.batch)), 6) for _ in range(8)]
+        print(f"payload: {args.batch} envelopes/body, {sum(map(len, bodies)) // len(bodies)} bytes gzip "
+              f"({len(orjson.dumps(envelopes(ikey, args.batch)))} raw)")
+
+        proc = psutil.Process(hub.pid)
+        peak = [proc.memory_info().rss]
+        sampling = threading.Event()
+
+        def sample() -> None:
+            while not sampling.wait(0.1):
+                peak[0] = max(peak[0], proc.memory_info().rss)
+
+        threading.Thread(target=sample, daemon=True).start()
+        cpu0 = sum(proc.cpu_times()[:2])
+        counts: mp.Queue = mp.Queue()
+        started = time.monotonic()
+        stop_at = started + args.seconds
+        workers = [mp.Process(target=sender, args=(port, bodies, args.batch, stop_at, counts))
+                   for _ in range(args.senders)]
+        for w in workers:
+            w.start()
+        results = [counts.get() for _ in workers]
+        for w in workers:
+            w.join()
+        accepted = sum(r[1] for r in results)
+        throttled = sum(r[2] for r in results)
+        sent_done = time.monotonic()
+        while True:  # until every accepted item is a row
+            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            stored = metric(text, "scorewatch_store_rows_written_total")
+            if stored >= accepted:
+                break
+            time.sleep(0.05)
+        elapsed = time.monotonic() - started
+        cpu = sum(proc.cpu_times()[:2]) - cpu0
+        sampling.set()
+        print(f"senders: {args.senders}, sending for {sent_done - started:.1f}s, "
+              f"all stored after {elapsed:.1f}s")
+        print(f"items accepted: {accepted}, stored: {int(stored)}, 429 answers: {throttled}")
+        print(f"end-to-end throughput: {accepted / elapsed:,.0f} items/s (target >= 100,000)")
+        print(f"hub CPU: {cpu:.1f}s over {elapsed:.1f}s = {cpu / elapsed:.2f} cores; "
+              f"hub peak RSS: {peak[0] / 2**20:.0f} MiB")
+        print(f"store size: {metric(text, 'scorewatch_store_size_bytes') / 2**20:.0f} MiB")
+    finally:
+        os.killpg(hub.pid, signal.SIGTERM)
+        hub.wait(60)
+
+
+if __name__ == "__main__":
+    main()
