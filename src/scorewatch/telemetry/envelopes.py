@@ -8,6 +8,7 @@ worker thread, never on the request path.
 
 from __future__ import annotations
 
+import time
 import traceback
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -36,6 +37,9 @@ def severity_for_level(levelno: int) -> int:
 def format_duration(ms: float) -> str:
     """``d.hh:mm:ss.ffffff`` as Application Insights expects (``0.00:00:00.058000`` for 58 ms)."""
     micros = max(0, round(ms * 1000))
+    if micros < 60_000_000:  # the common case, once per request: keep it short
+        seconds, micros = divmod(micros, 1_000_000)
+        return f"0.00:00:{seconds:02d}.{micros:06d}"
     seconds, micros = divmod(micros, 1_000_000)
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
@@ -43,13 +47,23 @@ def format_duration(ms: float) -> str:
     return f"{days}.{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}"
 
 
+_second_cache: tuple[int, str] = (-1, "")
+
+
 def format_time(when: float | datetime) -> str:
     """ISO 8601 UTC with microseconds and ``Z``, from a POSIX timestamp or an aware datetime."""
-    if not isinstance(when, datetime):
-        when = datetime.fromtimestamp(when, UTC)
-    elif when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    global _second_cache
+    if isinstance(when, datetime):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        when = when.timestamp()
+    second = int(when)
+    cached_second, prefix = _second_cache
+    if second != cached_second:
+        # strftime is most of the cost of an envelope: do it once per second, not once per item.
+        prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        _second_cache = (second, prefix)
+    return f"{prefix}.{min(999_999, round((when - second) * 1e6)):06d}Z"
 
 
 def exception_details(exc: BaseException) -> list[dict[str, Any]]:
@@ -96,6 +110,11 @@ class EnvelopeFactory:
                        ("Request", "Message", "Exception", "RemoteDependency", "Event", "Metric")}
         self.role = role
         self.role_instance = role_instance
+        # For the hot paths that build envelopes inline (see TelemetryMonitor._build_request).
+        self.request_name = self._names["Request"]
+        self.message_name = self._names["Message"]
+        self.base_tags = {"ai.cloud.role": role, "ai.cloud.roleInstance": role_instance,
+                          "ai.internal.sdkVersion": SDK_VERSION}
 
     def _envelope(self, kind: str, base_type: str, when: float | datetime, base: dict[str, Any],
                   operation_id: str | None, parent_id: str | None, operation_name: str | None,

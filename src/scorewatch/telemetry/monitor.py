@@ -33,6 +33,8 @@ from scorewatch.telemetry.envelopes import (
     SEVERITY_INFO,
     SEVERITY_WARNING,
     EnvelopeFactory,
+    format_duration,
+    format_time,
     severity_for_level,
 )
 from scorewatch.telemetry.exporter import AppInsightsExporter, Exporter
@@ -199,26 +201,42 @@ class TelemetryMonitor:
     def _value(self, value: Any) -> Any:
         return inline_or_blob(value, self.inline_limit, self.blobs)
 
+    # The three builders below run for every request, so they build their envelopes inline (no
+    # keyword-heavy factory calls); tests/telemetry/test_envelopes.py checks them against the factory.
     def _build_request(self, request: ScoredRequest, rate: float, model_data: bool) -> list[dict[str, Any]]:
         op = request.operation
-        rate = 100.0 if not request.success else rate
-        props = self._request_properties(request)
-        out = [self.factory.request(
-            when=request.start, id=op.parent_id, name=request.name, url=request.url,
-            duration_ms=request.duration_ms, response_code=request.status_code, success=request.success,
-            properties=props, operation_id=op.operation_id, parent_id=op.extra.get("parent_span_id"),
-            sample_rate=rate)]
-        if model_data:
-            data = {**props, "Models": self.models, "Input": self._value(request.input),
-                    "Prediction": self._value(request.output)}
-            if not request.success:
-                data["Error"] = data["Prediction"]
-                data["Status Code"] = str(request.status_code)
-            out.append(self.factory.message(
-                when=request.start, message="model_data_collection", severity=SEVERITY_INFO, properties=data,
-                operation_id=op.operation_id, parent_id=op.parent_id, operation_name=request.name,
-                sample_rate=rate))
-        return out
+        factory = self.factory
+        success = request.success
+        when = format_time(request.start)
+        props = {**self.base_properties, "Request Id": request.request_id,
+                 "Client Request Id": request.client_request_id}
+        tags = {**factory.base_tags, "ai.operation.id": op.operation_id, "ai.operation.name": request.name}
+        parent = op.extra.get("parent_span_id")
+        if parent:
+            tags["ai.operation.parentId"] = parent
+        envelope = {"name": factory.request_name, "time": when, "iKey": factory.ikey, "tags": tags,
+                    "data": {"baseType": "RequestData", "baseData": {
+                        "ver": 2, "id": op.parent_id, "name": request.name, "url": request.url,
+                        "duration": format_duration(request.duration_ms),
+                        "responseCode": str(request.status_code), "success": success, "properties": props}}}
+        if success and rate < 100.0:
+            envelope["sampleRate"] = rate
+        if not model_data:
+            return [envelope]
+        data = {**props, "Models": self.models, "Input": self._value(request.input),
+                "Prediction": self._value(request.output)}
+        if not success:
+            data["Error"] = data["Prediction"]
+            data["Status Code"] = str(request.status_code)
+        inner_tags = {**factory.base_tags, "ai.operation.id": op.operation_id,
+                      "ai.operation.parentId": op.parent_id, "ai.operation.name": request.name}
+        trace = {"name": factory.message_name, "time": when, "iKey": factory.ikey, "tags": inner_tags,
+                 "data": {"baseType": "MessageData", "baseData": {
+                     "ver": 2, "message": "model_data_collection", "severityLevel": SEVERITY_INFO,
+                     "properties": data}}}
+        if success and rate < 100.0:
+            trace["sampleRate"] = rate
+        return [envelope, trace]
 
     def _operation_fields(self, op: Operation | None) -> dict[str, Any]:
         if op is None:
@@ -228,18 +246,26 @@ class TelemetryMonitor:
     def _build_output(self, when: float, stream: str, text: str, op: Operation | None,
                       rate: float) -> list[dict[str, Any]]:
         contents: Any = text
-        stripped = text.strip()
-        if stripped[:1] in ("{", "[") and len(stripped) <= self.inline_limit:
+        if text[:1] in ("{", "[") or text.lstrip()[:1] in ("{", "["):
             try:
-                contents = orjson.loads(stripped)
+                contents = orjson.loads(text) if len(text) <= self.inline_limit else self._value(text)
             except orjson.JSONDecodeError:
-                contents = text
-        if contents is text:
+                contents = self._value(text)
+        elif len(text) > self.inline_limit // 4:
             contents = self._value(text)
-        props = {**self.base_properties, "Contents": contents}
-        severity = SEVERITY_INFO if stream == "STDOUT" else SEVERITY_WARNING
-        return [self.factory.message(when=when, message=stream, severity=severity, properties=props,
-                                     sample_rate=rate, **self._operation_fields(op))]
+        factory = self.factory
+        tags = factory.base_tags
+        if op is not None:
+            tags = {**tags, "ai.operation.id": op.operation_id, "ai.operation.parentId": op.parent_id,
+                    "ai.operation.name": op.name}
+        envelope = {"name": factory.message_name, "time": format_time(when), "iKey": factory.ikey, "tags": tags,
+                    "data": {"baseType": "MessageData", "baseData": {
+                        "ver": 2, "message": stream,
+                        "severityLevel": SEVERITY_INFO if stream == "STDOUT" else SEVERITY_WARNING,
+                        "properties": {**self.base_properties, "Contents": contents}}}}
+        if rate < 100.0:
+            envelope["sampleRate"] = rate
+        return [envelope]
 
     def _build_log(self, when: float, message: str, levelno: int, props: dict[str, Any], op: Operation | None,
                    rate: float) -> list[dict[str, Any]]:

@@ -1,0 +1,67 @@
+"""Envelope building, formats, connection strings; the monitor's inline builders match the factory."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from scorewatch.errors import ConfigError
+from scorewatch.telemetry.connection import parse_connection_string
+from scorewatch.telemetry.envelopes import SEVERITY_INFO, format_duration, format_time, severity_for_level
+from scorewatch.telemetry.exporter import InMemoryExporter
+from scorewatch.telemetry.monitor import create_monitor
+from tests.telemetry.test_monitor import INFO, new_op, scored, settings  # noqa: F401
+
+
+@pytest.mark.parametrize(("ms", "text"), [(0, "0.00:00:00.000000"), (58, "0.00:00:00.058000"),
+                                          (12.5, "0.00:00:00.012500"), (61_000.25, "0.00:01:01.000250"),
+                                          (90_061_001, "1.01:01:01.001000")])
+def test_format_duration(ms, text):
+    assert format_duration(ms) == text
+
+
+def test_format_time_from_timestamp_and_datetime():
+    when = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
+    assert format_time(when) == "2026-03-04T05:06:07.890123Z"
+    assert format_time(when.timestamp()) == "2026-03-04T05:06:07.890123Z"
+    assert format_time(datetime(2026, 3, 4, 5, 6, 7)) == "2026-03-04T05:06:07.000000Z"
+
+
+def test_severity_levels():
+    assert [severity_for_level(n) for n in (10, 20, 30, 40, 50)] == [0, 1, 2, 3, 4]
+
+
+def test_connection_strings():
+    cs = parse_connection_string("instrumentationkey=ab-cd; IngestionEndpoint=http://127.0.0.1:8400/")
+    assert (cs.instrumentation_key, cs.track_url, cs.ikey_no_dashes) == (
+        "ab-cd", "http://127.0.0.1:8400/v2.1/track", "abcd")
+    assert parse_connection_string("InstrumentationKey=k").ingestion_endpoint == "https://dc.services.visualstudio.com"
+    assert parse_connection_string("InstrumentationKey=k;EndpointSuffix=ai.example;Location=west").track_url == (
+        "https://west.dc.ai.example/v2.1/track")
+    for bad, message in [("", "empty"), ("IngestionEndpoint=http://x", "no InstrumentationKey"),
+                         ("InstrumentationKey=k;junk", "Key=Value"),
+                         ("InstrumentationKey=k;IngestionEndpoint=ftp://x", "http")]:
+        with pytest.raises(ConfigError, match=message):
+            parse_connection_string(bad)
+
+
+def test_inline_request_builder_matches_the_factory(settings):  # noqa: F811
+    monitor = create_monitor(settings, INFO, exporter=InMemoryExporter())
+    op = new_op()
+    request = scored(op)
+    fast_request, fast_trace = monitor._build_request(request, 100.0, True)
+    props = {**monitor.base_properties, "Request Id": "req-1", "Client Request Id": "client-1"}
+    expected = monitor.factory.request(
+        when=request.start, id=op.parent_id, name="POST /score", url=request.url, duration_ms=12.5,
+        response_code=200, success=True, properties=props, operation_id=op.operation_id, parent_id=None)
+    assert fast_request == expected
+    expected_trace = monitor.factory.message(
+        when=request.start, message="model_data_collection", severity=SEVERITY_INFO,
+        properties={**props, "Models": "ridge:3", "Input": '{"data": [1]}', "Prediction": "[2]"},
+        operation_id=op.operation_id, parent_id=op.parent_id, operation_name="POST /score")
+    assert fast_trace == expected_trace
+    [fast_output] = monitor._build_output(1.7e9, "STDOUT", "hi", op, 100.0)
+    assert fast_output == monitor.factory.message(
+        when=1.7e9, message="STDOUT", severity=SEVERITY_INFO, properties={**monitor.base_properties, "Contents": "hi"},
+        operation_id=op.operation_id, parent_id=op.parent_id, operation_name=op.name)
