@@ -41,6 +41,7 @@ from scorewatch.scoring.runner import Runner
 log = logging.getLogger("scorewatch.scoring")
 
 SHUTDOWN_FLUSH_S = 5.0
+FAILURE_FILE_VAR = "SCOREWATCH_SERVE_FAILURE_FILE"
 
 
 def message(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
@@ -59,7 +60,12 @@ async def _error_handler(request: Request, exc: Exception) -> Response:
 
 def _exit_worker(reason: str) -> None:
     """Default reaction to a failed init(): end this worker with uvicorn's startup-failure code, so a
-    multi-worker supervisor stops instead of respawning it forever."""
+    multi-worker supervisor stops instead of respawning it forever. The supervisor's process reads the
+    reason from ``SCOREWATCH_SERVE_FAILURE_FILE`` to end with it."""
+    failure_file = os.environ.get(FAILURE_FILE_VAR)
+    if failure_file:
+        with open(failure_file, "a") as fh:
+            fh.write(reason + "\n")
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(3)

@@ -78,6 +78,7 @@ class EntryScript:
         self.arg_names = [n for n, p in params.items() if n != "request_headers"
                           and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         self.required = {n for n in self.arg_names if params[n].default is inspect.Parameter.empty}
+        self.defaults = {n: params[n].default for n in self.arg_names if n not in self.required}
         self.decorated = schema.decorated_parameters(run)
         if getattr(run, RAWHTTP_ATTR, False):
             self.kind = "rawhttp"
@@ -148,12 +149,15 @@ class EntryScript:
         for name in self.arg_names:
             parameter = self.decorated.get(name)
             if name not in payload:
-                if parameter is not None and parameter.optional:
-                    if name in self.required:
-                        kwargs[name] = None
-                elif name in self.required:
-                    raise BadRequest(f"missing parameter {name!r}; run() takes: {expected}",
-                                     details={"parameter": name})
+                if name in self.required:
+                    if parameter is None or not parameter.optional:
+                        raise BadRequest(f"missing parameter {name!r}; run() takes: {expected}",
+                                         details={"parameter": name})
+                    kwargs[name] = None
+                elif parameter is not None and not parameter.optional:
+                    # inference-schema's wrapper fails on an absent non-optional parameter even when run()
+                    # has a default for it, so the default is passed explicitly.
+                    kwargs[name] = self.defaults[name]
                 continue
             value = payload[name]
             kwargs[name] = schema.decode(parameter, value) if parameter is not None else value

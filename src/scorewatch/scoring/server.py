@@ -10,6 +10,8 @@ and :func:`run` then raises, so ``scorewatch serve`` exits non-zero within secon
 from __future__ import annotations
 
 import os
+import signal
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from scorewatch.errors import ConfigError
-from scorewatch.scoring.app import configure_logging, create_app
+from scorewatch.scoring.app import FAILURE_FILE_VAR, configure_logging, create_app
 from scorewatch.scoring.auth import Keys, resolve_keys
 from scorewatch.scoring.config import ENV_VAR, ServeConfig
 from scorewatch.settings import Settings
@@ -83,11 +85,18 @@ def run(config: ServeConfig) -> None:
         sock = uv_config.bind_socket()
     except SystemExit:
         raise ConfigError(f"cannot listen on {settings.host}:{settings.port}") from None
-    supervisor = Multiprocess(uv_config, sockets=[sock])
-    supervisor.run()
-    sock.close()
-    if any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
-        raise ConfigError("a worker failed to start (the reason is printed above)")
+    fd, failure_file = tempfile.mkstemp(prefix="scorewatch-serve-", suffix=".failure")
+    os.close(fd)
+    os.environ[FAILURE_FILE_VAR] = failure_file
+    try:
+        supervisor = Multiprocess(uv_config, sockets=[sock])
+        supervisor.run()
+        sock.close()
+        reasons = Path(failure_file).read_text().splitlines()
+    finally:
+        os.unlink(failure_file)
+    if reasons or any(p.exitcode == STARTUP_FAILURE for p in supervisor.processes):
+        raise ConfigError(reasons[0] if reasons else "a worker failed to start (the reason is printed above)")
 
 
 def _run_single(config: ServeConfig) -> None:
@@ -102,6 +111,10 @@ def _run_single(config: ServeConfig) -> None:
     config.prepare_process()
     app = create_app(config, on_init_failure=on_init_failure)
     server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(config.settings)))  # type: ignore[arg-type]
+    # uvicorn re-raises the stop signal once it has shut down gracefully; with these no-op handlers in
+    # place that ends the process normally (exit 0) instead of by the signal.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
     try:
         server.run()
     except SystemExit as exc:

@@ -1,0 +1,149 @@
+"""Worker lifecycle: init failure, readiness, timeouts, concurrency, body limits, SIGTERM, N workers."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.helpers import free_port
+from tests.scoring.conftest import SCRIPTS, Served, serving
+
+
+def _serve_and_wait(script: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "scorewatch", "serve", str(script), "--port", str(free_port()),
+                           *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_init_failure_exits_non_zero_with_traceback_and_reason(workers: str) -> None:
+    proc = _serve_and_wait(SCRIPTS / "init_fail" / "score.py", "--workers", workers)
+    assert proc.returncode != 0
+    output = proc.stdout + proc.stderr
+    assert "Traceback" in output
+    assert "RuntimeError: model file is corrupt" in output
+    assert "init() of" in proc.stderr.strip().splitlines()[-1]  # the one-line reason comes last
+
+
+def test_missing_entry_script_is_a_clear_error(tmp_path: Path) -> None:
+    proc = _serve_and_wait(tmp_path / "nope.py")
+    assert proc.returncode == 2
+    assert "entry script" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_syntax_error_in_the_script_exits_non_zero(tmp_path: Path) -> None:
+    script = tmp_path / "score.py"
+    script.write_text("def init(:\n")
+    proc = _serve_and_wait(script)
+    assert proc.returncode != 0
+    assert "SyntaxError" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def slow(module_dir: Path) -> Iterator[Served]:
+    with serving(SCRIPTS / "slow" / "score.py", module_dir, "--max-body-size", "1000",
+                 env={"SCORING_TIMEOUT_MS": "1500"}) as served:
+        yield served
+
+
+def test_timeout_is_504_and_the_worker_recovers(slow: Served) -> None:
+    r = slow.post({"sleep": 4})
+    assert r.status_code == 504
+    assert "1500 ms" in r.json()["message"]
+    assert r.headers["x-ms-run-function-failed"] == "True"
+    # The abandoned run() is still sleeping; the next call is served by a fresh thread.
+    assert slow.post({"sleep": 0}).status_code == 200
+
+
+def test_long_run_does_not_block_health_or_metrics(slow: Served) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(slow.post, {"sleep": 1})
+        time.sleep(0.2)
+        assert slow.client.get("/health/live").status_code == 200
+        assert slow.client.get("/health/ready").status_code == 200
+        assert "scorewatch_requests_in_flight" in slow.client.get("/metrics").text
+        assert not pending.done()
+        assert pending.result().json()["slept"] == 1
+
+
+def test_body_over_the_limit_is_413(slow: Served) -> None:
+    r = slow.post(content=b'{"sleep": 0, "pad": "' + b"x" * 2000 + b'"}')
+    assert r.status_code == 413
+    assert "1000 bytes" in r.json()["message"]
+
+    def chunks() -> Iterator[bytes]:  # no content-length: the limit is enforced while reading
+        yield b'{"sleep": 0, "pad": "'
+        for _ in range(20):
+            yield b"x" * 100
+        yield b'"}'
+
+    assert slow.post(content=chunks()).status_code == 413
+    assert slow.post({"sleep": 0}).status_code == 200
+
+
+def test_run_calls_one_at_a_time_per_worker(module_dir: Path) -> None:
+    with serving(SCRIPTS / "raw" / "score.py", module_dir) as svc, ThreadPoolExecutor(3) as pool:
+        results = list(pool.map(lambda _: svc.post({"action": "sleep", "seconds": 0.3}).json(), range(3)))
+    assert max(r["most_concurrent"] for r in results) == 1
+
+
+def test_ready_only_after_init_returned_and_early_requests_wait(module_dir: Path) -> None:
+    with serving(SCRIPTS / "slow" / "score.py", module_dir, env={"TEST_INIT_SECONDS": "1.5"},
+                 wait_ready=False) as svc:
+        from tests.helpers import wait_for_http
+
+        wait_for_http(f"{svc.url}/health/live", proc=svc.server.proc, expect_status=200)
+        assert svc.client.get("/health/ready").status_code == 503
+        assert svc.client.get("/").text == "Healthy"
+        early = svc.post({"sleep": 0})  # waits for init() instead of failing
+        assert early.status_code == 200
+        assert svc.client.get("/health/ready").status_code == 200
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits(module_dir: Path) -> None:
+    with serving(SCRIPTS / "slow" / "score.py", module_dir) as svc, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(svc.post, {"sleep": 1})
+        _wait_in_flight(svc)
+        assert svc.server.proc is not None
+        svc.server.proc.send_signal(signal.SIGTERM)
+        response = pending.result(timeout=20)
+        assert response.status_code == 200 and response.json()["slept"] == 1
+        assert svc.server.proc.wait(timeout=20) == 0
+
+
+def _wait_in_flight(svc: Served) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for line in svc.client.get("/metrics").text.splitlines():
+            if line.startswith("scorewatch_requests_in_flight{") and not line.endswith(" 0"):
+                return
+        time.sleep(0.02)
+    raise AssertionError("the request never got in flight")
+
+
+def test_several_workers_share_the_port(module_dir: Path) -> None:
+    with serving(SCRIPTS / "slow" / "score.py", module_dir, "--workers", "2") as svc:
+        pids: set[int] = set()
+        barrier = threading.Barrier(2)
+
+        def call(_: int) -> int:
+            with httpx.Client(base_url=svc.url, timeout=30) as client:
+                barrier.wait()
+                return client.post("/score", json={"sleep": 0.5}).json()["pid"]
+
+        with ThreadPoolExecutor(2) as pool:
+            for _ in range(5):
+                pids.update(pool.map(call, range(2)))
+                barrier.reset()
+                if len(pids) == 2:
+                    break
+        assert len(pids) == 2
+        assert svc.server.stop() == 0
