@@ -93,5 +93,9 @@ def con(db_path: Path):
 
 
 def run(con: duckdb.DuckDBPyConnection, kql: str, **options: Any) -> list[tuple]:
+    """Rows of ``kql`` run on ``con``, dynamic values parsed from their JSON text."""
     compiled = compile_query(kql, now=NOW, **options)
-    return con.execute(compiled.sql, compiled.params).fetchall()
+    rows = con.execute(compiled.sql, compiled.params).fetchall()
+    dynamic = [i for i, (_, kind) in enumerate(compiled.columns) if kind == "dynamic"]
+    return [tuple(json.loads(v) if i in dynamic and isinstance(v, str) else v for i, v in enumerate(row))
+            for row in rows]

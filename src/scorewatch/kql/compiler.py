@@ -620,7 +620,8 @@ class Compiler(RelationalOperators, StringPredicates):
             inner = Scope(scope.columns, scope.group_names, in_aggregate=True)
             args = [self.expr(arg, inner) for arg in node.args]
         else:
-            args = [self.expr(arg, scope) for arg in node.args]
+            args = [Typed(exp.Null(), "null") if isinstance(arg, ast.Call) and arg.name == "typeof"
+                    else self.expr(arg, scope) for arg in node.args]
         return spec.translate(self, args, node)
 
     # ------------------------------------------------------------ coercions (used by functions.py)

@@ -112,7 +112,8 @@ class Dialect:
         return self.to_json(fn("string_split", text, delimiter))
 
     def list_element(self, items: exp.Expression, index: exp.Expression) -> exp.Expression:
-        return self.to_json(exp.Array(expressions=[exp.Bracket(this=items, expressions=[index])]))
+        """``[items[index]]`` with a 0-based ``index`` (DuckDB lists count from 1)."""
+        return self.to_json(exp.Array(expressions=[fn("list_extract", items, exp.Add(this=index, expression=lit(1)))]))
 
     # ------------------------------------------------------------ strings
     def concat(self, parts: list[exp.Expression]) -> exp.Expression:

@@ -241,7 +241,7 @@ def _split(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     text, delimiter = c.text(a[0]), c.text(a[1])
     if len(a) == 3:
         items = fn("string_split", text, delimiter)
-        return Typed(c.d.list_element(items, exp.Add(this=a[2].sql, expression=lit(1))), "dynamic")
+        return Typed(c.d.list_element(items, a[2].sql), "dynamic")
     return Typed(c.d.split(text, delimiter), "dynamic")
 
 

@@ -1,0 +1,242 @@
+"""The compiler, as data: (KQL, expected rows) over the small tables built in conftest.py.
+
+Rows compare in order when the query orders them (sort, order, top), as a multiset otherwise.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from tests.kql.conftest import run
+
+D = datetime
+
+OPERATORS = [
+    ('requests | where appId == "app1" | count', [(9,)]),
+    ("requests | where duration > 50 and success | project id | order by id asc",
+     [("r10",), ("r5",), ("r6",), ("r7",), ("r9",)]),
+    ('requests | where id == "r3" | project id, d2 = duration * 2, name', [("r3", 70.0, "POST /score")]),
+    ('requests | where id == "r1" | project id, name, duration | project-away name', [("r1", 15.0)]),
+    ('requests | project id, duration | project-rename ms = duration | where ms < 20', [("r1", 15.0)]),
+    ('requests | where id == "r1" | project id, name, duration | project-reorder duration, id',
+     [(15.0, "r1", "POST /score")]),
+    ('requests | where id == "r2" | extend d = duration + 1, e = d * 2 | project id, d, e', [("r2", 26.0, 52.0)]),
+    ("requests | summarize count() by success", [(True, 8), (False, 2)]),
+    ('requests | where appId == "app1" | summarize n = count(), total = sum(duration), mx = max(duration), '
+     "mn = min(duration)", [(9, 505.0, 105.0, 15.0)]),
+    ("requests | count", [(10,)]),
+    ("requests | take 3 | count", [(3,)]),
+    ("requests | limit 2 | count", [(2,)]),
+    ("requests | top 2 by duration | project id", [("r10",), ("r9",)]),
+    ("requests | top 2 by duration asc | project id", [("r1",), ("r2",)]),
+    ('requests | where appId == "app1" and isnotnull(name) | sort by duration | project id | take 3',
+     [("r8",), ("r7",), ("r6",)]),
+    ("requests | sort by name asc nulls last, id asc | project id, name | take 2",
+     [("r9", "GET /other"), ("r1", "POST /score")]),
+    ("requests | sort by name asc | project id | take 1", [("r10",)]),
+    ("requests | order by duration asc | take 1 | project id", [("r1",)]),
+    ("requests | distinct cloud_RoleName", [("svc0",), ("svc1",), ("svc9",), (None,)]),
+    ("requests | distinct success, resultCode", [(True, "200"), (False, "500")]),
+    # join: innerunique (the default) keeps one left row per key, inner keeps them all
+    ("requests | project k = success, id | join (requests | project k = success, n = 1) on k | count", [(10,)]),
+    ("requests | project k = success, id | join kind=inner (requests | project k = success, n = 1) on k | count",
+     [(68,)]),
+    ("requests | join kind=leftouter (exceptions | project operation_Id, type) on operation_Id | "
+     "where isnotempty(type) | project id, type", [("r4", "ValueError"), ("r8", "KeyError")]),
+    ('requests | where id == "r1" | project operation_Id, id | join kind=rightouter '
+     "(dependencies | project operation_Id, target) on operation_Id | project id, target",
+     [("r1", "db.local"), (None, "api.local")]),
+    ('requests | where id in ("r1", "r3") | project operation_Id, id | join kind=fullouter '
+     "(dependencies | project operation_Id, target) on operation_Id | project id, target",
+     [("r1", "db.local"), ("r3", None), (None, "api.local")]),
+    ("requests | join kind=leftanti (exceptions) on operation_Id | count", [(8,)]),
+    ('requests | where id == "r4" | join kind=rightanti (exceptions) on operation_Id | project type',
+     [("KeyError",)]),
+    ("requests | join kind=leftsemi (exceptions) on operation_Id | project id", [("r4",), ("r8",)]),
+    ('requests | where id == "r4" | join kind=rightsemi (exceptions) on operation_Id | project type',
+     [("ValueError",)]),
+    ('requests | where id == "r2" | join kind=inner (traces | project op = operation_Id, message) '
+     "on $left.operation_Id == $right.op | project id, message", [("r2", "Hello World from score.py")]),
+    ('requests | where id == "r1" | project operation_Id, id | join kind=inner '
+     "(dependencies | project operation_Id, id = target) on operation_Id",
+     [("op1", "r1", "op1", "db.local")]),
+    ("union requests, traces | count", [(13,)]),
+    ("requests | union exceptions | count", [(12,)]),
+    ('union (requests | where id == "r1" | project a = id, b = 1), '
+     "(traces | where severityLevel == 3 | project b = 2, c = message) | order by b asc",
+     [("r1", 1, None), (None, 2, "user-error: bad input_value")]),
+    ("union withsource=T requests, exceptions | summarize count() by T", [("requests", 10), ("exceptions", 2)]),
+    ("union kind=inner (requests | project id, x = 1), (traces | project message, x = 2) | summarize sum(x)",
+     [(16,)]),
+    ('requests | where id == "r3" | mv-expand customDimensions.list | project customDimensions_list',
+     [(3,), (4,)]),
+    ('requests | where id == "r3" | mv-expand v = customDimensions.list to typeof(long) | summarize sum(v)',
+     [(7,)]),
+    ("print a = dynamic([1, 2, 3]) | mv-expand a | count", [(3,)]),
+    ('requests | where id == "r5" | parse url with "http://" host ".local/" path "?x=" x:long '
+     "| project host, path, x", [("svc1", "score", 5)]),
+    ('traces | where severityLevel == 3 | parse message with * ": " rest | project rest', [("bad input_value",)]),
+    ("requests | where success == false | as failed | join kind=inner (failed | project id, n = 1) on id | count",
+     [(2,)]),
+    ("let threshold = 80.0; requests | where duration > threshold | count", [(3,)]),
+    ("let failed = requests | where success == false; failed | count", [(2,)]),
+    ("let window = 1h; requests | summarize count() by bin(timestamp, window)", [(D(2024, 5, 1, 10), 10)]),
+    ('search "Hello" | project $table, message', [("traces", "Hello World from score.py")]),
+    ('search in (traces) "input" | count', [(2,)]),
+    ('search in (requests) "*other*" | count', [(1,)]),
+    ('requests | search "svc9" | project id', [("r9",)]),
+    ("requests | project id, duration | getschema",
+     [("id", 0, "System.String", "string"), ("duration", 1, "System.Double", "real")]),
+    ("requests | summarize c = count() by success | render piechart", [(True, 8), (False, 2)]),
+]
+
+
+def p(expr: str) -> str:
+    return f"print x = {expr}"
+
+
+SCALARS = [
+    ("bin(7, 5)", 5), ("bin(7.5, 2.0)", 6.0), ("floor(-1.5, 1)", -2.0),
+    ("bin(datetime(2024-05-01 10:07:31), 5m)", D(2024, 5, 1, 10, 5)),
+    ("ago(1h)", D(2024, 5, 1, 11)), ("now()", D(2024, 5, 1, 12)),
+    ("datetime(2024-05-01T10:00:00Z)", D(2024, 5, 1, 10)),
+    ('todatetime("2024-05-01 10:00:00")', D(2024, 5, 1, 10)),
+    ("datetime(2024-05-01) + 100ms + 5m + 1h + 7d", D(2024, 5, 8, 1, 5, 0, 100_000)),
+    ("datetime(2024-05-01 12:00) - datetime(2024-05-01 10:30)", timedelta(hours=1, minutes=30)),
+    ("startofday(datetime(2024-05-01 10:07))", D(2024, 5, 1)),
+    ("startofweek(datetime(2024-05-01 10:07))", D(2024, 4, 28)),
+    ("startofmonth(datetime(2024-05-17 10:07))", D(2024, 5, 1)),
+    ("endofday(datetime(2024-05-01 10:07))", D(2024, 5, 1, 23, 59, 59, 999_999)),
+    ("dayofweek(datetime(2024-05-01))", timedelta(days=3)),
+    ("dayofweek(datetime(2024-05-01)) == 3d", True),
+    ('format_datetime(datetime(2024-05-01 10:07:31), "yyyy-MM-dd HH:mm:ss")', "2024-05-01 10:07:31"),
+    ('datetime_diff("hour", datetime(2024-05-01 12:00), datetime(2024-05-01 10:30))', 2),
+    ('datetime_add("day", 2, datetime(2024-05-01))', D(2024, 5, 3)),
+    ("parse_json('{\"a\": {\"b\": 5}}').a.b", 5),
+    ("todynamic('[1,2]')[1]", 2),
+    ("parse_json('{\"a\": {\"b\": [10, 20]}}').a.b[1]", 20),
+    ('parse_json("not json")', "not json"),
+    ("tostring(5)", "5"), ("tostring(true)", "true"), ("tostring(dynamic({\"a\": 1}).a)", "1"),
+    ('tostring(dynamic({"a": "x"}).a)', "x"), ("tostring(dynamic({}).missing)", ""),
+    ('toint("42")', 42), ('toint("x")', None), ("toint(2.7)", 2), ('tolong("123")', 123),
+    ('todouble("1.5")', 1.5), ('toreal("x")', None), ('tobool("true")', True), ('tobool("False")', False),
+    ('iff(2 > 1, "yes", "no")', "yes"), ("iif(false, 1, 2)", 2),
+    ('case(1 > 2, "a", 2 > 1, "b", "c")', "b"), ('case(false, "a", "c")', "c"),
+    ("coalesce(int(null), 5)", 5), ('coalesce("", "x")', "x"),
+    ('strcat("a", 1, "b")', "a1b"), ('strcat_delim("-", "a", "b", 3)', "a-b-3"),
+    ('strlen("hello")', 5), ('substring("hello", 1, 3)', "ell"), ('substring("hello", 2)', "llo"),
+    ('tolower("AbC")', "abc"), ('toupper("AbC")', "ABC"),
+    ('trim(" ", "  ab  ")', "ab"), ('trim(@"[x]+", "xxabxx")', "ab"),
+    ('replace_string("a.b.c", ".", "-")', "a-b-c"),
+    ('extract("x=([0-9]+)", 1, "url?x=42")', "42"), ('extract("([0-9]+)", 1, "abc")', None),
+    ('extract("x=([0-9]+)", 1, "x=42", typeof(long))', 42),
+    ('split("a,b,c", ",")', ["a", "b", "c"]), ('split("a,b,c", ",", 1)', ["b"]),
+    ('indexof("hello", "l")', 2), ('indexof("hello", "z")', -1),
+    ('isempty("")', True), ('isempty("a")', False), ('isnotempty("a")', True),
+    ("isnull(int(null))", True), ("isnotnull(1)", True), ("isempty(dynamic({}).x)", True),
+    ("round(2.567, 2)", 2.57), ("round(2.5)", 3.0), ("abs(-3)", 3), ("round(log(exp(1)), 6)", 1.0),
+    ("exp(0)", 1.0), ("pow(2, 10)", 1024.0), ("sqrt(16)", 4.0), ("log(0)", None), ("sqrt(-1)", None),
+    ('bag_keys(dynamic({"a": 1, "b": 2}))', ["a", "b"]), ("array_length(dynamic([1, 2, 3]))", 3),
+    ('array_length(dynamic({"a": 1}))', None),
+    ('hash("a") == hash("a")', True), ('hash("abc", 10) between (0 .. 9)', True),
+    ("max_of(1, 5, 3)", 5),
+    # integer division truncates; real division does not
+    ("7 / 2", 3), ("-7 / 2", -3), ("7.0 / 2", 3.5), ("7 % 3", 1), ("1 / 0", None),
+    ("1h / 1m", 60.0), ("2 * 1h", timedelta(hours=2)),
+    ("5 between (1 .. 5)", True), ("5 !between (1 .. 4)", True),
+    ("not(1 > 2)", True), ('"abc" in ("x", "abc")', True), ('"ABC" in~ ("x", "abc")', True),
+    ('"ABC" !in~ ("x", "abc")', False), ('"a b" has_any ("x", "b")', True),
+    ('"abc" matches regex "^a.c$"', True),
+]
+
+AGGREGATES = [
+    ("requests | summarize countif(success == false)", [(2,)]),
+    ("requests | summarize dcount(cloud_RoleName)", [(3,)]),
+    ("requests | summarize dcountif(cloud_RoleName, success)", [(3,)]),
+    ("requests | summarize sum(duration), sumif(duration, success == false)", [(600.0, 130.0)]),
+    ("requests | summarize avg(duration), avgif(duration, success)", [(60.0, 58.75)]),
+    ("requests | summarize min(duration), max(duration), min(timestamp)", [(15.0, 105.0, D(2024, 5, 1, 10, 3, 9))]),
+    ("requests | summarize percentile(duration, 50), percentile(duration, 95)", [(55.0, 105.0)]),
+    ("requests | summarize percentiles(duration, 50, 95, 99)", [(55.0, 105.0, 105.0)]),
+    ('requests | where id in ("r1", "r2", "r3") | summarize stdev(duration), variance(duration)', [(10.0, 100.0)]),
+    ("requests | where success == false | summarize make_set(resultCode)", [(["500"],)]),
+    ('requests | where id == "r1" | summarize make_list(id)', [(["r1"],)]),
+    ("requests | summarize arg_max(duration, id)", [(105.0, "r10")]),
+    ("requests | where isnotnull(cloud_RoleName) | summarize arg_min(duration, id) by cloud_RoleName",
+     [("svc1", 15.0, "r1"), ("svc0", 25.0, "r2"), ("svc9", 95.0, "r9")]),
+    ('requests | where id == "r2" | summarize any(id), take_any(name)', [("r2", "POST /score")]),
+    ("requests | summarize count() by resultCode", [("200", 8), ("500", 2)]),
+    ("requests | summarize n = count() by bin(duration, 50)", [(0.0, 4), (50.0, 5), (100.0, 1)]),
+    ("requests | summarize c = count() by tostring(customDimensions.n) | where c == 1 | count", [(10,)]),
+]
+
+SEMANTICS = [
+    ('requests | where name contains "SCORE" | count', [(8,)]),
+    ('requests | where name contains_cs "SCORE" | count', [(0,)]),
+    ('requests | where name contains_cs "score" | count', [(8,)]),
+    ('traces | where message has "Hello" | count', [(1,)]),
+    ('traces | where message has "Hell" | count', [(0,)]),
+    ('traces | where message has "hello" | count', [(1,)]),
+    ('traces | where message has_cs "hello" | count', [(0,)]),
+    ('traces | where message has "input" | count', [(1,)]),
+    ('requests | where name startswith "post" | count', [(8,)]),
+    ('requests | where name startswith_cs "post" | count', [(0,)]),
+    ('requests | where name endswith "OTHER" | count', [(1,)]),
+    ('requests | where name == "post /score" | count', [(0,)]),
+    ('requests | where name =~ "post /score" | count', [(8,)]),
+    ('requests | where name !~ "post /score" | count', [(2,)]),
+    # negated predicates are true on null (KQL strings are empty, never null)
+    ('requests | where name != "POST /score" | count', [(2,)]),
+    ('requests | where name !contains "x" | count', [(10,)]),
+    ('requests | where name !in ("POST /score") | count', [(2,)]),
+    ('requests | where name !has "score" | count', [(2,)]),
+    ('requests | where name !startswith "POST" | count', [(2,)]),
+    ('requests | where name == "" | project id', [("r10",)]),
+    ('requests | where cloud_RoleName in~ ("SVC0", "svc9") | count', [(5,)]),
+    ('requests | where cloud_RoleName in ("SVC0", "svc9") | count', [(1,)]),
+    ("requests | where success == false | count", [(2,)]),
+    ('requests | where success == "False" | count', [(2,)]),
+    # dynamic values
+    ('requests | where customDimensions.Input == "in3" | project id', [("r3",)]),
+    ('requests | where customDimensions["Request Id"] == "rid-4" | project id', [("r4",)]),
+    ("requests | where customDimensions.n == 5 | project id", [("r5",)]),
+    ("requests | where customDimensions.n > 7 | project id", [("r8",), ("r9",)]),
+    ('requests | where id == "r1" | project customDimensions.Input, customDimensions["Request Id"]',
+     [("in1", "rid-1")]),
+    ('traces | where customDimensions contains "input" | count', [(1,)]),
+    ('requests | where tostring(customDimensions.list) == "[2,3]" | project id', [("r2",)]),
+]
+
+
+def _check(con, kql: str, expected: list[tuple]) -> None:
+    rows = run(con, kql)
+    lowered = kql.lower()
+    if any(word in lowered for word in ("sort by", "order by", "top ")):
+        assert rows == expected, kql
+    else:
+        assert sorted(rows, key=repr) == sorted(expected, key=repr), kql
+
+
+@pytest.mark.parametrize(("kql", "expected"), OPERATORS, ids=[c[0][:60] for c in OPERATORS])
+def test_operators(con, kql, expected):
+    _check(con, kql, expected)
+
+
+@pytest.mark.parametrize(("expr", "expected"), SCALARS, ids=[c[0][:60] for c in SCALARS])
+def test_scalar_functions(con, expr, expected):
+    rows = run(con, p(expr))
+    assert rows == [(expected,)], expr
+    if isinstance(expected, float):
+        assert isinstance(rows[0][0], float)
+
+
+@pytest.mark.parametrize(("kql", "expected"), AGGREGATES, ids=[c[0][:60] for c in AGGREGATES])
+def test_aggregates(con, kql, expected):
+    _check(con, kql, expected)
+
+
+@pytest.mark.parametrize(("kql", "expected"), SEMANTICS, ids=[c[0][:60] for c in SEMANTICS])
+def test_semantics(con, kql, expected):
+    _check(con, kql, expected)
