@@ -37,7 +37,6 @@ log = logging.getLogger("scorewatch.hub")
 IKEY_HEADER = "x-instrumentation-key"
 MAX_BODY = 64 * 1024 * 1024          # compressed bytes read from one request
 MAX_DECODED = 256 * 1024 * 1024      # bytes after gzip
-RETENTION_INTERVAL_S = 3600.0
 REGISTRY_POLL_S = 1.0
 
 
@@ -71,7 +70,8 @@ def open_hub(workspace: Workspace, settings: Settings) -> Hub:
     registry.refresh()
     metrics = IngestMetrics()
     ingestor = Ingestor(store, WriteAheadLog(workspace.store_dir / "wal"), metrics,
-                        queue_items=settings.ingest_queue_items)
+                        queue_items=settings.ingest_queue_items, batch_items=settings.ingest_batch_items,
+                        linger_s=settings.ingest_linger_ms / 1000)
     replayed = ingestor.recover()
     if replayed:
         log.warning("replayed %d items from the write-ahead log", replayed)
@@ -164,7 +164,7 @@ def create_app(hub: Hub) -> Starlette:
                 hub.apply_retention()
 
         tasks = [asyncio.create_task(_every(REGISTRY_POLL_S, poll_registry)),
-                 asyncio.create_task(_every(RETENTION_INTERVAL_S, hub.apply_retention, now=True))]
+                 asyncio.create_task(_every(hub.settings.retention_interval_s, hub.apply_retention, now=True))]
         try:
             yield
         finally:

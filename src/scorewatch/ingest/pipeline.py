@@ -144,6 +144,17 @@ class Ingestor:
             thread.join(timeout)
         self.wal.close()
 
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every admitted item is in the store; False if ``timeout`` passed first."""
+        deadline = time.monotonic() + timeout
+        while self.pending:
+            if time.monotonic() > deadline:
+                return False
+            with self._write_wake:
+                self._write_wake.notify()
+            time.sleep(0.01)
+        return True
+
     # -- admission --------------------------------------------------------------------------------------
 
     def check_capacity(self, items: int = 0) -> None:

@@ -1,0 +1,73 @@
+"""A real hub on 127.0.0.1, run in this process (so tests can read its store while it runs)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import uvicorn
+
+from scorewatch.ingest.cli import ensure_default_app
+from scorewatch.ingest.hub import Hub, create_app, open_hub
+from scorewatch.settings import Settings
+from scorewatch.workspace import Workspace
+from tests.helpers import free_port, wait_for_http
+
+
+@dataclass
+class RunningHub:
+    url: str
+    hub: Hub
+    workspace: Workspace
+    default: dict[str, Any]
+
+    @property
+    def ikey(self) -> str:
+        return self.default["instrumentation_key"]
+
+    def rows(self, sql: str, params: tuple[Any, ...] = ()) -> list[list[Any]]:
+        """Query the store once everything admitted so far is written."""
+        assert self.hub.ingestor.flush(30), "the hub did not write its queue within 30 s"
+        return self.hub.store.query(sql, params).rows
+
+    def one(self, sql: str, params: tuple[Any, ...] = ()) -> dict[str, Any]:
+        assert self.hub.ingestor.flush(30)
+        result = self.hub.store.query(sql, params)
+        assert len(result.rows) == 1, result.rows
+        return dict(zip([c[0] for c in result.columns], result.rows[0], strict=True))
+
+
+@contextmanager
+def running_hub(home: Path, **overrides: Any) -> Iterator[RunningHub]:
+    port = free_port()
+    settings = Settings.from_env({}, home=home, hub_port=port, ingest_linger_ms=20, **overrides)
+    workspace = Workspace(home)
+    default = ensure_default_app(workspace, settings)
+    hub = open_hub(workspace, settings)
+    server = uvicorn.Server(uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url + "/health", expect_status=200)
+        yield RunningHub(url, hub, workspace, default)
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Iterator[RunningHub]:
+    with running_hub(tmp_path / "ws") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def shared_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    with running_hub(tmp_path_factory.mktemp("hub") / "ws") as running:
+        yield running
