@@ -99,3 +99,71 @@ def run(con: duckdb.DuckDBPyConnection, kql: str, **options: Any) -> list[tuple]
     dynamic = [i for i, (_, kind) in enumerate(compiled.columns) if kind == "dynamic"]
     return [tuple(json.loads(v) if i in dynamic and isinstance(v, str) else v for i, v in enumerate(row))
             for row in rows]
+
+
+# ---------------------------------------------------------------- a real query API on a real socket
+KEYS = {"app1": "key-one", "app2": "key-two"}
+
+
+def authenticate(app_id: str, api_key: str | None) -> None:
+    from scorewatch.errors import Forbidden, Unauthorized
+
+    if api_key is None:
+        raise Unauthorized("missing x-api-key header")
+    if KEYS.get(app_id) != api_key:
+        raise Forbidden("the API key does not grant access to this application")
+
+
+class ApiServer:
+    """query_routes around a DuckDBStore, served by uvicorn in a thread on 127.0.0.1."""
+
+    def __init__(self, store: Any, **options: Any) -> None:
+        import uvicorn
+        from starlette.applications import Starlette
+
+        from scorewatch.http import EXCEPTION_HANDLERS
+        from scorewatch.kql.api import query_routes
+        from tests.helpers import free_port
+
+        app = Starlette(routes=query_routes(store, authenticate, clock=lambda: NOW, **options),
+                        exception_handlers=EXCEPTION_HANDLERS)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
+                                                    lifespan="off"))
+
+    def __enter__(self) -> ApiServer:
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("query API server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory):
+    from scorewatch.store.duckdb import DuckDBStore
+
+    store = DuckDBStore(tmp_path_factory.mktemp("store") / "telemetry.duckdb")
+    store.write_batch("requests", REQUESTS)
+    store.write_batch("traces", TRACES)
+    store.write_batch("exceptions", EXCEPTIONS)
+    store.write_batch("dependencies", DEPENDENCIES)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def api(store):
+    with ApiServer(store) as server:
+        yield server
