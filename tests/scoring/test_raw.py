@@ -26,9 +26,10 @@ def test_body_reaches_run_as_a_string_and_the_result_is_json(svc: Served) -> Non
 
 
 def test_get_passes_the_query_parameters_as_a_json_string(svc: Served) -> None:
-    r = svc.client.get("/score", params={"echo": "1", "b": "x y"})
+    r = svc.client.get("/score", params=[("echo", "1"), ("b", "x y"), ("l", "[1, 2]"), ("r", "a"), ("r", "b")])
     assert r.status_code == 200
-    assert r.json() == {"got": {"echo": "1", "b": "x y"}}
+    # As Azure's server: values parsed as JSON where they are JSON, repeated names become lists.
+    assert r.json() == {"got": {"echo": 1, "b": "x y", "l": [1, 2], "r": ["a", "b"]}}
     assert svc.post(content=b'[1, 2]').json() == {"got": [1, 2]}
 
 
@@ -63,10 +64,13 @@ def test_request_id_is_generated_or_echoed(svc: Served) -> None:
     generated = r.headers["x-request-id"]
     assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", generated)
     assert r.headers["x-ms-request-id"] == generated
-    assert r.headers["x-ms-client-request-id"] == generated
+    assert "x-ms-client-request-id" not in r.headers  # only echoed when the caller sent one
     r = svc.post({"data": []}, headers={"x-request-id": "mine-1", "x-ms-client-request-id": "client-7"})
     assert r.headers["x-request-id"] == "mine-1"
     assert r.headers["x-ms-client-request-id"] == "client-7"
+    assert r.headers["x-ms-request-id"] == "client-7"  # Azure's legacy header carries the caller's id
+    legacy = svc.post({"data": []}, headers={"x-ms-request-id": "old-style"})
+    assert (legacy.headers["x-ms-request-id"], legacy.headers["x-ms-client-request-id"]) == ("old-style", "old-style")
     assert r.headers["x-ms-run-function-failed"] == "False"
     assert float(r.headers["x-ms-run-fn-exec-ms"]) >= 0
     assert r.headers["x-ms-server-version"].startswith("scorewatch/")
@@ -77,6 +81,7 @@ def test_request_id_over_100_characters_is_431(svc: Served) -> None:
     r = svc.post({"data": []}, headers={"x-request-id": "x" * 101})
     assert r.status_code == 431
     assert "100" in r.json()["message"]
+    assert svc.post({"data": []}, headers={"x-ms-client-request-id": "y" * 101}).status_code == 431
 
 
 def test_traceparent_is_the_operation_inside_run(svc: Served) -> None:

@@ -67,12 +67,15 @@ class ScoreEndpoint:
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         service = self.service
         started = time.perf_counter()
-        request_id = client_request_id = traceparent = authorization = content_type = content_length = None
+        request_id = client_request_id = legacy_id = traceparent = authorization = content_type = None
+        content_length = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 request_id = value.decode("latin-1")
             elif name == b"x-ms-client-request-id":
                 client_request_id = value.decode("latin-1")
+            elif name == b"x-ms-request-id":
+                legacy_id = value.decode("latin-1")
             elif name == b"traceparent":
                 traceparent = value.decode("latin-1")
             elif name == b"authorization":
@@ -86,9 +89,16 @@ class ScoreEndpoint:
             request_id = _request_id()
         elif len(request_id) > MAX_REQUEST_ID:
             await self._send(send, ScoreOutput(orjson.dumps(
-                {"message": f"x-request-id must be at most {MAX_REQUEST_ID} characters"}), 431), [])
+                {"message": f"x-request-id must not exceed {MAX_REQUEST_ID} characters"}), 431), [])
             return
-        client_request_id = client_request_id or request_id
+        # As Azure: x-ms-client-request-id is the caller's id (the deprecated x-ms-request-id also counts);
+        # x-ms-request-id in the response is that id, or the request id when the caller sent none.
+        client_request_id = client_request_id or legacy_id or ""
+        legacy_id = legacy_id or client_request_id or request_id
+        if len(client_request_id) > MAX_REQUEST_ID or len(legacy_id) > MAX_REQUEST_ID:
+            await self._send(send, ScoreOutput(orjson.dumps({"message": "x-ms-request-id and x-ms-client-request-id "
+                                                             f"must not exceed {MAX_REQUEST_ID} characters"}), 431), [])
+            return
         parent = parse_traceparent(traceparent) if traceparent else None
         operation = Operation(operation_id=parent[0] if parent else f"{_bits(128):032x}",
                               parent_id=f"{_bits(64):016x}", name=f"{method} /score", request_id=request_id,
@@ -118,6 +128,7 @@ class ScoreEndpoint:
                         method, body, parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
                         if method == "GET" else [], scope["headers"], scope))
                     exec_ms = seconds * 1000.0
+                    failed = output.status >= 500  # a response object run() returned, as Azure counts it
         except RunFailed as exc:
             failed, error = True, exc.original
             metrics.run_failures += 1
@@ -135,12 +146,13 @@ class ScoreEndpoint:
             metrics.in_flight -= 1
         headers = [
             (b"x-request-id", request_id.encode("latin-1")),
-            (b"x-ms-request-id", request_id.encode("latin-1")),
-            (b"x-ms-client-request-id", client_request_id.encode("latin-1")),
+            (b"x-ms-request-id", legacy_id.encode("latin-1")),
             (b"x-ms-run-fn-exec-ms", f"{exec_ms:.3f}".encode()),
             (b"x-ms-run-function-failed", b"True" if failed else b"False"),
             (b"x-ms-server-version", SERVER_VERSION),
         ]
+        if client_request_id:
+            headers.append((b"x-ms-client-request-id", client_request_id.encode("latin-1")))
         if output.status == 401:
             headers.append((b"www-authenticate", b"Bearer"))
         await self._send(send, output, headers)
@@ -211,9 +223,7 @@ class ScoreEndpoint:
 
 
 def _check_json(content_type: str | None) -> None:
-    if content_type is None:
-        return
-    media = content_type.split(";", 1)[0].strip().lower()
+    media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != "application/json" and not media.endswith("+json"):
         raise UnsupportedMediaType("run() takes JSON (its parameters are declared with @input_schema); "
                                    f"got Content-Type {media or '(empty)'}")

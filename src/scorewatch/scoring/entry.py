@@ -3,8 +3,9 @@
 Three calling conventions, chosen from how ``run`` is declared:
 
 - ``raw``: ``run(raw_data)`` gets the body as ``str`` (GET: the query parameters as a JSON string).
-- ``schema``: ``@input_schema`` parameters; the JSON body's top-level keys are ``run``'s arguments,
-  each decoded to its declared type (numpy, pandas, standard types).
+- ``schema``: any inference-schema decorator; the JSON body's top-level keys are ``run``'s arguments
+  (other keys are ignored, as Azure does), each ``@input_schema`` one decoded to its declared type.
+  GET query values are parsed as JSON where they are JSON.
 - ``rawhttp``: ``run(request)`` gets an :class:`AMLRequest` and may return an :class:`AMLResponse`.
 
 A parameter named ``request_headers`` gets the request headers in all three. Whatever ``run`` returns
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from inference_schema.schema_util import is_schema_decorated
 
 from scorewatch.errors import BadRequest, ConfigError
 from scorewatch.scoring import schema
@@ -82,7 +84,7 @@ class EntryScript:
         self.decorated = schema.decorated_parameters(run)
         if getattr(run, RAWHTTP_ATTR, False):
             self.kind = "rawhttp"
-        elif self.decorated:
+        elif self.decorated or is_schema_decorated(run):
             self.kind = "schema"
         else:
             self.kind = "raw"
@@ -124,7 +126,7 @@ class EntryScript:
 
     def _raw_argument(self, request: ScoreInput) -> str:
         if request.method == "GET":
-            return orjson.dumps(dict(request.query)).decode()
+            return orjson.dumps(query_arguments(request.query)).decode()
         try:
             return request.body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -132,7 +134,9 @@ class EntryScript:
 
     def _schema_arguments(self, request: ScoreInput) -> dict[str, Any]:
         if request.method == "GET":
-            payload: Any = dict(request.query)
+            payload: Any = query_arguments(request.query)
+        elif not request.body.strip():
+            raise BadRequest("request body is empty; expected a JSON object whose keys are run()'s parameters")
         else:
             try:
                 payload = orjson.loads(request.body)
@@ -141,10 +145,6 @@ class EntryScript:
         expected = ", ".join(self.arg_names)
         if not isinstance(payload, dict):
             raise BadRequest(f"request body must be a JSON object whose keys are run()'s parameters ({expected})")
-        unknown = [k for k in payload if k not in self.arg_names]
-        if unknown and not self.accepts_kwargs:
-            raise BadRequest(f"unknown parameter {unknown[0]!r}; run() takes: {expected}",
-                             details={"parameter": unknown[0]})
         kwargs: dict[str, Any] = {}
         for name in self.arg_names:
             parameter = self.decorated.get(name)
@@ -161,9 +161,29 @@ class EntryScript:
                 continue
             value = payload[name]
             kwargs[name] = schema.decode(parameter, value) if parameter is not None else value
-        for name in unknown:
-            kwargs[name] = payload[name]
+        if self.accepts_kwargs:  # keys that are not parameters are ignored, as Azure does, unless run(**kw)
+            kwargs.update({k: v for k, v in payload.items() if k not in kwargs and k not in self.arg_names})
         return kwargs
+
+
+def query_arguments(query: list[tuple[str, str]]) -> dict[str, Any]:
+    """Query parameters as Azure's server reads them: each value parsed as JSON when it is JSON (else
+    kept as a string), a repeated name becomes a list. ``?a=1&b=[1,2]&c=x`` → ``{"a": 1, "b": [1, 2], "c": "x"}``."""
+    parsed: dict[str, Any] = {}
+    repeated: set[str] = set()
+    for name, raw in query:
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = raw
+        if name not in parsed:
+            parsed[name] = value
+        elif name in repeated:
+            parsed[name].append(value)
+        else:
+            parsed[name] = [parsed[name], value]
+            repeated.add(name)
+    return parsed
 
 
 def _default(obj: Any) -> Any:
