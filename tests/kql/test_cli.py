@@ -1,0 +1,86 @@
+"""`scorewatch query` against a real query API, configured from the workspace's config.json."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from scorewatch.cli import main
+from scorewatch.workspace import Workspace
+from tests.helpers import free_port
+
+
+@pytest.fixture()
+def workspace(tmp_path, monkeypatch, api):
+    home = tmp_path / "ws"
+    Workspace(home).write_config({"hub_url": api.url,
+                                  "default_app": {"name": "default", "app_id": "app1", "api_key": "key-one"}})
+    monkeypatch.setenv("SCOREWATCH_HOME", str(home))
+    return home
+
+
+def cli(capsys, *args: str) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as info:
+        main(["query", *args])
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    return info.value.code, out, err
+
+
+def test_table_output(workspace, capsys):
+    code, out, _ = cli(capsys, "requests | summarize n = count() by resultCode | order by resultCode asc")
+    assert code == 0
+    lines = [line for line in out.splitlines() if "200" in line or "500" in line]
+    assert len(lines) == 2 and "7" in lines[0] and "2" in lines[1]
+    assert "resultCode" in out and "2 rows" in out
+
+
+def test_json_output_is_the_api_answer(workspace, capsys):
+    code, out, _ = cli(capsys, 'requests | where id == "r2" | project id, customDimensions.n', "--format", "json")
+    assert code == 0
+    assert json.loads(out)["tables"][0]["rows"] == [["r2", 2]]
+
+
+def test_csv_output(workspace, capsys):
+    code, out, _ = cli(capsys, "requests | where duration < 30 | project id, success | order by id asc",
+                       "--format", "csv")
+    assert code == 0
+    assert list(csv.reader(io.StringIO(out))) == [["id", "success"], ["r1", "true"], ["r2", "true"]]
+
+
+def test_timespan_option(workspace, capsys):
+    code, out, _ = cli(capsys, "requests | count", "--timespan", "PT1H30M", "--format", "csv")
+    assert code == 0 and out.splitlines() == ["Count", "4"]
+
+
+def test_overrides_select_another_app(workspace, capsys):
+    code, out, _ = cli(capsys, "requests | count", "--app-id", "app2", "--api-key", "key-two", "--format", "csv")
+    assert code == 0 and out.splitlines() == ["Count", "1"]
+
+
+def test_kql_error_prints_the_caret_and_exits_non_zero(workspace, capsys):
+    code, out, err = cli(capsys, "requests | where durration > 1")
+    assert code == 2 and out == ""
+    assert err.splitlines() == [
+        "error: unknown column 'durration' (did you mean 'duration'?) (line 1, column 18)",
+        "  requests | where durration > 1",
+        "                   ^^^^^^^^^"]
+
+
+def test_wrong_key_is_refused(workspace, capsys):
+    code, _, err = cli(capsys, "requests | count", "--api-key", "nope")
+    assert code == 3 and "error:" in err
+
+
+def test_unreachable_hub(workspace, capsys):
+    code, _, err = cli(capsys, "requests | count", "--hub-url", f"http://127.0.0.1:{free_port()}")
+    assert code == 1 and "cannot reach the hub" in err
+
+
+def test_no_config_says_what_to_do(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SCOREWATCH_HOME", str(tmp_path / "empty"))
+    code, _, err = cli(capsys, "requests | count")
+    assert code == 2 and "default_app" in err
