@@ -28,6 +28,7 @@ from scorewatch.ingest.metrics import IngestMetrics
 from scorewatch.ingest.pipeline import Ingestor
 from scorewatch.ingest.track import Accepted, decode_body, parse_track
 from scorewatch.ingest.wal import WriteAheadLog
+from scorewatch.kql.api import query_routes
 from scorewatch.settings import Settings
 from scorewatch.store.duckdb import DuckDBStore
 from scorewatch.workspace import Workspace
@@ -177,12 +178,8 @@ def create_app(hub: Hub) -> Starlette:
 
 
 def _query_routes(hub: Hub) -> list[BaseRoute]:
-    try:
-        from scorewatch.kql.api import query_routes
-    except ImportError:  # the KQL part is not there yet
-        log.warning("scorewatch.kql.api is not available: the query API is not mounted")
-        return []
-    return list(query_routes(hub.store, hub.registry.authenticate))
+    return query_routes(hub.store, hub.registry.authenticate, timeout_s=hub.settings.query_timeout_s,
+                        max_rows=hub.settings.query_max_rows)
 
 
 async def _every(interval: float, func: Any, *, now: bool = False) -> None:

@@ -105,6 +105,7 @@ class Ingestor:
         self._queued = 0  # items in self._records
         self._write_wake = threading.Condition(threading.Lock())
         self._stopping = False
+        self._force = False
         self._threads: list[threading.Thread] = []
 
     # -- lifecycle ------------------------------------------------------------------------------------
@@ -151,6 +152,7 @@ class Ingestor:
             if time.monotonic() > deadline:
                 return False
             with self._write_wake:
+                self._force = True  # write what is queued now, without waiting for a full batch
                 self._write_wake.notify()
             time.sleep(0.01)
         return True
@@ -219,7 +221,7 @@ class Ingestor:
         while True:
             with self._write_wake:
                 deadline = None
-                while self._queued < self.batch_items and not self._stopping:
+                while self._queued < self.batch_items and not self._stopping and not self._force:
                     if self._queued:
                         deadline = deadline or time.monotonic() + self.linger_s
                         remaining = deadline - time.monotonic()
@@ -235,6 +237,8 @@ class Ingestor:
                     batch.append(record)
                     size += len(record.lines)
                 self._queued -= size
+                if not self._records:
+                    self._force = False
             if not batch:
                 if self._stopping and not any(t.is_alive() for t in self._threads
                                               if t.name == "scorewatch-wal"):

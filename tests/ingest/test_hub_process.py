@@ -1,0 +1,172 @@
+"""The hub as users run it (``scorewatch hub`` in its own process): durability under SIGKILL, keys kept
+out of its output, retention on start, and the query API seeing one application only."""
+
+from __future__ import annotations
+
+import concurrent.futures
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from scorewatch.store.duckdb import DuckDBStore
+from scorewatch.workspace import Workspace
+from tests.helpers import ServerProcess, free_port, wait_for_http
+
+
+def start_hub(home: Path, log_dir: Path, **env: str) -> tuple[ServerProcess, str]:
+    port = free_port()
+    server = ServerProcess(["hub", "--home", str(home), "--port", str(port)], log_dir=log_dir,
+                           env={f"SCOREWATCH_{k.upper()}": v for k, v in env.items()}).start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(url + "/health", proc=server.proc, expect_status=200, timeout=60)
+    except Exception:
+        server.stop()
+        raise AssertionError(server.output()) from None
+    return server, url
+
+
+def items(ikey: str, batch: int, size: int) -> list[dict[str, Any]]:
+    now = datetime.now(UTC).isoformat()  # recent: retention (90 days) runs on every start
+    return [{"time": now, "iKey": ikey,
+             "data": {"baseType": "MessageData", "baseData": {"message": f"b{batch}-i{i}"}}} for i in range(size)]
+
+
+def stored_messages(home: Path) -> list[str]:
+    store = DuckDBStore(Workspace(home).store_dir / "telemetry.duckdb")
+    try:
+        return [row[0] for row in store.query("SELECT message FROM traces").rows]
+    finally:
+        store.close()
+
+
+def test_sigkill_right_after_200_loses_nothing_and_stores_nothing_twice(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    # The writer waits long for a full batch, so every accepted item is still only in the log when killed.
+    server, url = start_hub(home, tmp_path, ingest_linger_ms="600000", ingest_batch_items="1000000")
+    ikey = orjson.loads((home / "config.json").read_bytes())["default_app"]["instrumentation_key"]
+    with httpx.Client() as client:
+        for batch in range(10):
+            response = client.post(f"{url}/v2.1/track", content=orjson.dumps(items(ikey, batch, 50)))
+            assert response.status_code == 200
+    server.kill()  # SIGKILL
+
+    server, url = start_hub(home, tmp_path)  # replays the log into the store on start
+    with httpx.Client() as client:
+        assert client.post(f"{url}/v2.1/track", content=orjson.dumps(items(ikey, 99, 5))).status_code == 200
+    server.stop()
+    assert "replayed 500 items from the write-ahead log" in server.output()
+    messages = stored_messages(home)
+    expected = {f"b{b}-i{i}" for b in range(10) for i in range(50)} | {f"b99-i{i}" for i in range(5)}
+    assert len(messages) == len(expected) and set(messages) == expected
+
+
+def test_sigkill_while_the_writer_is_busy_neither_loses_nor_duplicates(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    server, url = start_hub(home, tmp_path, ingest_linger_ms="0", ingest_batch_items="200")
+    ikey = orjson.loads((home / "config.json").read_bytes())["default_app"]["instrumentation_key"]
+
+    def send(batch: int) -> int:
+        response = httpx.post(f"{url}/v2.1/track", content=orjson.dumps(items(ikey, batch, 100)), timeout=30)
+        assert response.status_code == 200
+        return batch
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        accepted = list(pool.map(send, range(40)))
+    server.kill()
+    server, url = start_hub(home, tmp_path)
+    server.stop()
+    messages = stored_messages(home)
+    assert len(messages) == len(set(messages)) == 40 * 100
+    assert set(messages) == {f"b{b}-i{i}" for b in accepted for i in range(100)}
+
+
+def test_keys_never_appear_in_the_hub_output(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    server, url = start_hub(home, tmp_path)
+    try:
+        default = orjson.loads((home / "config.json").read_bytes())["default_app"]
+        ikey, api_key = default["instrumentation_key"], default["api_key"]
+        unknown = "5ec12e7-0000-4000-8000-unknownkey42"
+        with httpx.Client() as client:
+            client.post(f"{url}/v2.1/track", content=orjson.dumps(items(ikey, 0, 3) + items(unknown, 1, 1)))
+            client.post(f"{url}/v2.1/track", content=orjson.dumps(items(unknown, 2, 2)))
+            client.post(f"{url}/v2.1/track", content=b'[{"iKey": "' + ikey.encode() + b'", "data": 5}]')
+            client.post(f"{url}/v1/logs", content=b"\xff", headers={"x-instrumentation-key": ikey})
+            client.post(f"{url}/v1/logs", content=b"{}", headers={"x-instrumentation-key": unknown,
+                                                                 "content-type": "application/json"})
+            query = f"{url}/v1/apps/{default['app_id']}/query"
+            assert client.get(query, params={"query": "traces | count"},
+                              headers={"x-api-key": api_key}).status_code == 200
+            assert client.get(query, params={"query": "traces | where"},
+                              headers={"x-api-key": api_key}).status_code == 400
+            assert client.get(query, params={"query": "traces"},
+                              headers={"x-api-key": api_key + "x"}).status_code == 403
+    finally:
+        server.stop()
+    output = server.output()
+    assert "Uvicorn running" in output  # the output was captured at all
+    for secret in (ikey, api_key, unknown):
+        assert secret not in output
+
+
+def test_retention_on_start_removes_old_rows_only(tmp_path: Path) -> None:
+    home = tmp_path / "ws"
+    server, _url = start_hub(home, tmp_path)
+    server.stop()
+    app_id = orjson.loads((home / "config.json").read_bytes())["default_app"]["app_id"]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    store = DuckDBStore(Workspace(home).store_dir / "telemetry.duckdb")
+    store.write_batch("traces", [
+        {"timestamp": now - timedelta(days=120), "message": "old", "appId": app_id},
+        {"timestamp": now - timedelta(days=10), "message": "recent", "appId": app_id},
+        {"timestamp": now - timedelta(days=120), "message": "other app", "appId": "someone-else"},
+    ])
+    store.close()
+    server, _url = start_hub(home, tmp_path)  # default retention: 90 days, applied on start
+    server.stop()
+    assert sorted(stored_messages(home)) == ["other app", "recent"]
+
+
+def test_query_api_sees_one_application_only(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from scorewatch.ingest.cli import app as app_cli
+
+    home = tmp_path / "ws"
+    server, url = start_hub(home, tmp_path)
+    try:
+        runner = CliRunner()
+        apps = {}
+        for name in ("alpha", "beta"):
+            result = runner.invoke(app_cli, ["create", name, "--home", str(home), "--json"])
+            assert result.exit_code == 0, result.output
+            apps[name] = orjson.loads(result.output)
+        body = (items(apps["alpha"]["instrumentation_key"], 1, 3)
+                + items(apps["beta"]["instrumentation_key"], 2, 2))
+        response = httpx.post(f"{url}/v2.1/track", content=orjson.dumps(body))
+        assert response.json()["itemsAccepted"] == 5  # the hub picked up apps created while it runs
+
+        def count(app: dict[str, Any], key: str) -> httpx.Response:
+            return httpx.get(f"{url}/v1/apps/{app['app_id']}/query",
+                             params={"query": "traces | count", "timespan": "P3650D"}, headers={"x-api-key": key})
+
+        def wait_count(app: dict[str, Any], expected: int) -> None:
+            for _ in range(200):
+                response = count(app, app["api_key"])
+                assert response.status_code == 200, response.text
+                if response.json()["tables"][0]["rows"] == [[expected]]:
+                    return
+            raise AssertionError(response.text)
+
+        wait_count(apps["alpha"], 3)
+        wait_count(apps["beta"], 2)
+        assert count(apps["alpha"], apps["beta"]["api_key"]).status_code == 403
+        assert count(apps["beta"], apps["alpha"]["api_key"]).status_code == 403
+        assert httpx.get(f"{url}/v1/apps/{apps['alpha']['app_id']}/query",
+                         params={"query": "traces | count"}).status_code == 401
+    finally:
+        server.stop()
