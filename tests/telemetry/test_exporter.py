@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
 from scorewatch.telemetry.exporter import AppInsightsExporter, ExportResult, decode, encode
@@ -10,9 +11,9 @@ from scorewatch.telemetry.spool import Spool
 from tests.telemetry.receiver import Receiver
 
 
-def envelopes(n: int, start: int = 0) -> list[dict]:
-    return [{"name": "Microsoft.ApplicationInsights.x.Message", "time": "2026-01-01T00:00:00.000000Z",
-             "iKey": "x", "data": {"baseType": "MessageData", "baseData": {"ver": 2, "message": f"m{i}"}}}
+def envelopes(n: int, start: int = 0) -> list[bytes]:
+    return [orjson.dumps({"name": "Microsoft.ApplicationInsights.x.Message", "time": "2026-01-01T00:00:00.000000Z",
+             "iKey": "x", "data": {"baseType": "MessageData", "baseData": {"ver": 2, "message": f"m{i}"}}})
             for i in range(start, start + n)]
 
 
@@ -128,7 +129,7 @@ def test_claims_of_a_dead_process_are_released(tmp_path):
     assert entry is not None and spool.claim_oldest() is None
     entry.path.rename(entry.path.with_name(entry.path.name.split(".claimed-")[0] + ".claimed-999999999"))
     again = Spool(tmp_path / "spool", 10_000, stats).claim_oldest()
-    assert again is not None and decode(again.read())[0]["data"]["baseData"]["message"] == "m0"
+    assert again is not None and orjson.loads(decode(again.read())[0])["data"]["baseData"]["message"] == "m0"
 
 
 @pytest.mark.parametrize("status", [500, 503])

@@ -63,7 +63,7 @@ def format_time(when: float | datetime) -> str:
         # strftime is most of the cost of an envelope: do it once per second, not once per item.
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _second_cache = (second, prefix)
-    return f"{prefix}.{min(999_999, round((when - second) * 1e6)):06d}Z"
+    return "%s.%06dZ" % (prefix, int(when * 1_000_000) % 1_000_000)  # noqa: UP031 - fastest here
 
 
 def exception_details(exc: BaseException) -> list[dict[str, Any]]:

@@ -1,5 +1,8 @@
 """Exporters: where finished batches of envelopes go.
 
+A batch is a list of envelopes already serialized to JSON (``bytes``, one per item): the worker builds
+them, the exporter only joins, compresses and sends.
+
 The protocol is OpenTelemetry's: ``export(batch) -> ExportResult``, ``force_flush(timeout_s)``,
 ``shutdown()``. :class:`AppInsightsExporter` POSTs gzip JSON arrays to ``{IngestionEndpoint}/v2.1/track``
 and never loses a batch to a receiver that is down, slow or overloaded: a failed or throttled batch
@@ -41,7 +44,7 @@ class ExportResult(enum.Enum):
 
 
 class Exporter(Protocol):
-    def export(self, batch: Sequence[dict[str, Any]]) -> ExportResult: ...
+    def export(self, batch: Sequence[bytes]) -> ExportResult: ...
     def force_flush(self, timeout_s: float) -> bool: ...
     def shutdown(self) -> None: ...
 
@@ -50,13 +53,13 @@ class InMemoryExporter:
     """Keeps every exported envelope in ``items`` (tests)."""
 
     def __init__(self) -> None:
-        self.items: list[dict[str, Any]] = []
+        self.items: list[dict[str, Any]] = []  # parsed back, for assertions
         self.batches = 0
         self._lock = threading.Lock()
 
-    def export(self, batch: Sequence[dict[str, Any]]) -> ExportResult:
+    def export(self, batch: Sequence[bytes]) -> ExportResult:
         with self._lock:
-            self.items.extend(batch)
+            self.items.extend(orjson.loads(item) for item in batch)
             self.batches += 1
         return ExportResult.SUCCESS
 
@@ -67,13 +70,14 @@ class InMemoryExporter:
         pass
 
 
-def encode(batch: Sequence[dict[str, Any]]) -> bytes:
-    """A gzip JSON array, the body ``/v2.1/track`` takes."""
-    return gzip.compress(orjson.dumps(list(batch)), compresslevel=1, mtime=0)
+def encode(batch: Sequence[bytes]) -> bytes:
+    """A gzip JSON array of already serialized envelopes, the body ``/v2.1/track`` takes."""
+    return gzip.compress(b"[" + b",".join(batch) + b"]", compresslevel=1, mtime=0)
 
 
-def decode(body: bytes) -> list[dict[str, Any]]:
-    return orjson.loads(gzip.decompress(body))
+def decode(body: bytes) -> list[bytes]:
+    """The serialized envelopes of a body made by :func:`encode` (to resend some of them)."""
+    return [orjson.dumps(item) for item in orjson.loads(gzip.decompress(body))]
 
 
 class AppInsightsExporter:
@@ -104,7 +108,7 @@ class AppInsightsExporter:
         os.register_at_fork(after_in_child=lambda: (e := ref()) is not None and e._after_fork())
 
     # -- Exporter protocol -------------------------------------------------------------------------
-    def export(self, batch: Sequence[dict[str, Any]]) -> ExportResult:
+    def export(self, batch: Sequence[bytes]) -> ExportResult:
         if not batch:
             return ExportResult.SUCCESS
         body = encode(batch)
@@ -127,7 +131,7 @@ class AppInsightsExporter:
                 self._conn.close()
                 self._conn = None
 
-    def spool_now(self, batch: Sequence[dict[str, Any]]) -> None:
+    def spool_now(self, batch: Sequence[bytes]) -> None:
         """Keep ``batch`` on disk without trying to send it (shutdown past its deadline)."""
         if batch:
             self.spool.put(encode(batch), len(batch))
@@ -163,7 +167,7 @@ class AppInsightsExporter:
         self._next_attempt = self.clock() + delay
 
     # -- delivery ----------------------------------------------------------------------------------
-    def _deliver(self, body: bytes, batch: Sequence[dict[str, Any]] | None,
+    def _deliver(self, body: bytes, batch: Sequence[bytes] | None,
                  entry: SpoolEntry | None = None) -> ExportResult:
         """Send one body; whatever is not delivered is kept (a replayed ``entry`` stays in place)."""
         try:
@@ -200,7 +204,7 @@ class AppInsightsExporter:
         self._done(entry)
         return ExportResult.SUCCESS
 
-    def _keep(self, body: bytes, batch: Sequence[dict[str, Any]] | None, entry: SpoolEntry | None) -> None:
+    def _keep(self, body: bytes, batch: Sequence[bytes] | None, entry: SpoolEntry | None) -> None:
         if entry is not None:
             self.spool.release(entry)
         else:

@@ -63,6 +63,11 @@ class TelemetryMonitor:
             connection.track_url, spool=self.spool, stats=self.stats, retry_max_s=settings.exporter_retry_max_s)
         self.factory = EnvelopeFactory(connection.instrumentation_key, role=info.service_name,
                                        role_instance=socket.gethostname())
+        # JSON fragments every hot-path envelope shares (see _build_request).
+        self._ikey = _json(self.factory.ikey)
+        self._request_name = _json(self.factory.request_name)
+        self._message_name = _json(self.factory.message_name)
+        self._tags = _json(self.factory.base_tags)[1:-1]
         self.base_properties = {"Container Id": info.container_id, "Workspace Name": info.workspace_name,
                                 "Service Name": info.service_name}
         self.models = ",".join(info.models)
@@ -191,8 +196,10 @@ class TelemetryMonitor:
                                  properties, current_operation.get()))
 
     # -- building envelopes (worker thread) --------------------------------------------------------
-    def build(self, record: Record) -> Iterable[dict[str, Any]]:
-        return getattr(self, "_build_" + record[0])(*record[2:])
+    def build(self, record: Record) -> Iterable[bytes]:
+        """Serialized envelopes for one record (runs on the worker thread)."""
+        built = getattr(self, "_build_" + record[0])(*record[2:])
+        return [item if isinstance(item, bytes) else orjson.dumps(item) for item in built]
 
     def _request_properties(self, request: ScoredRequest) -> dict[str, Any]:
         return {**self.base_properties, "Request Id": request.request_id,
@@ -201,50 +208,43 @@ class TelemetryMonitor:
     def _value(self, value: Any) -> Any:
         return inline_or_blob(value, self.inline_limit, self.blobs)
 
-    # The three builders below run for every request, so they build their envelopes inline (no
-    # keyword-heavy factory calls); tests/telemetry/test_envelopes.py checks them against the factory.
-    def _build_request(self, request: ScoredRequest, rate: float, model_data: bool) -> list[dict[str, Any]]:
+    # Request, model data and output records come with every request, so they are serialized straight
+    # from f-string templates (user-controlled text always goes through orjson, so it is escaped; ids
+    # are hex). tests/telemetry/test_envelopes.py checks them against the factory's dict envelopes.
+    def _build_request(self, request: ScoredRequest, rate: float, model_data: bool) -> list[Any]:
         op = request.operation
-        factory = self.factory
         success = request.success
         when = format_time(request.start)
         props = {**self.base_properties, "Request Id": request.request_id,
                  "Client Request Id": request.client_request_id}
-        tags = {**factory.base_tags, "ai.operation.id": op.operation_id, "ai.operation.name": request.name}
         parent = op.extra.get("parent_span_id")
-        if parent:
-            tags["ai.operation.parentId"] = parent
-        envelope = {"name": factory.request_name, "time": when, "iKey": factory.ikey, "tags": tags,
-                    "data": {"baseType": "RequestData", "baseData": {
-                        "ver": 2, "id": op.parent_id, "name": request.name, "url": request.url,
-                        "duration": format_duration(request.duration_ms),
-                        "responseCode": str(request.status_code), "success": success, "properties": props}}}
-        if success and rate < 100.0:
-            envelope["sampleRate"] = rate
-        if not model_data:
-            return [envelope]
-        data = {**props, "Models": self.models, "Input": self._value(request.input),
-                "Prediction": self._value(request.output)}
-        if not success:
-            data["Error"] = data["Prediction"]
-            data["Status Code"] = str(request.status_code)
-        inner_tags = {**factory.base_tags, "ai.operation.id": op.operation_id,
-                      "ai.operation.parentId": op.parent_id, "ai.operation.name": request.name}
-        trace = {"name": factory.message_name, "time": when, "iKey": factory.ikey, "tags": inner_tags,
-                 "data": {"baseType": "MessageData", "baseData": {
-                     "ver": 2, "message": "model_data_collection", "severityLevel": SEVERITY_INFO,
-                     "properties": data}}}
-        if success and rate < 100.0:
-            trace["sampleRate"] = rate
-        return [envelope, trace]
+        parent_tag = f',"ai.operation.parentId":"{parent}"' if parent else ""
+        name = _json(request.name)
+        sample = f',"sampleRate":{float(rate)!r}' if success and rate < 100.0 else ""
+        head = f'"time":"{when}","iKey":{self._ikey},"tags":{{{self._tags},"ai.operation.id":"{op.operation_id}"'
+        out = [(f'{{"name":{self._request_name},{head}{parent_tag},"ai.operation.name":{name}}},'
+                f'"data":{{"baseType":"RequestData","baseData":{{"ver":2,"id":"{op.parent_id}","name":{name},'
+                f'"url":{_json(request.url)},"duration":"{format_duration(request.duration_ms)}",'
+                f'"responseCode":"{int(request.status_code)}","success":{"true" if success else "false"},'
+                f'"properties":{_json(props)}}}}}{sample}}}').encode()]
+        if model_data:
+            data = {**props, "Models": self.models, "Input": self._value(request.input),
+                    "Prediction": self._value(request.output)}
+            if not success:
+                data["Error"] = data["Prediction"]
+                data["Status Code"] = str(request.status_code)
+            out.append((f'{{"name":{self._message_name},{head},"ai.operation.parentId":"{op.parent_id}",'
+                        f'"ai.operation.name":{name}}},"data":{{"baseType":"MessageData","baseData":{{"ver":2,'
+                        f'"message":"model_data_collection","severityLevel":{SEVERITY_INFO},'
+                        f'"properties":{_json(data)}}}}}{sample}}}').encode())
+        return out
 
     def _operation_fields(self, op: Operation | None) -> dict[str, Any]:
         if op is None:
             return {}
         return {"operation_id": op.operation_id, "parent_id": op.parent_id, "operation_name": op.name or None}
 
-    def _build_output(self, when: float, stream: str, text: str, op: Operation | None,
-                      rate: float) -> list[dict[str, Any]]:
+    def _build_output(self, when: float, stream: str, text: str, op: Operation | None, rate: float) -> list[Any]:
         contents: Any = text
         if text[:1] in ("{", "[") or text.lstrip()[:1] in ("{", "["):
             try:
@@ -253,19 +253,17 @@ class TelemetryMonitor:
                 contents = self._value(text)
         elif len(text) > self.inline_limit // 4:
             contents = self._value(text)
-        factory = self.factory
-        tags = factory.base_tags
+        tags = self._tags
         if op is not None:
-            tags = {**tags, "ai.operation.id": op.operation_id, "ai.operation.parentId": op.parent_id,
-                    "ai.operation.name": op.name}
-        envelope = {"name": factory.message_name, "time": format_time(when), "iKey": factory.ikey, "tags": tags,
-                    "data": {"baseType": "MessageData", "baseData": {
-                        "ver": 2, "message": stream,
-                        "severityLevel": SEVERITY_INFO if stream == "STDOUT" else SEVERITY_WARNING,
-                        "properties": {**self.base_properties, "Contents": contents}}}}
-        if rate < 100.0:
-            envelope["sampleRate"] = rate
-        return [envelope]
+            tags = f'{tags},"ai.operation.id":"{op.operation_id}","ai.operation.parentId":"{op.parent_id}"'
+            if op.name:
+                tags = f'{tags},"ai.operation.name":{_json(op.name)}'
+        severity = SEVERITY_INFO if stream == "STDOUT" else SEVERITY_WARNING
+        sample = f',"sampleRate":{float(rate)!r}' if rate < 100.0 else ""
+        return [(f'{{"name":{self._message_name},"time":"{format_time(when)}","iKey":{self._ikey},"tags":{{{tags}}},'
+                 f'"data":{{"baseType":"MessageData","baseData":{{"ver":2,"message":{_json(stream)},'
+                 f'"severityLevel":{severity},"properties":{_json({**self.base_properties, "Contents": contents})}'
+                 f'}}}}{sample}}}').encode()]
 
     def _build_log(self, when: float, message: str, levelno: int, props: dict[str, Any], op: Operation | None,
                    rate: float) -> list[dict[str, Any]]:
@@ -317,6 +315,10 @@ class TelemetryMonitor:
                                                  for k, v in props.items()}}
         return [self.factory.message(when=when, message=message, severity=SEVERITY_INFO, properties=properties,
                                      **self._operation_fields(op))]
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 def _dependency_operation(op: Operation | None) -> dict[str, Any]:

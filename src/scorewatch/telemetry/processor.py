@@ -26,7 +26,7 @@ from scorewatch.telemetry.metrics import ExporterStats
 log = logging.getLogger("scorewatch.telemetry")
 
 Record = tuple[Any, ...]
-Builder = Callable[[Record], Iterable[dict[str, Any]]]
+Builder = Callable[[Record], Iterable[bytes]]  # serialized envelopes
 
 
 class BatchProcessor:
@@ -181,8 +181,8 @@ class BatchProcessor:
             records.append(record)
         return records
 
-    def _envelopes(self, records: list[Record]) -> list[dict[str, Any]]:
-        envelopes: list[dict[str, Any]] = []
+    def _envelopes(self, records: list[Record]) -> list[bytes]:
+        envelopes: list[bytes] = []
         for n, record in enumerate(records, 1):
             if not n % 16:
                 # Building is pure Python: hand the GIL to the request path every few records, or it

@@ -1,0 +1,234 @@
+"""What monitoring costs a scoring service, against itself and against Azure's own server.
+
+One run, one machine, the same score.py (a small model plus one print() per request), one worker
+each, the same wrk load:
+
+1. ``scorewatch serve``, monitoring off;
+2. ``scorewatch serve``, full monitoring (request + model data + print capture), exporting to a local
+   receiver (a separate process that accepts ``/v2.1/track`` and counts items);
+3. ``azureml-inference-server-http`` (``azmlinfsrv``), App Insights off;
+4. the same with App Insights on, pointed at the same receiver (its exporter takes the endpoint from
+   ``APPLICATIONINSIGHTS_CONNECTION_STRING``).
+
+Our two configurations run twice, interleaved (off, on, off, on), and the better run of each counts,
+so a noisy neighbour on a shared machine does not decide the ratio. Targets: full monitoring keeps
+>= 90% of monitoring-off throughput and adds <= 1 ms to p99; monitoring on is >= 5x Azure with
+App Insights off.
+
+    python bench/monitoring_overhead.py [--seconds 10] [--connections 8]
+
+Needs ``wrk`` (apt) and ``bench/.venv-azureml`` (created here with pip when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.helpers import free_port, wait_for_http  # noqa: E402
+
+AZURE_VENV = ROOT / "bench" / ".venv-azureml"
+IKEY = "11111111-2222-3333-4444-555555555555"
+
+SCORE_PY = '''
+import json
+
+import numpy as np
+
+weights = None
+
+
+def init():
+    global weights
+    weights = np.arange(1, 5, dtype=float)
+    print("model loaded")
+
+
+def run(raw_data):
+    data = np.array(json.loads(raw_data)["data"], dtype=float)
+    result = (data @ weights).tolist()
+    print(f"scored {len(result)} rows")
+    return {"result": result}
+'''
+
+BODY = '{"data": [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]}'
+
+
+# -- the receiver (runs as its own process) -----------------------------------------------------------
+def receiver_main(port: int) -> None:
+    import orjson
+    import uvicorn
+
+    counts = {"items": 0, "posts": 0}
+
+    async def app(scope, receive, send):
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if scope["path"].endswith("/track"):
+            if body[:2] == b"\x1f\x8b":
+                body = gzip.decompress(body)
+            # Counting, not parsing: the receiver shares the 2 cores with the servers being measured.
+            items = body.count(b'"iKey"')
+            counts["items"] += items
+            counts["posts"] += 1
+            payload = orjson.dumps({"itemsReceived": items, "itemsAccepted": items, "errors": []})
+        else:  # GET /count
+            payload = orjson.dumps(counts)
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": payload})
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+def ensure_azure_venv() -> Path:
+    """``bench/.venv-azureml`` with azureml-inference-server-http (shared with the scoring bench)."""
+    server = AZURE_VENV / "bin" / "azmlinfsrv"
+    if not server.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(AZURE_VENV)], check=True)
+        subprocess.run([str(AZURE_VENV / "bin" / "pip"), "install", "-q", "azureml-inference-server-http", "numpy"],
+                       check=True)
+    return server
+
+
+def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    latency = {}
+    for pct in ("50", "99"):
+        value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()
+        latency[pct] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {"rps": rps, "p50_ms": latency["50"], "p99_ms": latency["99"],
+            "non2xx": float(errors.group(1)) if errors else 0.0}
+
+
+class Proc:
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
+        self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(args, env={**os.environ, **env}, cwd=cwd, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+
+
+def measure(name: str, args: list[str], env: dict[str, str], port: int, work: Path, seconds: int,
+            connections: int, script: Path) -> dict[str, float]:
+    proc = Proc(args, env, work, work / f"{name.replace(' ', '_')}.log")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/", timeout=120, proc=proc.proc)
+        url = f"http://127.0.0.1:{port}/score"
+        check = httpx.post(url, content=BODY, headers={"content-type": "application/json"}, timeout=30)
+        assert check.status_code == 200, check.text
+        wrk(url, 2, connections, script)  # warm-up
+        result = wrk(url, seconds, connections, script)
+        if "scorewatch" in name and "on" in name:
+            metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+            result["dropped"] = sum(float(m) for m in re.findall(
+                r'^scorewatch_telemetry_dropped_total\{[^}]*\} ([\d.e+]+)$', metrics, re.M))
+    finally:
+        proc.stop()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.receiver:
+        receiver_main(args.receiver)
+        return
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is needed: apt-get install -y wrk")
+    azmlinfsrv = ensure_azure_venv()
+
+    work = Path(tempfile.mkdtemp(prefix="scorewatch-bench-"))
+    (work / "svc").mkdir()
+    (work / "svc" / "score.py").write_text(textwrap.dedent(SCORE_PY))
+    script = work / "post.lua"
+    script.write_text(f'wrk.method = "POST"\nwrk.body = \'{BODY}\'\n'
+                      'wrk.headers["Content-Type"] = "application/json"\n')
+    receiver_port = free_port()
+    receiver = Proc([sys.executable, __file__, "--receiver", str(receiver_port)], {}, work, work / "receiver.log")
+    wait_for_http(f"http://127.0.0.1:{receiver_port}/count", proc=receiver.proc)
+    connection_string = f"InstrumentationKey={IKEY};IngestionEndpoint=http://127.0.0.1:{receiver_port}"
+    os.environ.pop("PYTHONUNBUFFERED", None)  # any value, even "0", would make print() unbuffered
+    quiet: dict[str, str] = {}
+
+    def ours(monitoring: bool) -> tuple[list[str], dict[str, str], int]:
+        port = free_port()
+        cmd = [sys.executable, "-m", "scorewatch", "serve", str(work / "svc" / "score.py"), "--port", str(port),
+               "--workers", "1", "--home", str(work / "ws")]
+        if monitoring:
+            cmd += ["--connection-string", connection_string]
+        return cmd, {**quiet, "SCOREWATCH_COLLECT_MODEL_DATA": "true"}, port
+
+    def azure(app_insights: bool) -> tuple[list[str], dict[str, str], int]:
+        port = free_port()
+        env = {**quiet, "WORKER_COUNT": "1", "AML_APP_INSIGHTS_ENABLED": "true" if app_insights else "false"}
+        if app_insights:
+            env.update({"AML_APP_INSIGHTS_KEY": IKEY, "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string})
+        return [str(azmlinfsrv), "--entry_script", str(work / "svc" / "score.py"), "--port", str(port)], env, port
+
+    plan = [("scorewatch off", ours(False)), ("scorewatch on", ours(True)),
+            ("scorewatch off", ours(False)), ("scorewatch on", ours(True)),
+            ("azureml off", azure(False)), ("azureml on", azure(True))]
+    results: dict[str, list[dict[str, float]]] = {}
+    try:
+        for name, (cmd, env, port) in plan:
+            before = httpx.get(f"http://127.0.0.1:{receiver_port}/count").json()["items"]
+            result = measure(name, cmd, env, port, work, args.seconds, args.connections, script)
+            time.sleep(1.0)
+            result["items"] = httpx.get(f"http://127.0.0.1:{receiver_port}/count").json()["items"] - before
+            results.setdefault(name, []).append(result)
+            print(f"{name:15s} {result['rps']:9.0f} req/s  p50 {result['p50_ms']:7.3f} ms  "
+                  f"p99 {result['p99_ms']:7.3f} ms  non-2xx {result['non2xx']:.0f}  "
+                  f"telemetry items received {result['items']:.0f}"
+                  + (f"  dropped {result['dropped']:.0f}" if "dropped" in result else ""), flush=True)
+    finally:
+        receiver.stop()
+    best = {name: max(runs, key=lambda r: r["rps"]) for name, runs in results.items()}
+    off, on, az_off, az_on = (best[n] for n in ("scorewatch off", "scorewatch on", "azureml off", "azureml on"))
+    print()
+    print(f"full monitoring keeps {on['rps'] / off['rps']:.1%} of monitoring-off throughput (target >= 90%)")
+    print(f"full monitoring adds {on['p99_ms'] - off['p99_ms']:+.3f} ms to p99 (target <= +1 ms)")
+    print(f"monitoring on vs azureml App Insights off: {on['rps'] / az_off['rps']:.1f}x (target >= 5x)")
+    print(f"monitoring on vs azureml App Insights on:  {on['rps'] / az_on['rps']:.1f}x")
+    print(f"azureml: App Insights on keeps {az_on['rps'] / az_off['rps']:.1%} of its own throughput, "
+          f"p99 {az_off['p99_ms']:.2f} -> {az_on['p99_ms']:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
