@@ -135,9 +135,12 @@ class Compiler(RelationalOperators, StringPredicates):
         return Scope({name: Typed(col(name, table), kind) for name, kind in relation.columns.items()})
 
     def select(self, items: dict[str, Typed], relation: Relation | None, **flags: Any) -> Relation:
-        query = exp.select(*(alias(t.sql, name) for name, t in items.items()))
+        unchanged = relation is not None and list(items) == list(relation.columns) and all(
+            isinstance(t.sql, exp.Column) and not t.sql.table and t.sql.name == name for name, t in items.items())
+        # Passing every column through unchanged is `SELECT *`: shorter SQL, the same columns.
+        query = exp.select(exp.Star()) if unchanged else exp.select(*(alias(t.sql, n) for n, t in items.items()))
         if relation is not None:
-            query = query.from_(self.wrap(relation))
+            query = query.from_(self.wrap(relation), copy=False)
         return Relation(query, {name: t.type for name, t in items.items()}, **flags)
 
     def passthrough(self, relation: Relation) -> dict[str, Typed]:
@@ -181,7 +184,7 @@ class Compiler(RelationalOperators, StringPredicates):
             names = list(schema.TABLES) + list(self.tabular_lets)
             raise self.error(f"unknown table {ref.name!r}" + suggest(ref.name, names), ref)
         columns = {c.name: c.type for c in schema.TABLES[ref.name]}
-        query = exp.select(*(col(name) for name in columns)).from_(exp.Table(this=exp.to_identifier(ref.name, quoted=True)))
+        query = exp.select(*(col(name) for name in columns)).from_(exp.Table(this=exp.to_identifier(ref.name, quoted=True)), copy=False)
         conditions: list[exp.Expression] = []
         if self.app_id is not None:
             conditions.append(exp.EQ(this=col("appId"), expression=lit(self.app_id)))
@@ -190,7 +193,7 @@ class Compiler(RelationalOperators, StringPredicates):
             conditions.append(exp.GTE(this=col("timestamp"), expression=self.d.timestamp(start)))
             conditions.append(exp.LTE(this=col("timestamp"), expression=self.d.timestamp(end)))
         if conditions:
-            query = query.where(exp.and_(*conditions))
+            query = query.where(exp.and_(*conditions), copy=False)
         # The scoped table is never merged into (filterable=False): the user's filters stay outside it.
         return Relation(query, columns, source_name=ref.name)
 
@@ -200,7 +203,7 @@ class Compiler(RelationalOperators, StringPredicates):
         if relation.filterable and isinstance(relation.query, exp.Select):
             relation.query = relation.query.where(condition, copy=False)
             return relation
-        query = exp.select(*(col(n) for n in relation.columns)).from_(self.wrap(relation)).where(condition)
+        query = exp.select(exp.Star()).from_(self.wrap(relation), copy=False).where(condition, copy=False)
         return Relation(query, dict(relation.columns), filterable=True)
 
     def op_project(self, relation: Relation, op: ast.Project) -> Relation:
@@ -342,7 +345,7 @@ class Compiler(RelationalOperators, StringPredicates):
         names = ["ColumnName", "ColumnOrdinal", "DataType", "ColumnType"]
         values = exp.Values(expressions=rows, alias=exp.TableAlias(
             this=exp.to_identifier(self.fresh("_v")), columns=[exp.to_identifier(n, quoted=True) for n in names]))
-        query = exp.select(*(col(n) for n in names)).from_(values)
+        query = exp.select(*(col(n) for n in names)).from_(values, copy=False)
         return Relation(query, {"ColumnName": "string", "ColumnOrdinal": "long", "DataType": "string",
                                 "ColumnType": "string"})
 
@@ -361,10 +364,10 @@ class Compiler(RelationalOperators, StringPredicates):
                     n += 1
                     name = f"{base}{n}"
                 items[name] = typed
-        query = exp.select(*(alias(t.sql, name) for name, t in items.items())).from_(self.wrap(relation))
+        query = exp.select(*(alias(t.sql, name) for name, t in items.items())).from_(self.wrap(relation), copy=False)
         if by:
             query = query.group_by(*(self.comparable(t) if t.type == "dynamic" else t.sql.copy()
-                                     for t in by.values()))
+                                     for t in by.values()), copy=False)
         return Relation(query, {name: t.type for name, t in items.items()})
 
     def aggregate(self, item: ast.Assignment, relation: Relation, scope: Scope,

@@ -51,10 +51,10 @@ class RelationalOperators:
         if op.kind in ("leftsemi", "leftanti", "rightsemi", "rightanti"):
             keep, keep_alias, keep_sub, other_sub = (
                 (left, la, left_sub, right_sub) if op.kind.startswith("left") else (right, ra, right_sub, left_sub))
-            exists: exp.Expression = exp.Exists(this=exp.select(lit(1)).from_(other_sub).where(condition))
+            exists: exp.Expression = exp.Exists(this=exp.select(lit(1)).from_(other_sub, copy=False).where(condition, copy=False))
             if op.kind.endswith("anti"):
                 exists = exp.Not(this=exists)
-            query = exp.select(*(alias(col(n, keep_alias), n) for n in keep.columns)).from_(keep_sub).where(exists)
+            query = exp.select(*(alias(col(n, keep_alias), n) for n in keep.columns)).from_(keep_sub, copy=False).where(exists, copy=False)
             return Relation(query, dict(keep.columns))
         items: list[exp.Expression] = [alias(col(n, la), n) for n in left.columns]
         columns = dict(left.columns)
@@ -65,7 +65,7 @@ class RelationalOperators:
                 out = f"{name}{n}"
             columns[out] = kind
             items.append(alias(col(name, ra), out))
-        query = exp.select(*items).from_(left_sub).join(right_sub, on=condition, join_type=_JOIN_TYPES[op.kind])
+        query = exp.select(*items).from_(left_sub, copy=False).join(right_sub, on=condition, join_type=_JOIN_TYPES[op.kind], copy=False)
         return Relation(query, columns)
 
     def _first_per_key(self: Compiler, relation: Relation, keys: list[str]) -> Relation:
@@ -75,9 +75,9 @@ class RelationalOperators:
         rank = self.fresh("_rank")
         window = exp.Window(this=exp.RowNumber(), partition_by=[col(k) for k in keys])
         inner = exp.select(*(col(n) for n in relation.columns), exp.alias_(window, rank, quoted=True))
-        inner = inner.from_(self.wrap(relation))
+        inner = inner.from_(self.wrap(relation), copy=False)
         query = exp.select(*(col(n) for n in relation.columns)).from_(inner.subquery(self.fresh(), copy=False))
-        return Relation(query.where(exp.EQ(this=col(rank), expression=lit(1))), dict(relation.columns))
+        return Relation(query.where(exp.EQ(this=col(rank), expression=lit(1)), copy=False), dict(relation.columns))
 
     # ------------------------------------------------------------ union
     def op_union(self: Compiler, relation: Relation | None, op: ast.Union) -> Relation:
@@ -122,7 +122,7 @@ class RelationalOperators:
                     items.append(alias(col(back[name]), name))
                 else:
                     items.append(alias(self.d.null(column_type if column_type != "null" else "string"), name))
-            selects.append(exp.select(*items).from_(self.wrap(part)))
+            selects.append(exp.select(*items).from_(self.wrap(part), copy=False))
         query = selects[0]
         for select in selects[1:]:
             query = exp.union(query, select, distinct=False)
