@@ -45,7 +45,7 @@ class RunningHub:
 @contextmanager
 def running_hub(home: Path, **overrides: Any) -> Iterator[RunningHub]:
     port = free_port()
-    settings = Settings.from_env({}, home=home, hub_port=port, ingest_linger_ms=20, **overrides)
+    settings = Settings.from_env({}, home=home, hub_port=port, **{"ingest_linger_ms": 20, **overrides})
     workspace = Workspace(home)
     default = ensure_default_app(workspace, settings)
     hub = open_hub(workspace, settings)

@@ -134,3 +134,9 @@ class WriteAheadLog:
         if self._file is not None:
             self._file.close()
             self._file = None
+
+    def __enter__(self) -> WriteAheadLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

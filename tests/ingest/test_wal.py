@@ -1,0 +1,73 @@
+"""The write-ahead log: append, replay after a position, torn tails, rotation and release."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scorewatch.ingest.apps import Application
+from scorewatch.ingest.pipeline import decode, encode
+from scorewatch.ingest.track import Accepted
+from scorewatch.ingest.wal import WriteAheadLog
+
+
+def test_append_and_replay_after_a_position(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path)
+    assert wal.append([b"a", b"b"]) == [1, 2]
+    assert wal.append([b"c"]) == [3]
+    assert list(wal.replay(1)) == [(2, b"b"), (3, b"c")]
+    wal.close()
+    with WriteAheadLog(tmp_path) as reopened:
+        assert reopened.last_seq == 3
+        assert reopened.append([b"d"]) == [4]  # sequences never go back
+        assert [seq for seq, _ in reopened.replay(0)] == [1, 2, 3, 4]
+
+
+def test_torn_tail_is_cut_off(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path)
+    wal.append([b"first", b"second"])
+    wal.close()
+    segment = next(tmp_path.glob("*.log"))
+    data = segment.read_bytes()
+    segment.write_bytes(data[:-3])  # a crash in the middle of the last record
+    with WriteAheadLog(tmp_path) as reopened:
+        assert list(reopened.replay(0)) == [(1, b"first")]
+        assert reopened.append([b"third"]) == [2]
+        assert [p for _, p in reopened.replay(0)] == [b"first", b"third"]
+
+
+def test_corrupt_record_stops_replay(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path)
+    wal.append([b"good", b"flipped"])
+    wal.close()
+    segment = next(tmp_path.glob("*.log"))
+    data = bytearray(segment.read_bytes())
+    data[-1] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    with WriteAheadLog(tmp_path) as reopened:
+        assert list(reopened.replay(0)) == [(1, b"good")]
+
+
+def test_release_deletes_applied_segments_only(tmp_path: Path) -> None:
+    with WriteAheadLog(tmp_path, segment_bytes=100) as wal:
+        for i in range(6):
+            wal.append([bytes(90) + bytes([i])])  # every append fills a segment: one record per file
+        assert len(list(tmp_path.glob("*.log"))) == 6
+        assert wal.release(3) == 3
+        assert [seq for seq, _ in wal.replay(0)] == [4, 5, 6]
+        wal.rotate_if_applied(6, min_bytes=0)
+        wal.release(6)
+        assert list(wal.replay(0)) == []
+        assert wal.append([b"x"]) == [7]
+
+
+def test_payload_round_trip(tmp_path: Path) -> None:
+    alpha = Application("alpha", "id-a", "key-a", 90)
+    beta = Application("beta", "id-b", "key-b", 90)
+    accepted = Accepted(lines=[b'{"iKey":"key-a","data":{"baseType":"MessageData"}}',
+                               b'{"iKey":"key-b","data":{"baseType":"EventData"}}'],
+                        base_types=["MessageData", "EventData"], apps=[alpha, beta])
+    record = decode(9, encode(accepted))
+    assert record.seq == 9 and record.lines == accepted.lines
+    assert record.base_types == ["MessageData", "EventData"]
+    assert (record.app_ids, record.app_names, record.ikeys) == (["id-a", "id-b"], ["alpha", "beta"],
+                                                                ["key-a", "key-b"])

@@ -1,0 +1,141 @@
+"""The DuckDB store: schema, batch writes, envelope mapping, timed queries, retention, WAL position."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from scorewatch.errors import BadRequest, Timeout
+from scorewatch.store.duckdb import DuckDBStore
+from scorewatch.store.schema import TABLES
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> DuckDBStore:
+    s = DuckDBStore(tmp_path / "t.duckdb")
+    yield s
+    s.close()
+
+
+def _batch(envelopes: list[dict], app_id: str = "app-1") -> pa.Table:
+    n = len(envelopes)
+    return pa.table({"env": [orjson.dumps(e).decode() for e in envelopes], "appId": [app_id] * n,
+                     "appName": ["shop"] * n, "iKey": ["ikey-1"] * n})
+
+
+def test_tables_have_the_schema_columns(store: DuckDBStore) -> None:
+    for table, cols in TABLES.items():
+        result = store.query(f"SELECT * FROM {table} LIMIT 0")
+        assert [c[0] for c in result.columns] == [c.name for c in cols]
+        kinds = dict(result.columns)
+        assert kinds["timestamp"] == "datetime" and kinds["customDimensions"] == "dynamic"
+        if "success" in kinds:
+            assert kinds["success"] == "bool"
+
+
+def test_write_batch_and_query(store: DuckDBStore) -> None:
+    now = datetime(2026, 1, 1, 12, 0)
+    written = store.write_batch("requests", [
+        {"timestamp": now, "name": "a", "duration": 12.5, "success": True, "customDimensions": {"k": 1}},
+        {"timestamp": now, "name": "b", "customDimensions": '{"k": 2}'}])
+    assert written == 2
+    result = store.query("SELECT name, duration, success, customDimensions->>'k' FROM requests ORDER BY name")
+    assert result.rows == [["a", 12.5, True, "1"], ["b", None, None, "2"]]
+    assert store.query("SELECT name FROM requests WHERE name = ?", ["b"]).rows == [["b"]]
+    with pytest.raises(BadRequest):
+        store.write_batch("nope", [{"a": 1}])
+
+
+def test_envelope_durations_timestamps_and_counts(store: DuckDBStore) -> None:
+    def req(duration: object, time: str, **extra: object) -> dict:
+        return {"time": time, "iKey": "ikey-1", **extra,
+                "data": {"baseType": "RequestData", "baseData": {"name": str(duration), "duration": duration}}}
+
+    written = store.write_envelopes({"requests": _batch([
+        req("0.00:00:00.058", "2026-01-01T00:00:00Z"),
+        req("00:00:00.0580000", "2026-01-01T00:00:00.1234567Z"),
+        req("1.02:03:04.5", "2026-01-01T02:00:00+02:00"),
+        req(250, "2026-01-01T00:00:00", sampleRate=10),
+        req("garbage", "not a time"),
+    ])}, position=7)
+    assert written == {"requests": 5}
+    rows = store.query("SELECT name, duration, performanceBucket, timestamp, itemCount, appId, appName, iKey "
+                       "FROM requests ORDER BY name").rows
+    by_name = {r[0]: r[1:] for r in rows}
+    assert by_name["0.00:00:00.058"][:2] == [58.0, "<250ms"]
+    assert by_name["00:00:00.0580000"][:3] == [58.0, "<250ms", datetime(2026, 1, 1, 0, 0, 0, 123456)]
+    assert by_name["1.02:03:04.5"][:3] == [93784500.0, ">=5min", datetime(2026, 1, 1, 0, 0)]
+    assert by_name["250"] == [250.0, "250ms-500ms", datetime(2026, 1, 1), 10, "app-1", "shop", "ikey-1"]
+    assert by_name["garbage"][0] is None and by_name["garbage"][2] is not None  # ingestion time
+    assert store.applied_position() == 7
+    ids = store.query("SELECT count(DISTINCT itemId) FROM requests").rows
+    assert ids == [[5]]
+
+
+def test_position_is_kept_across_reopen(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "t.duckdb")
+    assert store.applied_position() == 0
+    store.write_envelopes({"traces": _batch([{"time": "2026-01-01T00:00:00Z", "data": {
+        "baseType": "MessageData", "baseData": {"message": "m"}}}])}, position=41)
+    store.close()
+    store = DuckDBStore(tmp_path / "t.duckdb")
+    assert store.applied_position() == 41
+    assert store.count("traces") == 1
+    store.close()
+
+
+def test_a_failing_batch_writes_nothing(store: DuckDBStore) -> None:
+    good = _batch([{"time": "2026-01-01T00:00:00Z", "data": {"baseType": "MessageData",
+                                                              "baseData": {"message": "m"}}}])
+    with pytest.raises(BadRequest):
+        store.write_envelopes({"traces": good, "nope": good}, position=3)
+    assert store.count("traces") == 0 and store.applied_position() == 0
+
+
+def test_query_guards(store: DuckDBStore) -> None:
+    with pytest.raises(BadRequest):
+        store.query("DELETE FROM requests")
+    with pytest.raises(BadRequest):
+        store.query("SELECT 1; SELECT 2")
+    with pytest.raises(BadRequest):
+        store.query("SELECT nope FROM requests")
+    result = store.query("SELECT * FROM range(10)", max_rows=3)
+    assert result.truncated and len(result.rows) == 3
+    assert not store.query("SELECT * FROM range(3)", max_rows=3).truncated
+
+
+def test_slow_query_is_cancelled(store: DuckDBStore) -> None:
+    with pytest.raises(Timeout):
+        store.query("SELECT count(*) FROM range(10000000000) a, range(1000) b WHERE a.range + b.range = -1",
+                    timeout_s=0.2)
+    assert store.query("SELECT 1").rows == [[1]]  # the store is still usable
+
+
+def test_queries_run_while_a_write_is_open(store: DuckDBStore) -> None:
+    rows = [{"timestamp": datetime(2026, 1, 1), "message": str(i)} for i in range(20_000)]
+    writer = threading.Thread(target=lambda: [store.write_batch("traces", rows) for _ in range(5)])
+    writer.start()
+    seen = [store.query("SELECT count(*) FROM traces").rows[0][0] for _ in range(20)]
+    writer.join()
+    assert all(n % 20_000 == 0 for n in seen)  # each batch is one transaction: never half a batch
+    assert store.count("traces") == 100_000
+
+
+def test_retention_removes_old_rows_of_that_app_only(store: DuckDBStore) -> None:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    for table in ("requests", "traces", "customMetrics"):
+        store.write_batch(table, [
+            {"timestamp": now - timedelta(days=40), "appId": "a", "name": "old-a"},
+            {"timestamp": now - timedelta(days=5), "appId": "a", "name": "new-a"},
+            {"timestamp": now - timedelta(days=40), "appId": "b", "name": "old-b"},
+        ])
+    assert store.apply_retention("a", 30) == 3
+    for table in ("requests", "customMetrics"):
+        assert sorted(r[0] for r in store.query(f"SELECT name FROM {table}").rows) == ["new-a", "old-b"]
+    assert store.apply_retention("a", 30) == 0
+    assert store.size_bytes() > 0
