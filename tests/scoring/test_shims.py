@@ -26,7 +26,10 @@ def shims() -> Iterator[None]:
                 del sys.modules[name]
 
 
-def test_not_importable_without_the_finder() -> None:
+def test_not_importable_without_the_finder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not isinstance(f, compat.ShimFinder)])
+    for name in [n for n in sys.modules if n == "azureml" or n.startswith("azureml.")]:
+        monkeypatch.delitem(sys.modules, name)
     if importlib.util.find_spec("azureml") is not None:
         pytest.skip("a real azureml package is installed")
     with pytest.raises(ModuleNotFoundError):

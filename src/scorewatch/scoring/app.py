@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -44,7 +44,7 @@ SHUTDOWN_FLUSH_S = 5.0
 FAILURE_FILE_VAR = "SCOREWATCH_SERVE_FAILURE_FILE"
 
 
-def message(text: str, status: int, headers: dict[str, str] | None = None) -> Response:
+def message(text: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
     """Azure's error body: ``{"message": ...}``."""
     return Response(orjson.dumps({"message": text}), status, headers, media_type="application/json")
 

@@ -58,7 +58,7 @@ class ServeConfig:
         try:
             data: dict[str, Any] = orjson.loads(text)
             fields = {f.name: f for f in dataclasses.fields(Settings)}
-            values = {k: Path(v) if isinstance(fields[k].default, Path) else v
+            values: dict[str, Any] = {k: Path(v) if isinstance(fields[k].default, Path) else v
                       for k, v in data["settings"].items() if k in fields}
             return cls(entry_script=Path(data["entry_script"]),
                        model_dir=Path(data["model_dir"]) if data.get("model_dir") else None,

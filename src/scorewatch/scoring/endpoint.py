@@ -24,7 +24,7 @@ from starlette.datastructures import Headers
 
 from scorewatch import __version__
 from scorewatch.errors import PayloadTooLarge, ScorewatchError, Timeout, Unauthorized, UnsupportedMediaType
-from scorewatch.scoring.entry import EntryScript, RunFailed, ScoreInput, ScoreOutput
+from scorewatch.scoring.entry import EntryScript, RunFailed, ScoreInput, ScoreOutput, query_arguments
 from scorewatch.scoring.monitor import ScoredRequest
 from scorewatch.telemetry.context import Operation, current_operation, parse_traceparent
 
@@ -117,7 +117,7 @@ class ScoreEndpoint:
             elif service.keys is not None and not service.keys.check(authorization):
                 raise Unauthorized("missing or invalid key: send 'Authorization: Bearer <key>'")
             else:
-                entry = service.entry if service.ready else await service.wait_ready()
+                entry = service.entry if service.ready and service.entry else await service.wait_ready()
                 if method == "OPTIONS" and entry.kind != "rawhttp":
                     output = ScoreOutput(b"", 200, None, [("Allow", "GET, POST, OPTIONS")])
                 else:
@@ -214,7 +214,8 @@ class ScoreEndpoint:
             start=datetime.now(UTC) - timedelta(milliseconds=duration_ms), duration_ms=duration_ms,
             status_code=output.status, success=output.status < 400, request_id=operation.request_id,
             client_request_id=operation.client_request_id, headers=Headers(scope=scope),
-            input=orjson.dumps(dict(parse_qsl(query, keep_blank_values=True))).decode() if method == "GET" else body,
+            input=orjson.dumps(query_arguments(parse_qsl(query, keep_blank_values=True))).decode()
+            if method == "GET" else body,
             output=output.body, exception=error)
         try:
             self.service.monitor.request_finished(scored)

@@ -74,7 +74,10 @@ class _RunThread(threading.Thread):
                 error = exc
             call.seconds = time.perf_counter() - started
             call.state = _DONE
-            call_soon(_resolve, call, result, error)
+            try:
+                call_soon(_resolve, call, result, error)
+            except RuntimeError:  # the event loop is closed: the worker has shut down, nobody waits
+                return
 
 
 class Runner:

@@ -95,7 +95,7 @@ def swagger(run: Any, version: str, *, service_name: str, script_dir: Path | Non
             "description": f"API specification for the scoring service {title}"}
     bearer = {"type": "apiKey", "name": "Authorization", "in": "header",
               "description": "For example: Bearer abc123"}
-    security = [{"Bearer": []}] if auth else []
+    security: list[dict[str, list[str]]] = [{"Bearer": []}] if auth else []
     if version == "2":
         ref = "#/definitions/"
         doc: dict[str, Any] = {

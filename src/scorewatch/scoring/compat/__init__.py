@@ -68,7 +68,7 @@ class _AliasLoader(importlib.abc.Loader):
         public = getattr(target, "__all__", None) or [n for n in vars(target) if not n.startswith("_")]
         for name in public:
             setattr(module, name, getattr(target, name))
-        module.__getattr__ = lambda name: getattr(target, name)  # type: ignore[attr-defined]
+        module.__getattr__ = lambda name: getattr(target, name)  # type: ignore[method-assign]
         module.__doc__ = target.__doc__
         return module
 

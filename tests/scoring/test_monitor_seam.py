@@ -1,0 +1,147 @@
+"""The seam with telemetry: what a monitor passed to create_app is told, and when."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+from scorewatch.scoring.app import create_app
+from scorewatch.scoring.config import ServeConfig
+from scorewatch.scoring.monitor import ScoredRequest
+from scorewatch.settings import Settings
+from tests.helpers import free_port, wait_for_http
+from tests.scoring.conftest import SCRIPTS
+
+
+class RecordingMonitor:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self.finished = threading.Event()
+
+    def worker_started(self) -> None:
+        self.calls.append(("worker_started", None))
+
+    def request_finished(self, request: ScoredRequest) -> None:
+        self.calls.append(("request_finished", request))
+        self.finished.set()
+
+    def exception(self, exc: BaseException, *, during: str) -> None:
+        self.calls.append(("exception", (type(exc).__name__, during)))
+
+    def routes(self) -> list[Route]:
+        return [Route("/monitor/ping", lambda request: PlainTextResponse("pong"))]
+
+    def metrics_text(self) -> str:
+        return "recording_monitor_up 1\n"
+
+    def shutdown(self, timeout_s: float) -> None:
+        self.calls.append(("shutdown", timeout_s))
+
+
+@pytest.fixture()
+def monitored(tmp_path: Path) -> Iterator[tuple[str, RecordingMonitor]]:
+    monitor = RecordingMonitor()
+    config = ServeConfig(entry_script=SCRIPTS / "slow" / "score.py", model_dir=None,
+                         settings=Settings(home=tmp_path, scoring_timeout_ms=500))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config, monitor=monitor), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(f"{url}/health/ready", expect_status=200)
+        yield url, monitor
+    finally:
+        server.should_exit = True
+        thread.join(10)
+
+
+def _next_finished(monitor: RecordingMonitor) -> ScoredRequest:
+    assert monitor.finished.wait(10)
+    monitor.finished.clear()
+    return [c for c in monitor.calls if c[0] == "request_finished"][-1][1]
+
+
+def test_monitor_sees_every_request_with_its_input_output_and_operation(
+        monitored: tuple[str, RecordingMonitor]) -> None:
+    url, monitor = monitored
+    assert monitor.calls[0] == ("worker_started", None)
+    trace = "0af7651916cd43dd8448eb211c80319c"
+    r = httpx.post(f"{url}/score", json={"sleep": 0}, headers={
+        "traceparent": f"00-{trace}-b7ad6b7169203331-01", "x-ms-client-request-id": "c-1"})
+    done = _next_finished(monitor)
+    assert (done.status_code, done.success, done.name, done.method) == (200, True, "POST /score", "POST")
+    assert done.input == b'{"sleep":0}' and done.output == r.content
+    assert done.operation.operation_id == trace
+    assert done.operation.extra["parent_span_id"] == "b7ad6b7169203331"
+    assert done.request_id == r.headers["x-request-id"] and done.client_request_id == "c-1"
+    assert done.duration_ms > 0 and done.start.tzinfo is not None
+    assert done.url.endswith("/score")
+
+    bad = httpx.post(f"{url}/score", content=b'{"sleep": "x"}')
+    failed = _next_finished(monitor)
+    assert (failed.status_code, failed.success) == (500, False)
+    assert failed.output == bad.content and failed.exception is not None
+    assert ("exception", ("TypeError", "run")) in monitor.calls
+
+    assert httpx.post(f"{url}/score", json={"sleep": 2}).status_code == 504
+    timed_out = _next_finished(monitor)
+    assert (timed_out.status_code, timed_out.success) == (504, False)
+
+    assert httpx.get(f"{url}/score", params={"sleep": "0"}).status_code == 200
+    assert _next_finished(monitor).input == '{"sleep":0}'
+
+
+def test_monitor_routes_and_metrics_are_served(monitored: tuple[str, RecordingMonitor]) -> None:
+    url, _ = monitored
+    assert httpx.get(f"{url}/monitor/ping").text == "pong"
+    metrics = httpx.get(f"{url}/metrics").text
+    assert "scorewatch_requests_total" in metrics and metrics.endswith("recording_monitor_up 1\n")
+
+
+def test_monitor_is_shut_down_with_the_worker(tmp_path: Path) -> None:
+    monitor = RecordingMonitor()
+    config = ServeConfig(entry_script=SCRIPTS / "slow" / "score.py", model_dir=None, settings=Settings(home=tmp_path))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config, monitor=monitor), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    wait_for_http(f"http://127.0.0.1:{port}/health/ready", expect_status=200)
+    server.should_exit = True
+    thread.join(10)
+    assert monitor.calls[-1][0] == "shutdown"
+
+
+def test_init_failure_is_reported_to_the_monitor_and_the_hook(tmp_path: Path) -> None:
+    monitor = RecordingMonitor()
+    reasons: list[str] = []
+    config = ServeConfig(entry_script=SCRIPTS / "init_fail" / "score.py", model_dir=None,
+                         settings=Settings(home=tmp_path))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(config, monitor=monitor, on_init_failure=reasons.append),
+                                           host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health/live", expect_status=200)
+        for _ in range(200):
+            if reasons:
+                break
+            threading.Event().wait(0.05)
+        assert reasons and "RuntimeError: model file is corrupt" in reasons[0]
+        assert ("exception", ("RuntimeError", "init")) in monitor.calls
+        assert ("shutdown", 5.0) in monitor.calls
+        assert httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 503
+    finally:
+        server.should_exit = True
+        thread.join(10)
