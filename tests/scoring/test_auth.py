@@ -29,6 +29,7 @@ def test_generated_keys_are_printed_once_kept_in_a_private_file_and_required(tmp
         for key in (primary, secondary):
             assert svc.post({"data": [1]}, headers={"Authorization": f"Bearer {key}"}).json() == {"result": [2]}
         assert svc.client.get("/").status_code == 200
+        assert svc.client.options("/score").status_code == 200  # CORS preflights carry no key
         assert svc.client.get("/health/ready").status_code == 200
         assert svc.client.get("/swagger.json").json()["paths"]["/score"]["post"]["security"] == [{"Bearer": []}]
 

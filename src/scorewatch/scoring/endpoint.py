@@ -114,7 +114,8 @@ class ScoreEndpoint:
             if method not in METHODS:
                 output = ScoreOutput(orjson.dumps({"message": "Method Not Allowed"}), 405, None,
                                      [("Allow", "GET, POST, OPTIONS")])
-            elif service.keys is not None and not service.keys.check(authorization):
+            elif service.keys is not None and method != "OPTIONS" and not service.keys.check(authorization):
+                # (CORS preflights never carry credentials, so OPTIONS is not asked for a key.)
                 raise Unauthorized("missing or invalid key: send 'Authorization: Bearer <key>'")
             else:
                 entry = service.entry if service.ready and service.entry else await service.wait_ready()
