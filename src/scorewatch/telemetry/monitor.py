@@ -71,6 +71,9 @@ class TelemetryMonitor:
         self.base_properties = {"Container Id": info.container_id, "Workspace Name": info.workspace_name,
                                 "Service Name": info.service_name}
         self.models = ",".join(info.models)
+        self._models = _json(self.models)
+        self._base_props = _json(self.base_properties)[1:-1]
+        self._names: dict[str, str] = {}
         stem = f"{info.service_name}-{settings.port}"
         digests = list(key_digests or [])
         if settings.control_key:
@@ -215,29 +218,34 @@ class TelemetryMonitor:
         op = request.operation
         success = request.success
         when = format_time(request.start)
-        props = {**self.base_properties, "Request Id": request.request_id,
-                 "Client Request Id": request.client_request_id}
+        ids = f'"Request Id":{_json(request.request_id)},"Client Request Id":{_json(request.client_request_id)}'
+        props = f"{{{self._base_props},{ids}}}"
         parent = op.extra.get("parent_span_id")
         parent_tag = f',"ai.operation.parentId":"{parent}"' if parent else ""
-        name = _json(request.name)
+        name = self._names.get(request.name) or self._name_json(request.name)
         sample = f',"sampleRate":{float(rate)!r}' if success and rate < 100.0 else ""
         head = f'"time":"{when}","iKey":{self._ikey},"tags":{{{self._tags},"ai.operation.id":"{op.operation_id}"'
         out = [(f'{{"name":{self._request_name},{head}{parent_tag},"ai.operation.name":{name}}},'
                 f'"data":{{"baseType":"RequestData","baseData":{{"ver":2,"id":"{op.parent_id}","name":{name},'
                 f'"url":{_json(request.url)},"duration":"{format_duration(request.duration_ms)}",'
                 f'"responseCode":"{int(request.status_code)}","success":{"true" if success else "false"},'
-                f'"properties":{_json(props)}}}}}{sample}}}').encode()]
+                f'"properties":{props}}}}}{sample}}}').encode()]
         if model_data:
-            data = {**props, "Models": self.models, "Input": self._value(request.input),
-                    "Prediction": self._value(request.output)}
+            prediction = _json(self._value(request.output))
+            data = (f'{{{self._base_props},{ids},"Models":{self._models},"Input":{_json(self._value(request.input))},'
+                    f'"Prediction":{prediction}')
             if not success:
-                data["Error"] = data["Prediction"]
-                data["Status Code"] = str(request.status_code)
+                data = f'{data},"Error":{prediction},"Status Code":"{int(request.status_code)}"'
             out.append((f'{{"name":{self._message_name},{head},"ai.operation.parentId":"{op.parent_id}",'
                         f'"ai.operation.name":{name}}},"data":{{"baseType":"MessageData","baseData":{{"ver":2,'
                         f'"message":"model_data_collection","severityLevel":{SEVERITY_INFO},'
-                        f'"properties":{_json(data)}}}}}{sample}}}').encode())
+                        f'"properties":{data}}}}}}}{sample}}}').encode())
         return out
+
+    def _name_json(self, name: str) -> str:
+        if len(self._names) < 64:  # a handful of operation names ("POST /score", "GET /score"...)
+            self._names[name] = _json(name)
+        return _json(name)
 
     def _operation_fields(self, op: Operation | None) -> dict[str, Any]:
         if op is None:
@@ -262,7 +270,7 @@ class TelemetryMonitor:
         sample = f',"sampleRate":{float(rate)!r}' if rate < 100.0 else ""
         return [(f'{{"name":{self._message_name},"time":"{format_time(when)}","iKey":{self._ikey},"tags":{{{tags}}},'
                  f'"data":{{"baseType":"MessageData","baseData":{{"ver":2,"message":{_json(stream)},'
-                 f'"severityLevel":{severity},"properties":{_json({**self.base_properties, "Contents": contents})}'
+                 f'"severityLevel":{severity},"properties":{{{self._base_props},"Contents":{_json(contents)}}}'
                  f'}}}}{sample}}}').encode()]
 
     def _build_log(self, when: float, message: str, levelno: int, props: dict[str, Any], op: Operation | None,
