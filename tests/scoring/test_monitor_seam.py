@@ -100,6 +100,9 @@ def test_monitor_sees_every_request_with_its_input_output_and_operation(
     assert httpx.get(f"{url}/score", params={"sleep": "0"}).status_code == 200
     assert _next_finished(monitor).input == '{"sleep":0}'
 
+    assert httpx.post(f"{url}/score", json={"sleep": 0}, headers={"x-request-id": "r" * 101}).status_code == 431
+    assert _next_finished(monitor).status_code == 431
+
 
 def test_monitor_routes_and_metrics_are_served(monitored: tuple[str, RecordingMonitor]) -> None:
     url, _ = monitored

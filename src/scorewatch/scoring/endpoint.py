@@ -85,20 +85,19 @@ class ScoreEndpoint:
             elif name == b"content-length":
                 content_length = value
         method = scope["method"]
+        rejected: str | None = None
         if request_id is None:
             request_id = _request_id()
         elif len(request_id) > MAX_REQUEST_ID:
-            await self._send(send, ScoreOutput(orjson.dumps(
-                {"message": f"x-request-id must not exceed {MAX_REQUEST_ID} characters"}), 431), [])
-            return
+            rejected = f"x-request-id must not exceed {MAX_REQUEST_ID} characters"
+            request_id = _request_id()
         # As Azure: x-ms-client-request-id is the caller's id (the deprecated x-ms-request-id also counts);
         # x-ms-request-id in the response is that id, or the request id when the caller sent none.
         client_request_id = client_request_id or legacy_id or ""
         legacy_id = legacy_id or client_request_id or request_id
         if len(client_request_id) > MAX_REQUEST_ID or len(legacy_id) > MAX_REQUEST_ID:
-            await self._send(send, ScoreOutput(orjson.dumps({"message": "x-ms-request-id and x-ms-client-request-id "
-                                                             f"must not exceed {MAX_REQUEST_ID} characters"}), 431), [])
-            return
+            rejected = rejected or f"x-ms-request-id and x-ms-client-request-id must not exceed {MAX_REQUEST_ID} characters"
+            client_request_id, legacy_id = "", request_id
         parent = parse_traceparent(traceparent) if traceparent else None
         operation = Operation(operation_id=parent[0] if parent else f"{_bits(128):032x}",
                               parent_id=f"{_bits(64):016x}", name=f"{method} /score", request_id=request_id,
@@ -111,6 +110,8 @@ class ScoreEndpoint:
         metrics = service.metrics
         metrics.in_flight += 1
         try:
+            if rejected is not None:
+                raise ScorewatchError(rejected, status=431, code="RequestHeaderFieldsTooLarge")
             if method not in METHODS:
                 output = ScoreOutput(orjson.dumps({"message": "Method Not Allowed"}), 405, None,
                                      [("Allow", "GET, POST, OPTIONS")])
@@ -134,7 +135,10 @@ class ScoreEndpoint:
             failed, error = True, exc.original
             metrics.run_failures += 1
             log.error("run() failed (request %s)", request_id, exc_info=exc.original)
-            service.monitor.exception(exc.original, during="run")
+            try:
+                service.monitor.exception(exc.original, during="run")
+            except Exception:  # telemetry must never hurt serving
+                log.exception("monitor.exception failed")
             output = ScoreOutput(orjson.dumps({"message": RUN_FAILED_MESSAGE}), 500)
         except ScorewatchError as exc:
             error = exc
@@ -143,6 +147,10 @@ class ScoreEndpoint:
                 metrics.timeouts += 1
                 log.error("run() passed the scoring timeout (request %s); it is abandoned", request_id)
             output = _error(exc)
+        except Exception as exc:  # a defect on our side: still a JSON answer, and the worker stays up
+            error = exc
+            log.exception("internal error while scoring (request %s)", request_id)
+            output = ScoreOutput(orjson.dumps({"message": "internal server error"}), 500)
         finally:
             metrics.in_flight -= 1
         headers = [
