@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import textwrap
 import time
 
@@ -193,3 +194,27 @@ def test_runtime_switch_through_the_control_route(tmp_path, receiver):
         assert httpx.get(route, headers=auth).json()["model_data"] is False
     ids = [base(i)["properties"].get("Request Id") for i in receiver.items]
     assert "while-off" not in ids and ids.count("while-on") == 1
+
+
+@pytest.mark.slow
+def test_runtime_switch_reaches_every_worker_within_a_second(tmp_path, receiver):
+    svc = Service(tmp_path, receiver)
+    svc.server.args += ["--workers", "2"]
+    with svc:
+        route = f"{svc.url}/control/telemetry"
+        key = next((svc.home / "services").glob("*.control-key")).read_text()
+        auth = {"Authorization": f"Bearer {key}"}
+        assert httpx.post(route, json={"monitoring": False}, headers=auth).status_code == 200
+        time.sleep(1.0)
+        pids = set()
+        for i in range(30):  # a new connection each time: the kernel spreads them over the workers
+            assert svc.score({"i": i}, **{"x-request-id": f"off-{i}"}).status_code == 200
+            pids.update(re.findall(r'pid="(\d+)"', httpx.get(f"{svc.url}/metrics").text))
+        httpx.post(route, json={"monitoring": True}, headers=auth)
+        time.sleep(1.0)
+        for i in range(30):
+            svc.score({"i": i}, **{"x-request-id": f"on-{i}"})
+        items = receiver.wait_for(lambda items: n_requests(items) >= 30)
+    assert len(pids) == 2
+    ids = {base(i)["properties"]["Request Id"] for i in items if i["data"]["baseType"] == "RequestData"}
+    assert ids == {f"on-{i}" for i in range(30)}
