@@ -714,9 +714,10 @@ class Compiler(RelationalOperators, StringPredicates):
             return self.d.null(kind if kind != "null" else "string")
         if kind == "string":
             return self.text(value)
+        if kind == "real":
+            return self.number(value, force_real=True)
         if kind in NUMERIC:
-            number = self.number(value)
-            return self.d.try_cast(number, kind) if kind != "real" or value.type not in NUMERIC else number
+            return self.d.try_cast(self.number(value), kind)
         if kind == "bool":
             return self.boolean(value)
         if kind == "dynamic":
