@@ -42,7 +42,8 @@ def run(raw):
 
 
 class Service:
-    def __init__(self, tmp_path, receiver: Receiver, **env: str) -> None:
+    def __init__(self, tmp_path, receiver: Receiver | str, **env: str) -> None:
+        connection_string = receiver if isinstance(receiver, str) else receiver.connection_string
         script = tmp_path / "svc" / "score.py"
         script.parent.mkdir(exist_ok=True)
         script.write_text(textwrap.dedent(SCORE_PY))
@@ -51,7 +52,7 @@ class Service:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {"SCOREWATCH_EXPORTER_INTERVAL_MS": "100", "SCOREWATCH_EXPORTER_RETRY_MAX_S": "0.5", **env}
         self.server = ServerProcess(["serve", str(script), "--port", str(self.port), "--home", str(self.home),
-                                     "--connection-string", receiver.connection_string],
+                                     "--connection-string", connection_string],
                                     log_dir=tmp_path, env=env)
 
     def __enter__(self) -> Service:
@@ -218,3 +219,37 @@ def test_runtime_switch_reaches_every_worker_within_a_second(tmp_path, receiver)
     assert len(pids) == 2
     ids = {base(i)["properties"]["Request Id"] for i in items if i["data"]["baseType"] == "RequestData"}
     assert ids == {f"on-{i}" for i in range(30)}
+
+
+@pytest.mark.slow
+def test_reports_to_the_hub_and_rows_are_queryable(tmp_path):
+    hub_port = free_port()
+    hub_home = tmp_path / "hub"
+    hub = ServerProcess(["hub", "--home", str(hub_home), "--port", str(hub_port)], log_dir=tmp_path).start()
+    try:
+        wait_for_http(f"http://127.0.0.1:{hub_port}/v1/apps/x/query", proc=hub.proc)
+        app = orjson.loads((hub_home / "config.json").read_bytes())["default_app"]
+        with Service(tmp_path, app["connection_string"]) as svc:
+            svc.score({"print": "to the hub"}, **{"x-request-id": "hub-ok"})
+            svc.score({"fail": True}, **{"x-request-id": "hub-fail"})
+
+        def query(kql: str) -> list[list]:
+            response = httpx.get(f"http://127.0.0.1:{hub_port}/v1/apps/{app['app_id']}/query",
+                                 params={"query": kql}, headers={"x-api-key": app["api_key"]}, timeout=30)
+            assert response.status_code == 200, response.text
+            return response.json()["tables"][0]["rows"]
+
+        deadline = time.monotonic() + 20
+        while len(query("requests | project id")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        rows = query("requests | project tostring(customDimensions['Request Id']), resultCode, success, "
+                     "operation_Id | order by resultCode asc")
+        assert [r[:3] for r in rows] == [["hub-ok", "200", True], ["hub-fail", "500", False]]
+        ok_op, failed_op = rows[0][3], rows[1][3]
+        printed = query("traces | where message == 'STDOUT' and isnotempty(operation_Id) "
+                        "| project operation_Id, tostring(customDimensions.Contents.seen)")
+        assert printed == [[ok_op, "to the hub"]]
+        assert query("exceptions | project operation_Id, outerType") == [[failed_op, "ValueError"]]
+        assert len(query("traces | where message == 'model_data_collection'")) == 2
+    finally:
+        hub.stop()
