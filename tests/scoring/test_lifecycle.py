@@ -120,10 +120,11 @@ def test_sigterm_finishes_in_flight_requests_then_exits(module_dir: Path) -> Non
 
 
 def _wait_in_flight(svc: Served) -> None:
+    """Until a call has reached run() (the pending gauge counts calls handed to the run threads)."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         for line in svc.client.get("/metrics").text.splitlines():
-            if line.startswith("scorewatch_requests_in_flight{") and not line.endswith(" 0"):
+            if line.startswith("scorewatch_run_pending{") and not line.endswith(" 0"):
                 return
         time.sleep(0.02)
     raise AssertionError("the request never got in flight")
@@ -147,3 +148,16 @@ def test_several_workers_share_the_port(module_dir: Path) -> None:
                     break
         assert len(pids) == 2
         assert svc.server.stop() == 0
+
+
+def test_overload_is_429_with_retry_after(module_dir: Path) -> None:
+    with serving(SCRIPTS / "slow" / "score.py", module_dir, env={"SCOREWATCH_SCORING_QUEUE_LIMIT": "1"}) as svc, \
+            ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(svc.post, {"sleep": 1})
+        _wait_in_flight(svc)
+        busy = svc.post({"sleep": 0})
+        assert busy.status_code == 429
+        assert busy.headers["retry-after"] == "1"
+        assert "busy" in busy.json()["message"]
+        assert pending.result().status_code == 200
+        assert svc.post({"sleep": 0}).status_code == 200

@@ -93,6 +93,7 @@ class ScoringService:
         self.keys = KeyChecker(config.key_digests) if config.key_digests else None
         self.timeout_s = settings.scoring_timeout_ms / 1000.0
         self.max_body = settings.max_body_size
+        self.queue_limit = settings.scoring_queue_limit
         # Extra threads beyond the concurrency limit host run() calls abandoned after a timeout.
         self.runner: Runner | None = None
         self._shut_down = False
@@ -174,6 +175,8 @@ class ScoringService:
         return Response(document, media_type="application/json")
 
     async def metrics_route(self, request: Request) -> Response:
+        if self.runner is not None:
+            self.metrics.run_pending = self.runner.pending
         text = self.metrics.render() + self.monitor.metrics_text()
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 

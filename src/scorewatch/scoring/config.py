@@ -86,5 +86,5 @@ class ServeConfig:
             os.environ["AZUREML_MODEL_DIR"] = str(self.model_dir)
         os.environ["AML_APP_ROOT"] = str(self.app_root or self.script_dir)
         os.environ["AZUREML_ENTRY_SCRIPT"] = str(self.entry_script)
-        os.environ.setdefault("SERVICE_NAME", self.service_name)
-        os.environ.setdefault("WORKSPACE_NAME", self.settings.workspace_name)
+        os.environ["SERVICE_NAME"] = self.service_name
+        os.environ["WORKSPACE_NAME"] = self.settings.workspace_name

@@ -23,7 +23,14 @@ import orjson
 from starlette.datastructures import Headers
 
 from scorewatch import __version__
-from scorewatch.errors import PayloadTooLarge, ScorewatchError, Timeout, Unauthorized, UnsupportedMediaType
+from scorewatch.errors import (
+    PayloadTooLarge,
+    ScorewatchError,
+    Timeout,
+    TooManyRequests,
+    Unauthorized,
+    UnsupportedMediaType,
+)
 from scorewatch.scoring.entry import EntryScript, RunFailed, ScoreInput, ScoreOutput, query_arguments
 from scorewatch.scoring.monitor import ScoredRequest
 from scorewatch.telemetry.context import Operation, current_operation, parse_traceparent
@@ -125,6 +132,9 @@ class ScoreEndpoint:
                 else:
                     if method == "POST" and entry.kind == "schema":
                         _check_json(content_type)
+                    if service.runner is not None and service.runner.pending >= service.queue_limit:
+                        raise TooManyRequests(f"the service is busy: {service.runner.pending} calls are waiting "
+                                              "for run(); retry shortly", retry_after=1.0)
                     body = await self._read_body(receive, content_length)
                     output, seconds = await self._run(entry, operation, ScoreInput(
                         method, body, parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
@@ -147,6 +157,8 @@ class ScoreEndpoint:
                 metrics.timeouts += 1
                 log.error("run() passed the scoring timeout (request %s); it is abandoned", request_id)
             output = _error(exc)
+            if isinstance(exc, TooManyRequests):
+                output.headers = [("Retry-After", str(max(1, round(exc.retry_after))))]
         except Exception as exc:  # a defect on our side: still a JSON answer, and the worker stays up
             error = exc
             log.exception("internal error while scoring (request %s)", request_id)

@@ -24,6 +24,7 @@ class ScoringMetrics:
         self.run_failures = 0
         self.timeouts = 0
         self.in_flight = 0
+        self.run_pending = 0  # set from the runner when rendering
         self.init_seconds: float | None = None
         self._pid = str(os.getpid())
 
@@ -56,7 +57,10 @@ class ScoringMetrics:
                   f"scorewatch_run_timeouts_total{{{pid}}} {self.timeouts}",
                   "# HELP scorewatch_requests_in_flight Calls to /score being answered now.",
                   "# TYPE scorewatch_requests_in_flight gauge",
-                  f"scorewatch_requests_in_flight{{{pid}}} {self.in_flight}"]
+                  f"scorewatch_requests_in_flight{{{pid}}} {self.in_flight}",
+                  "# HELP scorewatch_run_pending Calls handed to run() threads and not yet answered.",
+                  "# TYPE scorewatch_run_pending gauge",
+                  f"scorewatch_run_pending{{{pid}}} {self.run_pending}"]
         if self.init_seconds is not None:
             lines += ["# HELP scorewatch_init_seconds How long init() took in this worker.",
                       "# TYPE scorewatch_init_seconds gauge",

@@ -87,6 +87,7 @@ class Runner:
         self.loop = loop
         self.timeout_s = timeout_s
         self.calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self.pending = 0  # calls submitted and not yet answered (event-loop thread only)
         self._started = 0
         self.threads: list[_RunThread] = []
         for _ in range(concurrency):
@@ -104,11 +105,13 @@ class Runner:
         future = self.loop.create_future()
         call = _Call(fn, args, future)
         self.calls.put(call)
+        self.pending += 1
         deadline = self.loop.call_later(self.timeout_s, self._expire, call)
         try:
             result = await future
         finally:
             deadline.cancel()
+            self.pending -= 1
         return result, call.seconds
 
     def _expire(self, call: _Call) -> None:

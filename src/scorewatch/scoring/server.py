@@ -52,6 +52,8 @@ def resolve(entry_script: str | None, model_dir: str | None, settings: Settings,
         raise ConfigError(f"--workers must be at least 1, not {settings.workers}")
     if settings.scoring_concurrency < 1:
         raise ConfigError(f"scoring_concurrency must be at least 1, not {settings.scoring_concurrency}")
+    if settings.scoring_queue_limit < 1:
+        raise ConfigError(f"scoring_queue_limit must be at least 1, not {settings.scoring_queue_limit}")
     if settings.scoring_timeout_ms <= 0:
         raise ConfigError(f"SCORING_TIMEOUT_MS must be positive, not {settings.scoring_timeout_ms}")
     settings = settings.replace(home=settings.home.resolve())
