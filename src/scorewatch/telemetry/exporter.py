@@ -105,7 +105,7 @@ class AppInsightsExporter:
         self._last_scan = 0.0
         self._lock = threading.Lock()  # one send at a time: the worker, or a flush at shutdown
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (e := ref()) is not None and e._after_fork())
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
     # -- Exporter protocol -------------------------------------------------------------------------
     def export(self, batch: Sequence[bytes]) -> ExportResult:
@@ -284,3 +284,9 @@ def _partial(payload: bytes, count: int) -> tuple[list[int], int]:
         else:
             rejected += 1
     return retry, rejected
+
+
+def _after_fork(ref: weakref.ref) -> None:
+    obj = ref()
+    if obj is not None:
+        obj._after_fork()

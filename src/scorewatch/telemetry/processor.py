@@ -48,7 +48,7 @@ class BatchProcessor:
         self.on_tick = on_tick
         self._init_state()
         ref = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: (p := ref()) is not None and p._after_fork())
+        os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
     def _init_state(self) -> None:
         self._queue: collections.deque[Record] = collections.deque()
@@ -197,3 +197,9 @@ class BatchProcessor:
             envelopes.extend(built)
         self.stats.add("queued", len(envelopes))
         return envelopes
+
+
+def _after_fork(ref: weakref.ref) -> None:
+    obj = ref()
+    if obj is not None:
+        obj._after_fork()
