@@ -21,6 +21,16 @@ from tests.helpers import free_port, wait_for_http
 from tests.scoring.conftest import SCRIPTS
 
 
+@pytest.fixture(autouse=True)
+def _restore_import_system() -> Iterator[None]:
+    # The app installs the azureml shim finder in this (test) process; leave nothing behind.
+    import sys
+
+    finders = list(sys.meta_path)
+    yield
+    sys.meta_path[:] = finders
+
+
 class RecordingMonitor:
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
