@@ -15,19 +15,18 @@ from __future__ import annotations
 
 import fnmatch
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlglot import exp
 
-from scorewatch.kql import ast
+from scorewatch.kql import ast, relations, strings
 from scorewatch.kql.dialects import DIALECTS, Dialect, lit
 from scorewatch.kql.errors import KqlError, suggest
 from scorewatch.kql.functions import FUNCTIONS, NAME_PRESERVING, NUMERIC, SPECIAL_AGGREGATES, Typed
 from scorewatch.kql.parser import parse
-from scorewatch.kql.relations import RelationalOperators
-from scorewatch.kql.strings import StringPredicates
+from scorewatch.kql.relation import Relation, Scope, alias, col
 from scorewatch.store import schema
 
 
@@ -39,24 +38,6 @@ class CompiledQuery:
     params: list[Any]
     columns: list[tuple[str, str]]
     render: dict[str, Any] | None = None
-
-
-@dataclass
-class Relation:
-    query: exp.Query
-    columns: dict[str, str]
-    filterable: bool = False   # a plain filter over its source: a following `where` can join its WHERE
-    source_name: str | None = None
-
-
-@dataclass
-class Scope:
-    """The names an expression can use: columns (and, inside summarize, the rules for them)."""
-
-    columns: dict[str, Typed]
-    group_names: set[str] | None = None   # in summarize: the `by` columns usable outside aggregations
-    in_aggregate: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 _TYPE_CASTS = {"long": "long", "int": "int", "real": "real", "double": "real", "bool": "bool",
@@ -81,18 +62,7 @@ def _naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
-def col(name: str, table: str | None = None) -> exp.Column:
-    return exp.Column(this=exp.to_identifier(name, quoted=True),
-                      table=exp.to_identifier(table, quoted=True) if table else None)
-
-
-def alias(value: exp.Expression, name: str) -> exp.Expression:
-    if isinstance(value, exp.Column) and value.name == name:
-        return value
-    return exp.alias_(value, name, quoted=True)
-
-
-class Compiler(RelationalOperators, StringPredicates):
+class Compiler:
     def __init__(self, text: str, dialect: Dialect, *, app_id: str | None = None,
                  timespan: tuple[datetime, datetime] | None = None, now: datetime | None = None) -> None:
         self.source_text = text
@@ -128,7 +98,7 @@ class Compiler(RelationalOperators, StringPredicates):
         self._aliases += 1
         return f"{prefix}{self._aliases}"
 
-    def wrap(self, relation: Relation, prefix: str = "_q") -> exp.Expression:
+    def wrap(self, relation: Relation, prefix: str = "_q") -> exp.Expr:
         return relation.query.subquery(self.fresh(prefix), copy=False)
 
     def scope(self, relation: Relation, table: str | None = None) -> Scope:
@@ -185,7 +155,7 @@ class Compiler(RelationalOperators, StringPredicates):
             raise self.error(f"unknown table {ref.name!r}" + suggest(ref.name, names), ref)
         columns = {c.name: c.type for c in schema.TABLES[ref.name]}
         query = exp.select(*(col(name) for name in columns)).from_(exp.Table(this=exp.to_identifier(ref.name, quoted=True)), copy=False)
-        conditions: list[exp.Expression] = []
+        conditions: list[exp.Expr] = []
         if self.app_id is not None:
             conditions.append(exp.EQ(this=col("appId"), expression=lit(self.app_id)))
         if self.timespan is not None and "timestamp" in columns:
@@ -328,6 +298,7 @@ class Compiler(RelationalOperators, StringPredicates):
         else:
             items = self.passthrough(relation)
         result = self.select(items, relation)
+        assert isinstance(result.query, exp.Select)
         result.query = result.query.distinct(copy=False)
         return result
 
@@ -372,55 +343,82 @@ class Compiler(RelationalOperators, StringPredicates):
 
     def aggregate(self, item: ast.Assignment, relation: Relation, scope: Scope,
                   by: set[str]) -> list[tuple[str, Typed]]:
+        """The column(s) one summarize item makes: ``percentiles`` and ``arg_max`` make several."""
         call = item.expr
         if isinstance(call, ast.Call) and call.name in SPECIAL_AGGREGATES:
             if len(call.args) < 2:
                 raise self.error(f"{call.name}() needs at least two arguments", call)
             value = self.expr(call.args[0], Scope(scope.columns, in_aggregate=True))
-            arg_name = self.infer_name(call.args[0])
             if call.name == "percentiles":
-                out = []
-                for i, arg in enumerate(call.args[1:]):
-                    percent = self.constant(arg, float, "a constant percentage")
-                    text = str(int(percent)) if percent.is_integer() else str(percent).replace(".", "_")
-                    name = item.names[i] if i < len(item.names) else f"percentile_{arg_name or ''}_{text}"
-                    out.append((name, Typed(self.d.percentile(self.number(value) if value.type == "dynamic"
-                                                              else value.sql.copy(), percent), value.type)))
-                return out
-            largest = call.name == "arg_max"
-            by_value = self.comparable(value)
-            names = []
-            for arg in call.args[1:]:
-                if isinstance(arg, ast.Star):
-                    names += [n for n in relation.columns if n not in by and n != arg_name and n not in names]
-                else:
-                    names.append(arg)
-            out = [(item.name or arg_name or ("max_" if largest else "min_"),
-                    Typed((exp.Max if largest else exp.Min)(this=by_value.copy()), value.type))]
-            for extra in names:
-                if isinstance(extra, str):
-                    typed = scope.columns[extra]
-                    name = extra
-                else:
-                    typed = self.expr(extra, Scope(scope.columns, in_aggregate=True))
-                    name = self.infer_name(extra) or f"Column{len(out)}"
-                out.append((name, Typed(self.d.arg_extreme(typed.sql.copy(), by_value.copy(), largest), typed.type)))
-            return out
+                return self._percentiles(item, call, value)
+            return self._arg_extreme(item, call, value, relation, scope, by)
         typed = self.expr(call, scope)
-        name = item.name
-        if name is None and isinstance(call, ast.Call) and call.name in FUNCTIONS and FUNCTIONS[call.name].aggregate:
-            spec = FUNCTIONS[call.name]
-            arg = self.infer_name(call.args[0]) if call.args else None
-            if spec.name_is_argument:
-                name = arg or call.name
-            elif spec.name_ignores_args or not call.args:
-                name = f"{spec.prefix or call.name}_"
+        name = item.name or self._aggregate_name(call) or self.infer_name(call) or "Column1"
+        return [(name, typed)]
+
+    def _aggregate_name(self, call: ast.Node) -> str | None:
+        """Kusto's name for an unnamed aggregate: ``count_``, ``avg_duration``, ``percentile_x_95``."""
+        if not (isinstance(call, ast.Call) and call.name in FUNCTIONS and FUNCTIONS[call.name].aggregate):
+            return None
+        spec = FUNCTIONS[call.name]
+        arg = self.infer_name(call.args[0]) if call.args else None
+        if spec.name_is_argument:
+            return arg or call.name
+        if spec.name_ignores_args or not call.args:
+            return f"{spec.prefix or call.name}_"
+        name = f"{spec.prefix or call.name}_{arg or ''}"
+        if call.name == "percentile":
+            name += "_" + _percent_text(self.constant(call.args[1], float, "a constant percentage"))
+        return name
+
+    def _percentiles(self, item: ast.Assignment, call: ast.Call, value: Typed) -> list[tuple[str, Typed]]:
+        arg_name = self.infer_name(call.args[0]) or ""
+        sql = self.number(value) if value.type == "dynamic" else value.sql
+        out = []
+        for i, arg in enumerate(call.args[1:]):
+            percent = self.constant(arg, float, "a constant percentage")
+            name = item.names[i] if i < len(item.names) else f"percentile_{arg_name}_{_percent_text(percent)}"
+            out.append((name, Typed(self.d.percentile(sql.copy(), percent), value.type)))
+        return out
+
+    def _arg_extreme(self, item: ast.Assignment, call: ast.Call, value: Typed, relation: Relation, scope: Scope,
+                     by: set[str]) -> list[tuple[str, Typed]]:
+        """``arg_max(x, a, b)``: the largest x and, from its row, a and b (``*``: every other column)."""
+        largest = call.name == "arg_max"
+        arg_name = self.infer_name(call.args[0])
+        by_value = self.comparable(value)
+        inner = Scope(scope.columns, in_aggregate=True)
+        extras: list[tuple[str, Typed]] = []
+        for arg in call.args[1:]:
+            if isinstance(arg, ast.Star):
+                extras += [(n, scope.columns[n]) for n in relation.columns
+                           if n not in by and n != arg_name and n not in dict(extras)]
             else:
-                name = f"{spec.prefix or call.name}_{arg or ''}"
-                if call.name == "percentile":
-                    percent = self.constant(call.args[1], float, "a constant percentage")
-                    name += "_" + (str(int(percent)) if percent.is_integer() else str(percent).replace(".", "_"))
-        return [(name or self.infer_name(call) or "Column1", typed)]
+                extras.append((self.infer_name(arg) or f"Column{len(extras) + 1}", self.expr(arg, inner)))
+        out = [(item.name or arg_name or ("max_" if largest else "min_"),
+                Typed((exp.Max if largest else exp.Min)(this=by_value.copy()), value.type))]
+        for name, typed in extras:
+            out.append((name, Typed(self.d.arg_extreme(typed.sql.copy(), by_value.copy(), largest), typed.type)))
+        return out
+
+    # ------------------------------------------------------------ operators in relations.py and strings.py
+    def op_join(self, relation: Relation, op: ast.Join) -> Relation:
+        return relations.join(self, relation, op)
+
+    def op_union(self, relation: Relation | None, op: ast.Union) -> Relation:
+        return relations.union(self, relation, op)
+
+    def op_search(self, relation: Relation | None, op: ast.Search) -> Relation:
+        return relations.search(self, relation, op)
+
+    def op_mvexpand(self, relation: Relation, op: ast.MvExpand) -> Relation:
+        return relations.mv_expand(self, relation, op)
+
+    def op_parse(self, relation: Relation, op: ast.Parse) -> Relation:
+        return relations.parse(self, relation, op)
+
+    def string_predicate(self, op: str, left: Typed, right: Typed, node: ast.Node) -> exp.Expr:
+        return strings.predicate(self, op, left, right, node)
 
     # ------------------------------------------------------------ scalar expressions
     def expr(self, node: ast.Node, scope: Scope) -> Typed:
@@ -545,9 +543,10 @@ class Compiler(RelationalOperators, StringPredicates):
             return Typed(self.d.interval_from_micros(exp.Mul(this=micros(right.sql), expression=left.sql)), "timespan")
         raise self.error(f"operator '{op}' does not apply to {left.type} and {right.type}", node)
 
-    def compare(self, op: str, left: Typed, right: Typed, node: ast.Node) -> exp.Expression:
+    def compare(self, op: str, left: Typed, right: Typed, node: ast.Node) -> exp.Expr:
         if op in ("=~", "!~"):
-            a, b = exp.Lower(this=self.text(left)), exp.Lower(this=self.text(right))
+            lowered: tuple[exp.Expr, exp.Expr] = (exp.Lower(this=self.text(left)), exp.Lower(this=self.text(right)))
+            a, b = lowered
             if op == "=~":
                 return exp.EQ(this=a, expression=b)
             return exp.Not(this=exp.Coalesce(this=exp.EQ(this=a, expression=b), expressions=[exp.false()]))
@@ -563,7 +562,7 @@ class Compiler(RelationalOperators, StringPredicates):
         return _COMPARE[op](this=a, expression=b)
 
     def comparison_operands(self, left: Typed, right: Typed,
-                            node: ast.Node) -> tuple[exp.Expression, exp.Expression, str]:
+                            node: ast.Node) -> tuple[exp.Expr, exp.Expr, str]:
         kinds = {left.type, right.type} - {"null"}
         if not kinds:
             return left.sql, right.sql, "null"
@@ -589,6 +588,8 @@ class Compiler(RelationalOperators, StringPredicates):
             parts = [self.string_predicate("has", left, v, node) for v in values]
             combined = exp.or_(*parts) if node.op == "has_any" else exp.and_(*parts)
             return Typed(exp.Paren(this=combined), "bool")
+        a: exp.Expr
+        items: list[exp.Expr]
         if node.op in ("in~", "!in~"):
             a = exp.Lower(this=self.text(left))
             items = [exp.Lower(this=self.text(v)) for v in values]
@@ -602,7 +603,7 @@ class Compiler(RelationalOperators, StringPredicates):
 
     def expr_call(self, node: ast.Call, scope: Scope) -> Typed:
         if node.name == "__search_term":
-            return self.search_term(node, scope)
+            return relations.search_term(self, node, scope)
         if node.name in _TYPE_CASTS and node.name not in FUNCTIONS:
             if len(node.args) != 1:
                 raise self.error(f"{node.name}() takes one argument", node)
@@ -652,7 +653,7 @@ class Compiler(RelationalOperators, StringPredicates):
             return _TYPE_CASTS[node.args[0].name]
         raise self.error("expected typeof(<type>)", node)
 
-    def text(self, value: Typed) -> exp.Expression:
+    def text(self, value: Typed) -> exp.Expr:
         """``value`` with string semantics (a dynamic string unquoted, other dynamic values as JSON)."""
         kind, sql = value.type, value.sql
         if kind == "string":
@@ -665,7 +666,7 @@ class Compiler(RelationalOperators, StringPredicates):
             return self.d.strftime(sql, "%Y-%m-%dT%H:%M:%S.%fZ")
         return exp.cast(sql, "VARCHAR")
 
-    def number(self, value: Typed, force_real: bool = False) -> exp.Expression:
+    def number(self, value: Typed, force_real: bool = False) -> exp.Expr:
         if value.type in ("long", "int"):
             return exp.cast(value.sql, "DOUBLE") if force_real else value.sql
         if value.type == "real":
@@ -683,7 +684,7 @@ class Compiler(RelationalOperators, StringPredicates):
     def numeric_type(self, value: Typed) -> str:
         return value.type if value.type in NUMERIC else "real"
 
-    def boolean(self, value: Typed) -> exp.Expression:
+    def boolean(self, value: Typed) -> exp.Expr:
         if value.type == "bool":
             return value.sql
         if value.type in ("string", "dynamic"):
@@ -694,7 +695,7 @@ class Compiler(RelationalOperators, StringPredicates):
             return self.d.null("bool")
         raise KqlError(f"expected a boolean expression, got a {value.type} value", query=self.source_text)
 
-    def dynamic(self, value: Typed) -> exp.Expression:
+    def dynamic(self, value: Typed) -> exp.Expr:
         if value.type == "dynamic":
             return value.sql
         if value.type == "string":
@@ -703,11 +704,11 @@ class Compiler(RelationalOperators, StringPredicates):
             return self.d.null("dynamic")
         return self.d.to_json(value.sql)
 
-    def comparable(self, value: Typed) -> exp.Expression:
+    def comparable(self, value: Typed) -> exp.Expr:
         """A value SQL can compare, sort and group: dynamic values as their text."""
         return self.text(value) if value.type == "dynamic" else value.sql
 
-    def coerce(self, value: Typed, kind: str) -> exp.Expression:
+    def coerce(self, value: Typed, kind: str) -> exp.Expr:
         if value.type == kind:
             return value.sql
         if value.type == "null":
@@ -737,7 +738,11 @@ class Compiler(RelationalOperators, StringPredicates):
         return kinds[0]
 
 
-def _parenthesize(query: exp.Expression) -> None:
+def _percent_text(percent: float) -> str:
+    return str(int(percent)) if percent.is_integer() else str(percent).replace(".", "_")
+
+
+def _parenthesize(query: exp.Expr) -> None:
     """Parenthesize nested operators: sqlglot prints trees as built, without precedence."""
     for node in list(query.walk()):
         if isinstance(node, (exp.Binary, exp.Unary)) and not isinstance(node, (exp.Paren, exp.Escape, exp.Dot)):

@@ -14,12 +14,12 @@ from datetime import datetime
 from sqlglot import exp
 
 
-def fn(name: str, *args: exp.Expression) -> exp.Expression:
+def fn(name: str, *args: exp.Expr) -> exp.Expr:
     """A call of the engine function ``name`` (a fixed name from this module, never user text)."""
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def lit(value: str | int | float) -> exp.Expression:
+def lit(value: str | int | float) -> exp.Expr:
     if isinstance(value, str):
         return exp.Literal.string(value)
     if isinstance(value, float) and value != value:  # NaN
@@ -39,35 +39,35 @@ class Dialect:
              "long": "BIGINT", "bool": "BOOLEAN", "dynamic": "JSON", "timespan": "INTERVAL"}
 
     # ------------------------------------------------------------ literals and casts
-    def cast(self, value: exp.Expression, kql_type: str) -> exp.Expression:
+    def cast(self, value: exp.Expr, kql_type: str) -> exp.Expr:
         return exp.cast(value, self.types[kql_type])
 
-    def try_cast(self, value: exp.Expression, kql_type: str) -> exp.Expression:
+    def try_cast(self, value: exp.Expr, kql_type: str) -> exp.Expr:
         return exp.TryCast(this=value, to=exp.DataType.build(self.types[kql_type]))
 
-    def null(self, kql_type: str) -> exp.Expression:
+    def null(self, kql_type: str) -> exp.Expr:
         return self.cast(exp.Null(), kql_type)
 
-    def timestamp(self, value: datetime) -> exp.Expression:
+    def timestamp(self, value: datetime) -> exp.Expr:
         return exp.cast(exp.Literal.string(value.strftime("%Y-%m-%d %H:%M:%S.%f")), "TIMESTAMP")
 
-    def interval(self, micros: float) -> exp.Expression:
+    def interval(self, micros: float) -> exp.Expr:
         return fn("to_microseconds", exp.Literal.number(int(round(micros))))
 
-    def interval_from_micros(self, micros: exp.Expression) -> exp.Expression:
+    def interval_from_micros(self, micros: exp.Expr) -> exp.Expr:
         return fn("to_microseconds", exp.cast(micros, "BIGINT"))
 
-    def interval_micros(self, interval: exp.Expression) -> exp.Expression:
+    def interval_micros(self, interval: exp.Expr) -> exp.Expr:
         return fn("epoch_us", interval)
 
-    def epoch_micros(self, ts: exp.Expression) -> exp.Expression:
+    def epoch_micros(self, ts: exp.Expr) -> exp.Expr:
         return fn("epoch_us", ts)
 
     # ------------------------------------------------------------ dynamic (JSON) values
-    def json_get(self, root: exp.Expression, keys: list[str | int]) -> exp.Expression:
+    def json_get(self, root: exp.Expr, keys: list[str | int]) -> exp.Expr:
         return fn("json_extract", root, lit(self.json_pointer(keys)))
 
-    def json_get_text(self, root: exp.Expression, keys: list[str | int]) -> exp.Expression:
+    def json_get_text(self, root: exp.Expr, keys: list[str | int]) -> exp.Expr:
         """The value at ``keys`` as text: a JSON string unquoted, anything else as JSON text."""
         return fn("json_extract_string", root, lit(self.json_pointer(keys) if keys else "$"))
 
@@ -77,115 +77,115 @@ class Dialect:
         parts = [str(k).replace("~", "~0").replace("/", "~1") for k in keys]
         return "/" + "/".join(parts) if parts else ""
 
-    def json_text(self, value: exp.Expression) -> exp.Expression:
+    def json_text(self, value: exp.Expr) -> exp.Expr:
         return exp.cast(value, "VARCHAR")
 
-    def json_type(self, value: exp.Expression) -> exp.Expression:
+    def json_type(self, value: exp.Expr) -> exp.Expr:
         return fn("json_type", value)
 
-    def to_json(self, value: exp.Expression) -> exp.Expression:
+    def to_json(self, value: exp.Expr) -> exp.Expr:
         return fn("to_json", value)
 
-    def parse_json(self, text: exp.Expression) -> exp.Expression:
+    def parse_json(self, text: exp.Expr) -> exp.Expr:
         # KQL's parse_json of text that is not JSON is that text as a dynamic string.
         return exp.Case(ifs=[exp.If(this=fn("json_valid", text), true=exp.cast(text, "JSON"))],
                         default=self.to_json(text))
 
-    def json_array_length(self, value: exp.Expression) -> exp.Expression:
+    def json_array_length(self, value: exp.Expr) -> exp.Expr:
         return exp.Case(ifs=[exp.If(this=exp.EQ(this=self.json_type(value), expression=lit("ARRAY")),
                                     true=exp.cast(fn("json_array_length", value), "BIGINT"))])
 
-    def json_keys(self, value: exp.Expression) -> exp.Expression:
+    def json_keys(self, value: exp.Expr) -> exp.Expr:
         return exp.Case(ifs=[exp.If(this=exp.EQ(this=self.json_type(value), expression=lit("OBJECT")),
                                     true=self.to_json(fn("json_keys", value)))])
 
-    def json_elements(self, value: exp.Expression) -> exp.Expression:
+    def json_elements(self, value: exp.Expr) -> exp.Expr:
         """A list to ``unnest``: an array's elements, or the value itself (null stays one null)."""
         return exp.Case(ifs=[exp.If(this=exp.EQ(this=self.json_type(value), expression=lit("ARRAY")),
                                     true=exp.cast(value, "JSON[]"))],
                         default=exp.Array(expressions=[value]))
 
-    def unnest(self, value: exp.Expression) -> exp.Expression:
+    def unnest(self, value: exp.Expr) -> exp.Expr:
         return fn("unnest", value)
 
-    def split(self, text: exp.Expression, delimiter: exp.Expression) -> exp.Expression:
+    def split(self, text: exp.Expr, delimiter: exp.Expr) -> exp.Expr:
         return self.to_json(fn("string_split", text, delimiter))
 
-    def list_element(self, items: exp.Expression, index: exp.Expression) -> exp.Expression:
+    def list_element(self, items: exp.Expr, index: exp.Expr) -> exp.Expr:
         """``[items[index]]`` with a 0-based ``index`` (DuckDB lists count from 1)."""
         return self.to_json(exp.Array(expressions=[fn("list_extract", items, exp.Add(this=index, expression=lit(1)))]))
 
     # ------------------------------------------------------------ strings
-    def concat(self, parts: list[exp.Expression]) -> exp.Expression:
+    def concat(self, parts: list[exp.Expr]) -> exp.Expr:
         """Concatenation where a null part counts as empty (as KQL's ``strcat``)."""
         return fn("concat", *parts)
 
-    def concat_ws(self, delimiter: exp.Expression, parts: list[exp.Expression]) -> exp.Expression:
+    def concat_ws(self, delimiter: exp.Expr, parts: list[exp.Expr]) -> exp.Expr:
         return fn("concat_ws", delimiter, *parts)
 
-    def replace(self, text: exp.Expression, old: exp.Expression, new: exp.Expression) -> exp.Expression:
+    def replace(self, text: exp.Expr, old: exp.Expr, new: exp.Expr) -> exp.Expr:
         return fn("replace", text, old, new)
 
-    def contains(self, text: exp.Expression, part: exp.Expression) -> exp.Expression:
+    def contains(self, text: exp.Expr, part: exp.Expr) -> exp.Expr:
         return fn("contains", text, part)
 
-    def starts_with(self, text: exp.Expression, part: exp.Expression) -> exp.Expression:
+    def starts_with(self, text: exp.Expr, part: exp.Expr) -> exp.Expr:
         return fn("starts_with", text, part)
 
-    def ends_with(self, text: exp.Expression, part: exp.Expression) -> exp.Expression:
+    def ends_with(self, text: exp.Expr, part: exp.Expr) -> exp.Expr:
         return fn("suffix", text, part)
 
-    def regex_match(self, text: exp.Expression, pattern: exp.Expression) -> exp.Expression:
+    def regex_match(self, text: exp.Expr, pattern: exp.Expr) -> exp.Expr:
         return fn("regexp_matches", text, pattern)
 
-    def regex_extract(self, text: exp.Expression, pattern: exp.Expression, group: int) -> exp.Expression:
+    def regex_extract(self, text: exp.Expr, pattern: exp.Expr, group: int) -> exp.Expr:
         return fn("regexp_extract", text, pattern, lit(group))
 
-    def regex_replace(self, text: exp.Expression, pattern: exp.Expression,
-                      replacement: exp.Expression) -> exp.Expression:
+    def regex_replace(self, text: exp.Expr, pattern: exp.Expr,
+                      replacement: exp.Expr) -> exp.Expr:
         return fn("regexp_replace", text, pattern, replacement, lit("g"))
 
-    def strftime(self, ts: exp.Expression, fmt: str) -> exp.Expression:
+    def strftime(self, ts: exp.Expr, fmt: str) -> exp.Expr:
         return fn("strftime", ts, lit(fmt))
 
-    def hash(self, value: exp.Expression) -> exp.Expression:
+    def hash(self, value: exp.Expr) -> exp.Expr:
         # DuckDB's hash is UBIGINT; keep it a non-negative BIGINT like KQL's.
         return exp.cast(exp.Mod(this=fn("hash", value), expression=lit(9223372036854775807)), "BIGINT")
 
     # ------------------------------------------------------------ datetimes
-    def time_bucket(self, micros: float, ts: exp.Expression) -> exp.Expression:
+    def time_bucket(self, micros: float, ts: exp.Expr) -> exp.Expr:
         return fn("time_bucket", self.interval(micros), ts)
 
-    def date_trunc(self, unit: str, ts: exp.Expression) -> exp.Expression:
+    def date_trunc(self, unit: str, ts: exp.Expr) -> exp.Expr:
         return exp.cast(fn("date_trunc", lit(unit), ts), "TIMESTAMP")
 
-    def day_of_week(self, ts: exp.Expression) -> exp.Expression:
+    def day_of_week(self, ts: exp.Expr) -> exp.Expr:
         """Days since the previous Sunday, as a number (Sunday is 0, as in KQL)."""
         return fn("dayofweek", ts)
 
-    def date_diff(self, unit: str, start: exp.Expression, end: exp.Expression) -> exp.Expression:
+    def date_diff(self, unit: str, start: exp.Expr, end: exp.Expr) -> exp.Expr:
         return fn("date_diff", lit(unit), start, end)
 
-    def date_add(self, unit: str, amount: exp.Expression, ts: exp.Expression) -> exp.Expression:
+    def date_add(self, unit: str, amount: exp.Expr, ts: exp.Expr) -> exp.Expr:
         return exp.Add(this=ts, expression=fn("to_" + {"millisecond": "milliseconds",
                                                         "microsecond": "microseconds"}.get(unit, unit + "s"),
                                               exp.cast(amount, "BIGINT")))
 
     # ------------------------------------------------------------ aggregates
-    def percentile(self, value: exp.Expression, percent: float) -> exp.Expression:
+    def percentile(self, value: exp.Expr, percent: float) -> exp.Expr:
         # Nearest rank, as KQL (quantile_cont would interpolate).
         return fn("quantile_disc", value, lit(percent / 100.0))
 
-    def collect(self, value: exp.Expression, distinct: bool) -> exp.Expression:
-        inner: exp.Expression = exp.Distinct(expressions=[value]) if distinct else value
+    def collect(self, value: exp.Expr, distinct: bool) -> exp.Expr:
+        inner: exp.Expr = exp.Distinct(expressions=[value]) if distinct else value
         listed = exp.Filter(this=fn("list", inner),
                             expression=exp.Where(this=exp.Not(this=exp.Is(this=value, expression=exp.Null()))))
         return self.to_json(exp.Coalesce(this=listed, expressions=[exp.Array(expressions=[])]))
 
-    def arg_extreme(self, value: exp.Expression, by: exp.Expression, largest: bool) -> exp.Expression:
+    def arg_extreme(self, value: exp.Expr, by: exp.Expr, largest: bool) -> exp.Expr:
         return fn("arg_max" if largest else "arg_min", value, by)
 
-    def any_value(self, value: exp.Expression) -> exp.Expression:
+    def any_value(self, value: exp.Expr) -> exp.Expr:
         return fn("any_value", value)
 
 

@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 class Typed(NamedTuple):
     """A compiled scalar: its SQL expression and its KQL type."""
 
-    sql: exp.Expression
+    sql: exp.Expr
     type: str
-    path: tuple[exp.Expression, list[str | int]] | None = None   # a dynamic value read at a JSON path
+    path: tuple[exp.Expr, list[str | int]] | None = None   # a dynamic value read at a JSON path
 
 
 NUMERIC = ("long", "int", "real")
@@ -64,7 +64,7 @@ def register(*names: str, args: tuple[int, int] = (1, 1), **options: object) -> 
     return decorate
 
 
-def _null_if_empty(value: exp.Expression) -> exp.Expression:
+def _null_if_empty(value: exp.Expr) -> exp.Expr:
     return exp.Nullif(this=value, expression=lit(""))
 
 
@@ -145,7 +145,7 @@ def _not(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
 
 @register("isnull")
 def _isnull(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
-    test: exp.Expression = exp.Is(this=a[0].sql, expression=exp.Null())
+    test: exp.Expr = exp.Is(this=a[0].sql, expression=exp.Null())
     if a[0].type == "dynamic":
         test = exp.or_(test, exp.EQ(this=c.d.json_type(a[0].sql), expression=lit("NULL")))
     return Typed(exp.Paren(this=test), "bool")
@@ -178,7 +178,7 @@ def _strcat(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
 
 @register("strcat_delim", args=(3, 64))
 def _strcat_delim(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
-    parts = [exp.Coalesce(this=c.text(t), expressions=[lit("")]) for t in a[1:]]
+    parts: list[exp.Expr] = [exp.Coalesce(this=c.text(t), expressions=[lit("")]) for t in a[1:]]
     return Typed(c.d.concat_ws(c.text(a[0]), parts), "string")
 
 
@@ -260,7 +260,7 @@ def _hash(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
 
 
 # ---------------------------------------------------------------- numbers
-def _numeric(name: str, build: Callable[[exp.Expression], exp.Expression], guard: str | None = None) -> None:
+def _numeric(name: str, build: Callable[[exp.Expr], exp.Expr], guard: str | None = None) -> None:
     def translate(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
         value = c.number(a[0], force_real=True)
         result = build(value)
@@ -311,7 +311,7 @@ def _bin(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     number = c.number(value)
     kind = "long" if c.numeric_type(value) in ("long", "int") and size.type in ("long", "int") else "real"
     width = exp.Nullif(this=size.sql, expression=lit(0))
-    result: exp.Expression = exp.Mul(this=exp.Floor(this=exp.Div(this=number, expression=width)), expression=size.sql)
+    result: exp.Expr = exp.Mul(this=exp.Floor(this=exp.Div(this=number, expression=width)), expression=size.sql)
     return Typed(exp.cast(result, "BIGINT") if kind == "long" else result, kind)
 
 
@@ -336,7 +336,7 @@ def _ago(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     return Typed(c.d.timestamp(c.now - timedelta(microseconds=micros)), "datetime")
 
 
-def _datetime_arg(c: Compiler, value: Typed, call: ast.Call) -> exp.Expression:
+def _datetime_arg(c: Compiler, value: Typed, call: ast.Call) -> exp.Expr:
     if value.type == "datetime":
         return value.sql
     if value.type in ("string", "dynamic"):
@@ -349,6 +349,7 @@ def _datetime_arg(c: Compiler, value: Typed, call: ast.Call) -> exp.Expression:
 def _start_end(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     ts = _datetime_arg(c, a[0], call)
     unit = call.name.removeprefix("startof").removeprefix("endof")
+    start: exp.Expr
     if unit == "week":  # KQL weeks start on Sunday
         day = c.d.date_trunc("day", ts)
         start = exp.Sub(this=day, expression=c.d.interval_from_micros(
@@ -458,7 +459,7 @@ def _dcountif(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     return Typed(exp.Count(this=exp.Distinct(expressions=[value])), "long")
 
 
-def _filtered(value: exp.Expression, predicate: exp.Expression) -> exp.Expression:
+def _filtered(value: exp.Expr, predicate: exp.Expr) -> exp.Expr:
     return exp.Filter(this=value, expression=exp.Where(this=predicate))
 
 

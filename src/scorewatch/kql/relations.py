@@ -13,11 +13,12 @@ from scorewatch.kql import ast
 from scorewatch.kql.dialects import lit
 from scorewatch.kql.errors import suggest
 from scorewatch.kql.functions import Typed
+from scorewatch.kql.relation import Relation, Scope, alias, col
 from scorewatch.kql.strings import regex_escape
 from scorewatch.store import schema
 
 if TYPE_CHECKING:
-    from scorewatch.kql.compiler import Compiler, Relation, Scope
+    from scorewatch.kql.compiler import Compiler
 
 _JOIN_TYPES = {"innerunique": "INNER", "inner": "INNER", "leftouter": "LEFT", "rightouter": "RIGHT",
                "fullouter": "FULL"}
@@ -26,182 +27,175 @@ _PARSE_TYPES = {"string": "string", "long": "long", "int": "int", "real": "real"
                 "dynamic": "dynamic", "timespan": "string", "decimal": "real", "guid": "string"}
 
 
-class RelationalOperators:
-    # ------------------------------------------------------------ join
-    def op_join(self: Compiler, relation: Relation, op: ast.Join) -> Relation:
-        from scorewatch.kql.compiler import Relation, alias, col
+# ------------------------------------------------------------ join
+def join(c: Compiler, relation: Relation, op: ast.Join) -> Relation:
+    right = c.query(op.right)
+    left = relation
+    pairs = [(a.name, b.name) for a, b in op.on]
+    for l_name, r_name in op.on:
+        c._column(left, l_name)
+        if r_name.name not in right.columns:
+            raise c.error(f"unknown column {r_name.name!r} in the right side of the join"
+                             + suggest(r_name.name, right.columns), r_name)
+    if op.kind == "innerunique":
+        left = _first_per_key(c, left, [key for key, _ in pairs])
+    la, ra = c.fresh("_l"), c.fresh("_r")
+    condition = exp.and_(*(
+        exp.EQ(this=a, expression=b) for a, b, _ in (
+            c.comparison_operands(Typed(col(lk, la), left.columns[lk]), Typed(col(rk, ra), right.columns[rk]), op)
+            for lk, rk in pairs)))
+    left_sub = left.query.subquery(la, copy=False)
+    right_sub = right.query.subquery(ra, copy=False)
+    if op.kind in ("leftsemi", "leftanti", "rightsemi", "rightanti"):
+        keep, keep_alias, keep_sub, other_sub = (
+            (left, la, left_sub, right_sub) if op.kind.startswith("left") else (right, ra, right_sub, left_sub))
+        exists: exp.Expr = exp.Exists(this=exp.select(lit(1)).from_(other_sub, copy=False).where(condition, copy=False))
+        if op.kind.endswith("anti"):
+            exists = exp.Not(this=exists)
+        query = exp.select(*(alias(col(n, keep_alias), n) for n in keep.columns)).from_(keep_sub, copy=False).where(exists, copy=False)
+        return Relation(query, dict(keep.columns))
+    items: list[exp.Expr] = [alias(col(n, la), n) for n in left.columns]
+    columns = dict(left.columns)
+    for name, kind in right.columns.items():
+        out, n = name, 0
+        while out in columns:
+            n += 1
+            out = f"{name}{n}"
+        columns[out] = kind
+        items.append(alias(col(name, ra), out))
+    query = exp.select(*items).from_(left_sub, copy=False).join(right_sub, on=condition, join_type=_JOIN_TYPES[op.kind], copy=False)
+    return Relation(query, columns)
 
-        right = self.query(op.right)
-        left = relation
-        pairs = [(a.name, b.name) for a, b in op.on]
-        for l_name, r_name in op.on:
-            self._column(left, l_name)
-            if r_name.name not in right.columns:
-                raise self.error(f"unknown column {r_name.name!r} in the right side of the join"
-                                 + suggest(r_name.name, right.columns), r_name)
-        if op.kind == "innerunique":
-            left = self._first_per_key(left, [key for key, _ in pairs])
-        la, ra = self.fresh("_l"), self.fresh("_r")
-        condition = exp.and_(*(
-            exp.EQ(this=a, expression=b) for a, b, _ in (
-                self.comparison_operands(Typed(col(lk, la), left.columns[lk]), Typed(col(rk, ra), right.columns[rk]), op)
-                for lk, rk in pairs)))
-        left_sub = left.query.subquery(la, copy=False)
-        right_sub = right.query.subquery(ra, copy=False)
-        if op.kind in ("leftsemi", "leftanti", "rightsemi", "rightanti"):
-            keep, keep_alias, keep_sub, other_sub = (
-                (left, la, left_sub, right_sub) if op.kind.startswith("left") else (right, ra, right_sub, left_sub))
-            exists: exp.Expression = exp.Exists(this=exp.select(lit(1)).from_(other_sub, copy=False).where(condition, copy=False))
-            if op.kind.endswith("anti"):
-                exists = exp.Not(this=exists)
-            query = exp.select(*(alias(col(n, keep_alias), n) for n in keep.columns)).from_(keep_sub, copy=False).where(exists, copy=False)
-            return Relation(query, dict(keep.columns))
-        items: list[exp.Expression] = [alias(col(n, la), n) for n in left.columns]
-        columns = dict(left.columns)
-        for name, kind in right.columns.items():
-            out, n = name, 0
-            while out in columns:
-                n += 1
-                out = f"{name}{n}"
-            columns[out] = kind
-            items.append(alias(col(name, ra), out))
-        query = exp.select(*items).from_(left_sub, copy=False).join(right_sub, on=condition, join_type=_JOIN_TYPES[op.kind], copy=False)
-        return Relation(query, columns)
+def _first_per_key(c: Compiler, relation: Relation, keys: list[str]) -> Relation:
+    """One row per join key: the left side of KQL's default ``innerunique`` join."""
+    rank = c.fresh("_rank")
+    window = exp.Window(this=exp.RowNumber(), partition_by=[col(k) for k in keys])
+    inner = exp.select(*(col(n) for n in relation.columns), exp.alias_(window, rank, quoted=True))
+    inner = inner.from_(c.wrap(relation), copy=False)
+    query = exp.select(*(col(n) for n in relation.columns)).from_(inner.subquery(c.fresh(), copy=False))
+    return Relation(query.where(exp.EQ(this=col(rank), expression=lit(1)), copy=False), dict(relation.columns))
 
-    def _first_per_key(self: Compiler, relation: Relation, keys: list[str]) -> Relation:
-        """One row per join key: the left side of KQL's default ``innerunique`` join."""
-        from scorewatch.kql.compiler import Relation, col
+# ------------------------------------------------------------ union
+def union(c: Compiler, relation: Relation | None, op: ast.Union) -> Relation:
+    parts: list[tuple[str, Relation]] = []
+    if relation is not None:
+        parts.append((relation.source_name or "union_arg0", relation))
+    for query in op.tables:
+        part = c.query(query)
+        label = query.source.name if isinstance(query.source, ast.TableRef) and not query.operators \
+            else f"union_arg{len(parts)}"
+        parts.append((label, part))
+    return union_all(c, parts, op.kind, op.withsource)
 
-        rank = self.fresh("_rank")
-        window = exp.Window(this=exp.RowNumber(), partition_by=[col(k) for k in keys])
-        inner = exp.select(*(col(n) for n in relation.columns), exp.alias_(window, rank, quoted=True))
-        inner = inner.from_(self.wrap(relation), copy=False)
-        query = exp.select(*(col(n) for n in relation.columns)).from_(inner.subquery(self.fresh(), copy=False))
-        return Relation(query.where(exp.EQ(this=col(rank), expression=lit(1)), copy=False), dict(relation.columns))
-
-    # ------------------------------------------------------------ union
-    def op_union(self: Compiler, relation: Relation | None, op: ast.Union) -> Relation:
-        parts: list[tuple[str, Relation]] = []
-        if relation is not None:
-            parts.append((relation.source_name or "union_arg0", relation))
-        for query in op.tables:
-            part = self.query(query)
-            label = query.source.name if isinstance(query.source, ast.TableRef) and not query.operators \
-                else f"union_arg{len(parts)}"
-            parts.append((label, part))
-        return self.union_all(parts, op.kind, op.withsource)
-
-    def union_all(self: Compiler, parts: list[tuple[str, Relation]], kind: str = "outer",
-                  withsource: str | None = None) -> Relation:
-        """Columns matched by name; a name with different types in different parts becomes
-        ``name_type``, as in KQL; missing columns are null."""
-        from scorewatch.kql.compiler import Relation, alias, col
-
-        types: dict[str, set[str]] = {}
-        for _, part in parts:
-            for name, column_type in part.columns.items():
-                types.setdefault(name, set()).add(column_type)
-        renamed = [{name: (f"{name}_{t}" if len(types[name]) > 1 else name) for name, t in part.columns.items()}
-                   for _, part in parts]
-        output: dict[str, str] = {}
-        for (_, part), names in zip(parts, renamed, strict=True):
-            for name, column_type in part.columns.items():
-                output.setdefault(names[name], column_type)
-        if kind == "inner":
-            output = {n: t for n, t in output.items() if all(n in names.values() for names in renamed)}
-        if withsource:
-            output = {withsource: "string", **{n: t for n, t in output.items() if n != withsource}}
-        selects: list[exp.Expression] = []
-        for (label, part), names in zip(parts, renamed, strict=True):
-            back = {new: old for old, new in names.items()}
-            items = []
-            for name, column_type in output.items():
-                if withsource and name == withsource:
-                    items.append(alias(lit(label), name))
-                elif name in back:
-                    items.append(alias(col(back[name]), name))
-                else:
-                    items.append(alias(self.d.null(column_type if column_type != "null" else "string"), name))
-            selects.append(exp.select(*items).from_(self.wrap(part), copy=False))
-        query = selects[0]
-        for select in selects[1:]:
-            query = exp.union(query, select, distinct=False)
-        return Relation(query, output)  # type: ignore[arg-type]
-
-    # ------------------------------------------------------------ search
-    def op_search(self: Compiler, relation: Relation | None, op: ast.Search) -> Relation:
-        predicate = _mark_terms(op.predicate)
-        where = ast.Where(predicate, pos=op.pos, length=op.length)
-        if relation is not None:
-            return self.op_where(relation, where)
-        names = [t.name for t in op.tables] or list(schema.TABLES)
-        parts = []
-        for table in op.tables or [ast.Name(n) for n in names]:
-            ref = ast.TableRef(table.name, pos=table.pos, length=table.length)
-            parts.append((table.name, self.op_where(self.table(ref), where)))
-        return self.union_all(parts, withsource="$table")
-
-    def search_term(self: Compiler, node: ast.Call, scope: Scope) -> Typed:
-        term = str(node.args[0].value)  # type: ignore[attr-defined]
-        operator = "has"
-        if len(term) > 1 and term.startswith("*") and term.endswith("*"):
-            operator, term = "contains", term[1:-1]
-        elif term.endswith("*"):
-            operator, term = "hasprefix", term[:-1]
-        elif term.startswith("*"):
-            operator, term = "hassuffix", term[1:]
-        tests = []
-        for typed in scope.columns.values():
-            if typed.type not in ("string", "dynamic"):
-                continue
-            text = Typed(typed.sql.copy() if typed.type == "string" else self.d.json_text(typed.sql.copy()), "string")
-            tests.append(self.string_predicate(operator, text, Typed(lit(term), "string"), node))
-        if not tests:
-            return Typed(exp.false(), "bool")
-        return Typed(exp.Paren(this=exp.or_(*tests)), "bool")
-
-    # ------------------------------------------------------------ mv-expand and parse
-    def op_mvexpand(self: Compiler, relation: Relation, op: ast.MvExpand) -> Relation:
-        from scorewatch.kql.compiler import col
-
-        scope = self.scope(relation)
-        items = self.passthrough(relation)
-        conversions: dict[str, str] = {}
-        for item, to_type in zip(op.items, op.to_type, strict=True):
-            typed = self.expr(item.expr, scope)
-            name = item.name or self.infer_name(item.expr)
-            if name is None:
-                raise self.error("name the expanded column: mv-expand name = expression", item)
-            items[name] = Typed(self.d.unnest(self.d.json_elements(self.dynamic(typed))), "dynamic")
-            if to_type:
-                conversions[name] = _PARSE_TYPES[to_type]
-        expanded: Relation = self.select(items, relation)
-        if not conversions:
-            return expanded
-        converted = {n: Typed(self.coerce(Typed(col(n), t), conversions.get(n, t)), conversions.get(n, t))
-                     for n, t in expanded.columns.items()}
-        return self.select(converted, expanded)
-
-    def op_parse(self: Compiler, relation: Relation, op: ast.Parse) -> Relation:
-        scope = self.scope(relation)
-        source = self.text(self.expr(op.source, scope))
-        regex = "" if op.pattern[0][0] == "star" else "^"
-        columns: list[tuple[str, str]] = []
-        for i, (kind, value) in enumerate(op.pattern):
-            if kind == "text":
-                regex += regex_escape(value)
-            elif kind == "star":
-                regex += ".*?"
+def union_all(c: Compiler, parts: list[tuple[str, Relation]], kind: str = "outer",
+              withsource: str | None = None) -> Relation:
+    """Columns matched by name; a name with different types in different parts becomes
+    ``name_type``, as in KQL; missing columns are null."""
+    types: dict[str, set[str]] = {}
+    for _, part in parts:
+        for name, column_type in part.columns.items():
+            types.setdefault(name, set()).add(column_type)
+    renamed = [{name: (f"{name}_{t}" if len(types[name]) > 1 else name) for name, t in part.columns.items()}
+               for _, part in parts]
+    output: dict[str, str] = {}
+    for (_, part), names in zip(parts, renamed, strict=True):
+        for name, column_type in part.columns.items():
+            output.setdefault(names[name], column_type)
+    if kind == "inner":
+        output = {n: t for n, t in output.items() if all(n in names.values() for names in renamed)}
+    if withsource:
+        output = {withsource: "string", **{n: t for n, t in output.items() if n != withsource}}
+    selects: list[exp.Expr] = []
+    for (label, part), names in zip(parts, renamed, strict=True):
+        back = {new: old for old, new in names.items()}
+        items = []
+        for name, column_type in output.items():
+            if withsource and name == withsource:
+                items.append(alias(lit(label), name))
+            elif name in back:
+                items.append(alias(col(back[name]), name))
             else:
-                name, type_name, _, _ = value
-                last = i == len(op.pattern) - 1
-                regex += "(.*)" if last else "(.*?)"
-                columns.append((name, _PARSE_TYPES[type_name]))
-        items = self.passthrough(relation)
-        for group, (name, kind) in enumerate(columns, start=1):
-            text = Typed(self.d.regex_extract(source.copy(), lit(regex), group), "string")
-            items[name] = Typed(self.coerce(text, kind), kind)
-        return self.select(items, relation)
+                items.append(alias(c.d.null(column_type if column_type != "null" else "string"), name))
+        selects.append(exp.select(*items).from_(c.wrap(part), copy=False))
+    query = selects[0]
+    for select in selects[1:]:
+        query = exp.union(query, select, distinct=False)
+    return Relation(query, output)  # type: ignore[arg-type]
+
+# ------------------------------------------------------------ search
+def search(c: Compiler, relation: Relation | None, op: ast.Search) -> Relation:
+    predicate = _mark_terms(op.predicate)
+    where = ast.Where(predicate, pos=op.pos, length=op.length)
+    if relation is not None:
+        return c.op_where(relation, where)
+    names = [t.name for t in op.tables] or list(schema.TABLES)
+    parts = []
+    for table in op.tables or [ast.Name(n) for n in names]:
+        ref = ast.TableRef(table.name, pos=table.pos, length=table.length)
+        parts.append((table.name, c.op_where(c.table(ref), where)))
+    return union_all(c, parts, withsource="$table")
+
+def search_term(c: Compiler, node: ast.Call, scope: Scope) -> Typed:
+    term = str(node.args[0].value)  # type: ignore[attr-defined]
+    operator = "has"
+    if len(term) > 1 and term.startswith("*") and term.endswith("*"):
+        operator, term = "contains", term[1:-1]
+    elif term.endswith("*"):
+        operator, term = "hasprefix", term[:-1]
+    elif term.startswith("*"):
+        operator, term = "hassuffix", term[1:]
+    tests = []
+    for typed in scope.columns.values():
+        if typed.type not in ("string", "dynamic"):
+            continue
+        text = Typed(typed.sql.copy() if typed.type == "string" else c.d.json_text(typed.sql.copy()), "string")
+        tests.append(c.string_predicate(operator, text, Typed(lit(term), "string"), node))
+    if not tests:
+        return Typed(exp.false(), "bool")
+    return Typed(exp.Paren(this=exp.or_(*tests)), "bool")
+
+# ------------------------------------------------------------ mv-expand and parse
+def mv_expand(c: Compiler, relation: Relation, op: ast.MvExpand) -> Relation:
+    scope = c.scope(relation)
+    items = c.passthrough(relation)
+    conversions: dict[str, str] = {}
+    for item, to_type in zip(op.items, op.to_type, strict=True):
+        typed = c.expr(item.expr, scope)
+        name = item.name or c.infer_name(item.expr)
+        if name is None:
+            raise c.error("name the expanded column: mv-expand name = expression", item)
+        items[name] = Typed(c.d.unnest(c.d.json_elements(c.dynamic(typed))), "dynamic")
+        if to_type:
+            conversions[name] = _PARSE_TYPES[to_type]
+    expanded: Relation = c.select(items, relation)
+    if not conversions:
+        return expanded
+    converted = {n: Typed(c.coerce(Typed(col(n), t), conversions.get(n, t)), conversions.get(n, t))
+                 for n, t in expanded.columns.items()}
+    return c.select(converted, expanded)
+
+def parse(c: Compiler, relation: Relation, op: ast.Parse) -> Relation:
+    scope = c.scope(relation)
+    source = c.text(c.expr(op.source, scope))
+    regex = "" if op.pattern[0][0] == "star" else "^"
+    columns: list[tuple[str, str]] = []
+    for i, (kind, value) in enumerate(op.pattern):
+        if kind == "text":
+            regex += regex_escape(value)
+        elif kind == "star":
+            regex += ".*?"
+        else:
+            name, type_name, _, _ = value
+            last = i == len(op.pattern) - 1
+            regex += "(.*)" if last else "(.*?)"
+            columns.append((name, _PARSE_TYPES[type_name]))
+    items = c.passthrough(relation)
+    for group, (name, kind) in enumerate(columns, start=1):
+        text = Typed(c.d.regex_extract(source.copy(), lit(regex), group), "string")
+        items[name] = Typed(c.coerce(text, kind), kind)
+    return c.select(items, relation)
+
+
 
 
 def _mark_terms(node: ast.Node) -> ast.Node:

@@ -42,53 +42,52 @@ def _constant_string(value: Typed) -> str | None:
     return sql.this if isinstance(sql, exp.Literal) and sql.is_string else None
 
 
-class StringPredicates:
-    def string_predicate(self: Compiler, op: str, left: Typed, right: Typed, node: ast.Node) -> exp.Expression:
-        negated = op.startswith("!")
-        base = op.lstrip("!")
-        if base == "matches regex":
-            test = self.d.regex_match(self.text(left), self.text(right))
-        else:
-            case_sensitive = base.endswith("_cs")
-            base = base.removesuffix("_cs")
-            test = self._string_test(base, case_sensitive, self.text(left), right, node)
-        if negated:
-            return exp.Not(this=exp.Coalesce(this=test, expressions=[exp.false()]))
-        return test
+def predicate(c: Compiler, op: str, left: Typed, right: Typed, node: ast.Node) -> exp.Expr:
+    negated = op.startswith("!")
+    base = op.lstrip("!")
+    if base == "matches regex":
+        test = c.d.regex_match(c.text(left), c.text(right))
+    else:
+        case_sensitive = base.endswith("_cs")
+        base = base.removesuffix("_cs")
+        test = _string_test(c, base, case_sensitive, c.text(left), right, node)
+    if negated:
+        return exp.Not(this=exp.Coalesce(this=test, expressions=[exp.false()]))
+    return test
 
-    def _string_test(self: Compiler, base: str, cs: bool, text: exp.Expression, right: Typed,
-                     node: ast.Node) -> exp.Expression:
-        needle = _constant_string(right)
-        if base in ("has", "hasprefix", "hassuffix"):
-            if needle is None:
-                raise self.error(f"'{base}' needs a constant string on its right", node)
-            return self._term_test(base, cs, text, needle)
-        if needle is not None:
-            pattern = {"contains": "%{}%", "startswith": "{}%", "endswith": "%{}"}[base].format(like_escape(needle))
-            like: exp.Expression = (exp.Like if cs else exp.ILike)(this=text, expression=lit(pattern))
-            if any(ch in needle for ch in "%_\\"):
-                like = exp.Escape(this=like, expression=lit("\\"))
-            return like
-        other = self.text(right)
-        if not cs:
-            text, other = exp.Lower(this=text), exp.Lower(this=other)
-        if base == "contains":
-            return self.d.contains(text, other)
-        if base == "startswith":
-            return self.d.starts_with(text, other)
-        return self.d.ends_with(text, other)
+def _string_test(c: Compiler, base: str, cs: bool, text: exp.Expr, right: Typed,
+                 node: ast.Node) -> exp.Expr:
+    needle = _constant_string(right)
+    if base in ("has", "hasprefix", "hassuffix"):
+        if needle is None:
+            raise c.error(f"'{base}' needs a constant string on its right", node)
+        return _term_test(c, base, cs, text, needle)
+    if needle is not None:
+        pattern = {"contains": "%{}%", "startswith": "{}%", "endswith": "%{}"}[base].format(like_escape(needle))
+        like: exp.Expr = (exp.Like if cs else exp.ILike)(this=text, expression=lit(pattern))
+        if any(ch in needle for ch in "%_\\"):
+            like = exp.Escape(this=like, expression=lit("\\"))
+        return like
+    other = c.text(right)
+    if not cs:
+        text, other = exp.Lower(this=text), exp.Lower(this=other)
+    if base == "contains":
+        return c.d.contains(text, other)
+    if base == "startswith":
+        return c.d.starts_with(text, other)
+    return c.d.ends_with(text, other)
 
-    def _term_test(self: Compiler, base: str, cs: bool, text: exp.Expression, needle: str) -> exp.Expression:
-        if not needle:
-            return exp.true()
-        lead = base in ("has", "hasprefix") and is_term_char(needle[0])
-        trail = base in ("has", "hassuffix") and is_term_char(needle[-1])
-        prefilter = (exp.Like if cs else exp.ILike)(this=text, expression=lit(f"%{like_escape(needle)}%"))
-        if "\\" in needle or "%" in needle or "_" in needle:
-            prefilter = exp.Escape(this=prefilter, expression=lit("\\"))
-        if not (lead or trail):
-            return prefilter
-        regex = ("" if cs else "(?i)") + (_TERM_START if lead else "") + regex_escape(needle) + \
-            (_TERM_END if trail else "")
-        # The LIKE pre-filter is cheap and rejects most rows before the regular expression runs.
-        return exp.and_(prefilter, self.d.regex_match(text.copy(), lit(regex)))
+def _term_test(c: Compiler, base: str, cs: bool, text: exp.Expr, needle: str) -> exp.Expr:
+    if not needle:
+        return exp.true()
+    lead = base in ("has", "hasprefix") and is_term_char(needle[0])
+    trail = base in ("has", "hassuffix") and is_term_char(needle[-1])
+    prefilter: exp.Expr = (exp.Like if cs else exp.ILike)(this=text, expression=lit(f"%{like_escape(needle)}%"))
+    if "\\" in needle or "%" in needle or "_" in needle:
+        prefilter = exp.Escape(this=prefilter, expression=lit("\\"))
+    if not (lead or trail):
+        return prefilter
+    regex = ("" if cs else "(?i)") + (_TERM_START if lead else "") + regex_escape(needle) + \
+        (_TERM_END if trail else "")
+    # The LIKE pre-filter is cheap and rejects most rows before the regular expression runs.
+    return exp.and_(prefilter, c.d.regex_match(text.copy(), lit(regex)))
