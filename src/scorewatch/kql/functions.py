@@ -20,7 +20,7 @@ from scorewatch.kql import ast
 from scorewatch.kql.dialects import fn, lit
 
 if TYPE_CHECKING:
-    from scorewatch.kql.compiler import Compiler
+    from scorewatch.kql.expressions import ExpressionCompiler as Compiler
 
 
 class Typed(NamedTuple):

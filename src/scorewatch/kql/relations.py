@@ -19,6 +19,7 @@ from scorewatch.store import schema
 
 if TYPE_CHECKING:
     from scorewatch.kql.compiler import Compiler
+    from scorewatch.kql.expressions import ExpressionCompiler
 
 _JOIN_TYPES = {"innerunique": "INNER", "inner": "INNER", "leftouter": "LEFT", "rightouter": "RIGHT",
                "fullouter": "FULL"}
@@ -135,7 +136,7 @@ def search(c: Compiler, relation: Relation | None, op: ast.Search) -> Relation:
         parts.append((table.name, c.op_where(c.table(ref), where)))
     return union_all(c, parts, withsource="$table")
 
-def search_term(c: Compiler, node: ast.Call, scope: Scope) -> Typed:
+def search_term(c: ExpressionCompiler, node: ast.Call, scope: Scope) -> Typed:
     term = str(node.args[0].value)  # type: ignore[attr-defined]
     operator = "has"
     if len(term) > 1 and term.startswith("*") and term.endswith("*"):

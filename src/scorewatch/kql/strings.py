@@ -18,7 +18,7 @@ from scorewatch.kql.dialects import lit
 from scorewatch.kql.functions import Typed
 
 if TYPE_CHECKING:
-    from scorewatch.kql.compiler import Compiler
+    from scorewatch.kql.expressions import ExpressionCompiler as Compiler
 
 _TERM_START = r"(?:^|[^\pL\pN])"
 _TERM_END = r"(?:$|[^\pL\pN])"
