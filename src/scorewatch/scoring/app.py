@@ -35,7 +35,7 @@ from scorewatch.scoring.config import ServeConfig
 from scorewatch.scoring.endpoint import ScoreEndpoint
 from scorewatch.scoring.entry import EntryScript
 from scorewatch.scoring.metrics import ScoringMetrics
-from scorewatch.scoring.monitor import Monitor, ServiceInfo, load_monitor
+from scorewatch.scoring.monitor import Monitor, NullMonitor, ServiceInfo, load_monitor
 from scorewatch.scoring.runner import Runner
 
 log = logging.getLogger("scorewatch.scoring")
@@ -84,7 +84,7 @@ class ScoringService:
                                 container_id=config.container_id,
                                 models=deployed_models(config.model_dir, config.app_root or config.script_dir))
         self.monitor: Monitor = monitor if monitor is not None else load_monitor(settings, self.info)
-        self.monitoring = type(self.monitor).__name__ != "NullMonitor"
+        self.monitoring = not isinstance(self.monitor, NullMonitor)
         self.on_init_failure = on_init_failure
         self.entry: EntryScript | None = None
         self.ready = False
