@@ -125,6 +125,7 @@ def main() -> None:
 
         threading.Thread(target=sample, daemon=True).start()
         cpu0 = sum(proc.cpu_times()[:2])
+        times0 = proc.cpu_times()
         counts: mp.Queue = mp.Queue()
         started = time.monotonic()
         stop_at = started + args.seconds
@@ -146,12 +147,14 @@ def main() -> None:
             time.sleep(0.05)
         elapsed = time.monotonic() - started
         cpu = sum(proc.cpu_times()[:2]) - cpu0
+        times1 = proc.cpu_times()
         sampling.set()
         print(f"senders: {args.senders}, sending for {sent_done - started:.1f}s, "
               f"all stored after {elapsed:.1f}s")
         print(f"items accepted: {accepted}, stored: {int(stored)}, 429 answers: {throttled}")
         print(f"end-to-end throughput: {accepted / elapsed:,.0f} items/s (target >= 100,000)")
         print(f"hub CPU: {cpu:.1f}s over {elapsed:.1f}s = {cpu / elapsed:.2f} cores; "
+              f"(user {times1.user - times0.user:.1f}s, system {times1.system - times0.system:.1f}s); "
               f"hub peak RSS: {peak[0] / 2**20:.0f} MiB")
         print(f"store size: {metric(text, 'scorewatch_store_size_bytes') / 2**20:.0f} MiB")
     finally:

@@ -71,3 +71,23 @@ def test_payload_round_trip(tmp_path: Path) -> None:
     assert record.base_types == ["MessageData", "EventData"]
     assert (record.app_ids, record.app_names, record.ikeys) == (["id-a", "id-b"], ["alpha", "beta"],
                                                                 ["key-a", "key-b"])
+
+
+def test_track_body_round_trip_accepts_the_same_items() -> None:
+    import gzip
+
+    import orjson
+
+    from scorewatch.ingest.track import parse_track
+
+    alpha = Application("alpha", "id-a", "key-a", 90)
+    items = [{"iKey": "key-a", "data": {"baseType": "MessageData", "baseData": {"message": "1"}}},
+             {"iKey": "unknown", "data": {"baseType": "MessageData", "baseData": {"message": "2"}}},
+             {"iKey": "key-a", "data": {"baseType": "Nope", "baseData": {}}},
+             {"iKey": "key-a", "data": {"baseType": "EventData", "baseData": {"name": "4"}}}]
+    body = gzip.compress(orjson.dumps(items))
+    accepted = parse_track(gzip.decompress(body), {"key-a": alpha}.get)
+    accepted.body, accepted.encoding = body, "gzip"
+    record = decode(3, encode(accepted))
+    assert record.lines == accepted.lines and len(record.lines) == 2
+    assert record.base_types == ["MessageData", "EventData"] and record.app_ids == ["id-a", "id-a"]

@@ -102,6 +102,7 @@ def create_app(hub: Hub) -> Starlette:
         body = await _read_body(request)
         data = decode_body(body, request.headers.get("content-encoding"), max_bytes=MAX_DECODED)
         accepted = parse_track(data, registry.by_instrumentation_key)
+        accepted.body, accepted.encoding = body, request.headers.get("content-encoding")
         if not accepted.accepted:
             metrics.count("track", accepted.received, 0, accepted.refused_by_reason)
             if accepted.received == 0:

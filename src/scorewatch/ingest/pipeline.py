@@ -31,8 +31,9 @@ import orjson
 import pyarrow as pa
 
 from scorewatch.errors import TooManyRequests
+from scorewatch.ingest.apps import Application
 from scorewatch.ingest.metrics import IngestMetrics
-from scorewatch.ingest.track import Accepted
+from scorewatch.ingest.track import Accepted, decode_body, parse_track
 from scorewatch.ingest.wal import WriteAheadLog
 from scorewatch.store.duckdb import DuckDBStore
 from scorewatch.store.envelopes import BASE_TYPES
@@ -53,8 +54,15 @@ class Record:
 
 
 def encode(accepted: Accepted) -> bytes:
-    """A WAL payload: a JSON header line mapping instrumentation keys to applications, then the lines."""
+    """A WAL payload: a JSON header line, then the track body as received or the envelope lines.
+
+    The header maps the instrumentation keys of the accepted items to their applications. Replaying
+    a track body with exactly that map accepts exactly the same items (the checks are deterministic).
+    """
     apps = {a.instrumentation_key: [a.app_id, a.name] for a in set(map(_Key, accepted.apps))}
+    if accepted.body is not None:
+        header = {"apps": apps, "track": accepted.encoding or ""}
+        return orjson.dumps(header) + b"\n" + accepted.body
     return orjson.dumps({"apps": apps}) + b"\n" + b"\n".join(accepted.lines)
 
 
@@ -75,17 +83,23 @@ class _Key:
 
 def decode(seq: int, payload: bytes) -> Record:
     """The :class:`Record` a WAL payload stands for (used on replay)."""
-    header, _, body = payload.partition(b"\n")
-    apps = orjson.loads(header)["apps"]
+    head, _, body = payload.partition(b"\n")
+    header = orjson.loads(head)
+    known = {ikey: Application(name, app_id, ikey, 0) for ikey, (app_id, name) in header["apps"].items()}
+    if "track" in header:
+        data = decode_body(body, header["track"], max_bytes=1 << 62)
+        accepted = parse_track(data, lambda ikey: known.get(ikey) if ikey else None)
+        return Record(seq, accepted.lines, accepted.base_types, [a.app_id for a in accepted.apps],
+                      [a.name for a in accepted.apps], [a.instrumentation_key for a in accepted.apps])
     record = Record(seq, [], [], [], [], [])
     for line in body.split(b"\n") if body else []:
         item = orjson.loads(line)
-        ikey = item["iKey"]
+        app = known[item["iKey"]]
         record.lines.append(line)
         record.base_types.append(item["data"]["baseType"])
-        record.app_ids.append(apps[ikey][0])
-        record.app_names.append(apps[ikey][1])
-        record.ikeys.append(ikey)
+        record.app_ids.append(app.app_id)
+        record.app_names.append(app.name)
+        record.ikeys.append(app.instrumentation_key)
     return record
 
 
