@@ -66,7 +66,7 @@ class Hub:
 def open_hub(workspace: Workspace, settings: Settings) -> Hub:
     """Open the store and the write-ahead log, replay what the store misses, start the threads."""
     workspace.ensure()
-    store = DuckDBStore(workspace.store_dir / "telemetry.duckdb")
+    store = DuckDBStore(workspace.store_dir / "telemetry.duckdb", threads=settings.store_threads or None)
     registry = Registry(workspace.home / "apps.json", default_retention_days=settings.retention_days)
     registry.refresh()
     metrics = IngestMetrics()
