@@ -144,7 +144,7 @@ SCALARS = [
     ('bag_keys(dynamic({"a": 1, "b": 2}))', ["a", "b"]), ("array_length(dynamic([1, 2, 3]))", 3),
     ('array_length(dynamic({"a": 1}))', None),
     ('hash("a") == hash("a")', True), ('hash("abc", 10) between (0 .. 9)', True),
-    ("max_of(1, 5, 3)", 5), ("time(1.02:00:00)", timedelta(days=1, hours=2)), ("timespan(90s)", timedelta(seconds=90)),
+    ("max_of(1, 5, 3)", 5), ("dynamic([1, 2, 3])[-1]", 3), ('dynamic({"a b": {"c": [5, 6]}})["a b"].c[0]', 5), ("time(1.02:00:00)", timedelta(days=1, hours=2)), ("timespan(90s)", timedelta(seconds=90)),
     ('@"c:\\temp"', "c:\\temp"), ('"tab\\there"', "tab\there"), ("long(null)", None), ("real(3)", 3.0),
     # integer division truncates; real division does not
     ("7 / 2", 3), ("-7 / 2", -3), ("7.0 / 2", 3.5), ("7 % 3", 1), ("1 / 0", None),
@@ -244,3 +244,35 @@ def test_aggregates(con, kql, expected):
 @pytest.mark.parametrize(("kql", "expected"), SEMANTICS, ids=[c[0][:60] for c in SEMANTICS])
 def test_semantics(con, kql, expected):
     _check(con, kql, expected)
+
+
+NAMES = [
+    ("requests | summarize count(), avg(duration), percentile(duration, 95), dcount(cloud_RoleName), make_list(id), "
+     "make_set(id), take_any(name), any(id), countif(success), sum(duration) by bin(timestamp, 5m)",
+     ["timestamp", "count_", "avg_duration", "percentile_duration_95", "dcount_cloud_RoleName", "list_id", "set_id",
+      "name", "any_id", "countif_", "sum_duration"]),
+    ('requests | project customDimensions.Input, customDimensions["Request Id"], strlen(name), tolower(name), '
+     "duration * 2", ["customDimensions_Input", "customDimensions_Request Id", "strlen_name", "Column1", "Column2"]),
+    ("requests | project id | extend tostring(customDimensions.n)", None),
+    ("requests | project id, customDimensions | extend tostring(customDimensions.n), 1",
+     ["id", "customDimensions", "customDimensions_n", "Column1"]),
+    ("requests | summarize (t, i) = arg_max(timestamp, id)", ["t", "i"]),
+    ("requests | summarize arg_max(timestamp, id, name) by cloud_RoleName", ["cloud_RoleName", "timestamp", "id", "name"]),
+    ("requests | summarize percentiles(duration, 50, 99.9)", ["percentile_duration_50", "percentile_duration_99_9"]),
+    ("requests | count", ["Count"]),
+    ("requests | summarize count() by tostring(customDimensions.Input), success",
+     ["customDimensions_Input", "success", "count_"]),
+    ("print 1, b = 2, 3", ["print_0", "b", "print_2"]),
+    ("requests | project id, duration | extend duration + 1, duration * 2", ["id", "duration", "Column1", "Column2"]),
+]
+
+
+@pytest.mark.parametrize(("kql", "names"), NAMES, ids=[n[0][:60] for n in NAMES])
+def test_column_names_follow_kusto(kql, names):
+    from scorewatch.kql import KqlError, compile_query
+
+    if names is None:  # customDimensions was projected away: a clear error
+        with pytest.raises(KqlError, match="unknown column 'customDimensions'"):
+            compile_query(kql)
+        return
+    assert [name for name, _ in compile_query(kql).columns] == names

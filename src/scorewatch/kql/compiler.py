@@ -181,9 +181,11 @@ class Compiler(ExpressionCompiler):
         scope = Scope(dict(scope.columns), scope.group_names, scope.in_aggregate)
         skip = set(taken or ())
         count = 0
-        for item in items:
+        for index, item in enumerate(items):
             typed = self.expr(item.expr, scope)
             name = item.name or self.infer_name(item.expr)
+            if name is None and positional == "print_":  # print numbers by position: print_0, b, print_2
+                name = f"print_{index}"
             if name is None:
                 count += 1
                 while f"{positional}{count}" in skip:
@@ -372,7 +374,8 @@ class Compiler(ExpressionCompiler):
                 Typed((exp.Max if largest else exp.Min)(this=by_value.copy()), value.type))]
         for name, typed in extras:
             out.append((name, Typed(self.d.arg_extreme(typed.sql.copy(), by_value.copy(), largest), typed.type)))
-        return out
+        # (t, i) = arg_max(timestamp, id) names the columns in order
+        return [(item.names[i] if i < len(item.names) else name, typed) for i, (name, typed) in enumerate(out)]
 
     # ------------------------------------------------------------ operators in relations.py
     def op_join(self, relation: Relation, op: ast.Join) -> Relation:

@@ -9,6 +9,7 @@ compiler.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 from sqlglot import exp
@@ -65,17 +66,22 @@ class Dialect:
 
     # ------------------------------------------------------------ dynamic (JSON) values
     def json_get(self, root: exp.Expr, keys: list[str | int]) -> exp.Expr:
-        return fn("json_extract", root, lit(self.json_pointer(keys)))
+        return fn("json_extract", root, lit(self.json_path(keys)))
 
     def json_get_text(self, root: exp.Expr, keys: list[str | int]) -> exp.Expr:
         """The value at ``keys`` as text: a JSON string unquoted, anything else as JSON text."""
-        return fn("json_extract_string", root, lit(self.json_pointer(keys) if keys else "$"))
+        return fn("json_extract_string", root, lit(self.json_path(keys)))
 
     @staticmethod
-    def json_pointer(keys: list[str | int]) -> str:
-        # RFC 6901 pointer: any key (spaces, dots, quotes) addresses exactly one member.
-        parts = [str(k).replace("~", "~0").replace("/", "~1") for k in keys]
-        return "/" + "/".join(parts) if parts else ""
+    def json_path(keys: list[str | int]) -> str:
+        """The path to ``keys``: an RFC 6901 pointer, which addresses any key (spaces, dots, quotes)
+        exactly; a JSONPath only where an index counts from the end (``[-1]``), which pointers lack."""
+        if not keys:
+            return "$"
+        if any(isinstance(k, int) and k < 0 for k in keys):
+            parts = [f"[#{k}]" if isinstance(k, int) else "." + json.dumps(str(k)) for k in keys]
+            return "$" + "".join(parts)
+        return "/" + "/".join(str(k).replace("~", "~0").replace("/", "~1") for k in keys)
 
     def json_text(self, value: exp.Expr) -> exp.Expr:
         return exp.cast(value, "VARCHAR")
