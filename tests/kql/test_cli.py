@@ -84,3 +84,14 @@ def test_no_config_says_what_to_do(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SCOREWATCH_HOME", str(tmp_path / "empty"))
     code, _, err = cli(capsys, "requests | count")
     assert code == 2 and "default_app" in err
+
+
+def test_truncated_result_warns(tmp_path, monkeypatch, capsys, store):
+    from tests.kql.conftest import ApiServer
+
+    monkeypatch.setenv("SCOREWATCH_HOME", str(tmp_path / "ws"))
+    with ApiServer(store, max_rows=2) as server:
+        code, out, err = cli(capsys, "requests | project id", "--hub-url", server.url, "--app-id", "app1",
+                             "--api-key", "key-one", "--format", "csv")
+    assert code == 0 and len(out.splitlines()) == 3
+    assert "warning: Query result set has exceeded the record count limit (2)" in err
