@@ -114,12 +114,14 @@ def test_partial_success_206_names_each_refused_item(shared_hub: RunningHub) -> 
     hub, op = shared_hub, secrets.token_hex(16)
     good = envelope(hub.ikey, "MessageData", {"message": "kept"}, op=op)
     items = [good, envelope("00000000-0000-0000-0000-000000000000", "MessageData", {"message": "x"}), 42,
-             envelope(hub.ikey, "NoSuchData", {}), {**good, "data": {"baseType": "MessageData", "baseData": "x"}}]
+             envelope(hub.ikey, "NoSuchData", {}), {**good, "data": {"baseType": "MessageData", "baseData": "x"}},
+             {**good, "iKey": {"not": "a string"}}, {**good, "data": {"baseType": ["list"], "baseData": {}}},
+             envelope(hub.ikey, "MetricData", {"metrics": [{"name": ["odd"], "value": 1}]}, op=op)]
     response = post(hub, orjson.dumps(items))
     assert response.status_code == 206
     body = response.json()
-    assert (body["itemsReceived"], body["itemsAccepted"]) == (5, 1)
-    assert [(e["index"], e["statusCode"]) for e in body["errors"]] == [(1, 400), (2, 400), (3, 400), (4, 400)]
+    assert (body["itemsReceived"], body["itemsAccepted"]) == (8, 2)
+    assert [(e["index"], e["statusCode"]) for e in body["errors"]] == [(i, 400) for i in range(1, 7)]
     assert "instrumentation key" in body["errors"][0]["message"]
     assert hub.rows("SELECT message FROM traces WHERE operation_Id = ?", (op,)) == [["kept"]]
 

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from scorewatch.errors import TooManyRequests
 from scorewatch.ingest.apps import Application
@@ -280,22 +281,23 @@ class Ingestor:
         return sum(len(r.lines) for r in batch)
 
     def _write_records(self, batch: list[Record]) -> None:
-        groups: dict[str, tuple[list[bytes], list[str], list[str], list[str]]] = {}
-        for record in batch:
-            for line, base_type, app_id, app_name, ikey in zip(
-                    record.lines, record.base_types, record.app_ids, record.app_names, record.ikeys,
-                    strict=True):
-                group = groups.get(base_type)
-                if group is None:
-                    group = groups[base_type] = ([], [], [], [])
-                group[0].append(line)
-                group[1].append(app_id)
-                group[2].append(app_name)
-                group[3].append(ikey)
-        tables = {BASE_TYPES[base_type]: pa.table({
-            "env": _strings(lines), "appId": pa.array(app_ids, type=pa.string()),
-            "appName": pa.array(app_names, type=pa.string()), "iKey": pa.array(ikeys, type=pa.string()),
-        }) for base_type, (lines, app_ids, app_names, ikeys) in groups.items()}
+        lines: list[bytes] = []
+        base_types: list[str] = []
+        app_ids: list[str] = []
+        app_names: list[str] = []
+        ikeys: list[str] = []
+        for record in batch:  # list.extend and Arrow kernels: no per-item Python work here
+            lines.extend(record.lines)
+            base_types.extend(record.base_types)
+            app_ids.extend(record.app_ids)
+            app_names.extend(record.app_names)
+            ikeys.extend(record.ikeys)
+        table = pa.table({"env": _strings(lines), "appId": pa.array(app_ids, type=pa.string()),
+                          "appName": pa.array(app_names, type=pa.string()),
+                          "iKey": pa.array(ikeys, type=pa.string())})
+        kinds = pa.array(base_types, type=pa.string())
+        tables = {BASE_TYPES[kind]: table.filter(pc.equal(kinds, kind))
+                  for kind in pc.unique(kinds).to_pylist()}
         written = self.store.write_envelopes(tables, position=batch[-1].seq)
         self.metrics.stored += sum(written.values())
 

@@ -137,9 +137,10 @@ _BAD_JSON = object()
 def check_items(items: list[Any], raw: list[bytes | None], lookup: Callable[[str | None], Application | None],
                 result: Accepted) -> None:
     """Accept or refuse each envelope into ``result`` (``raw[i]`` is its JSON text when already known)."""
-    known: dict[Any, Application | None] = {}
+    known: dict[str, Application | None] = {}
     dumps = orjson.dumps
-    for index, item in enumerate(items):
+    add_line, add_type, add_app = result.lines.append, result.base_types.append, result.apps.append
+    for index, item in enumerate(items):  # the hot loop of ingest: keep it lean
         if type(item) is not dict:
             if item is _BAD_JSON:
                 result.refuse(index, "invalid_json", "the line is not valid JSON")
@@ -147,17 +148,16 @@ def check_items(items: list[Any], raw: list[bytes | None], lookup: Callable[[str
                 result.refuse(index, "invalid_item", "an envelope must be a JSON object")
             continue
         ikey = item.get("iKey")
-        if ikey in known:
-            app = known[ikey]
-        else:
-            app = known[ikey] = lookup(ikey) if isinstance(ikey, str) else None
+        app = known.get(ikey, _UNSEEN) if type(ikey) is str else None
+        if app is _UNSEEN:
+            app = known[ikey] = lookup(ikey)
         if app is None:
             result.refuse(index, "unknown_key", "Invalid instrumentation key")
             continue
         data = item.get("data")
         base_type = data.get("baseType") if type(data) is dict else None
-        if base_type not in BASE_TYPES:
-            result.refuse(index, "invalid_item", f"unknown or missing data.baseType {base_type!r}")
+        if type(base_type) is not str or base_type not in BASE_TYPES:
+            result.refuse(index, "invalid_item", f"unknown or missing data.baseType {str(base_type)[:100]!r}")
             continue
         base_data = data.get("baseData")
         if type(base_data) is not dict:
@@ -167,13 +167,17 @@ def check_items(items: list[Any], raw: list[bytes | None], lookup: Callable[[str
             result.filtered += 1
             continue
         line = raw[index]
-        result.lines.append(line if line is not None else dumps(item))
-        result.base_types.append(base_type)
-        result.apps.append(app)
+        add_line(line if line is not None else dumps(item))
+        add_type(base_type)
+        add_app(app)
+
+
+_UNSEEN: Any = object()
 
 
 def _is_bookkeeping(base_data: dict[str, Any]) -> bool:
     metrics = base_data.get("metrics")
     if not isinstance(metrics, list) or not metrics:
         return False
-    return all(isinstance(m, dict) and m.get("name") in BOOKKEEPING_METRICS for m in metrics)
+    return all(isinstance(m, dict) and isinstance(m.get("name"), str) and m["name"] in BOOKKEEPING_METRICS
+               for m in metrics)
