@@ -9,7 +9,6 @@ compiler.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 
 from sqlglot import exp
@@ -74,14 +73,17 @@ class Dialect:
 
     @staticmethod
     def json_path(keys: list[str | int]) -> str:
-        """The path to ``keys``: an RFC 6901 pointer, which addresses any key (spaces, dots, quotes)
-        exactly; a JSONPath only where an index counts from the end (``[-1]``), which pointers lack."""
+        """The path to ``keys``: a JSONPath with quoted keys (``$."Request Id"[0]``, the fastest form),
+        or an RFC 6901 pointer for a key holding a quote or a backslash, which JSONPath cannot quote
+        (a pointer has no from-the-end index, so such a path with ``[-1]`` is refused)."""
         if not keys:
             return "$"
-        if any(isinstance(k, int) and k < 0 for k in keys):
-            parts = [f"[#{k}]" if isinstance(k, int) else "." + json.dumps(str(k)) for k in keys]
-            return "$" + "".join(parts)
-        return "/" + "/".join(str(k).replace("~", "~0").replace("/", "~1") for k in keys)
+        if any(isinstance(k, str) and ('"' in k or "\\" in k) for k in keys):
+            if any(isinstance(k, int) and k < 0 for k in keys):
+                raise ValueError("a negative index after a key holding a quote or a backslash")
+            return "/" + "/".join(str(k).replace("~", "~0").replace("/", "~1") for k in keys)
+        return "$" + "".join(f"[#{k}]" if isinstance(k, int) and k < 0 else f"[{k}]" if isinstance(k, int)
+                             else f'."{k}"' for k in keys)
 
     def json_text(self, value: exp.Expr) -> exp.Expr:
         return exp.cast(value, "VARCHAR")

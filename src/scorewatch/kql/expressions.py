@@ -119,6 +119,10 @@ class ExpressionCompiler:
         if base.type not in ("dynamic", "string"):
             raise self.error(f"cannot read a property of a {base.type} value; only dynamic values have them", node)
         base_sql = self.dynamic(base)
+        try:
+            self.d.json_path(keys)
+        except ValueError as exc:
+            raise self.error(f"unsupported path: {exc}", node) from None
         path = (base_sql, keys)
         return Typed(self.d.json_get(base_sql.copy(), keys), "dynamic", path)
 

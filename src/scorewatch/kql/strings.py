@@ -50,10 +50,19 @@ def predicate(c: Compiler, op: str, left: Typed, right: Typed, node: ast.Node) -
     else:
         case_sensitive = base.endswith("_cs")
         base = base.removesuffix("_cs")
-        test = _string_test(c, base, case_sensitive, c.text(left), right, node)
+        test = _string_test(c, base, case_sensitive, _haystack(c, left, base), right, node)
     if negated:
         return exp.Not(this=exp.Coalesce(this=test, expressions=[exp.false()]))
     return test
+
+def _haystack(c: Compiler, left: Typed, base: str) -> exp.Expr:
+    """The text a predicate searches. A whole dynamic column (``customDimensions contains "x"``) is
+    searched as its JSON text, read as is: over twice as fast as unquoting it first."""
+    if left.type == "dynamic" and left.path is None and isinstance(left.sql, exp.Column) and \
+            base in ("contains", "has", "hasprefix", "hassuffix"):
+        return c.d.json_text(left.sql)
+    return c.text(left)
+
 
 def _string_test(c: Compiler, base: str, cs: bool, text: exp.Expr, right: Typed,
                  node: ast.Node) -> exp.Expr:
