@@ -78,6 +78,11 @@ OPERATORS = [
     ('requests | where id == "r3" | mv-expand v = customDimensions.list to typeof(long) | summarize sum(v)',
      [(7,)]),
     ("print a = dynamic([1, 2, 3]) | mv-expand a | count", [(3,)]),
+    ('print d = dynamic({"a": 1, "b/~": [2]}) | mv-expand d', [({"a": 1},), ({"b/~": [2]},)]),
+    ("print d = dynamic([]), e = 1 | mv-expand d | count", [(0,)]),
+    ('requests | where id == "r9" | mv-expand customDimensions.missing | count', [(1,)]),
+    ('requests | where id == "r2" | mv-expand a = customDimensions.list, b = split("x,y,z", ",") | project a, b',
+     [(2, "x"), (3, "y"), (None, "z")]),
     ('requests | where id == "r5" | parse url with "http://" host ".local/" path "?x=" x:long '
      "| project host, path, x", [("svc1", "score", 5)]),
     ('traces | where severityLevel == 3 | parse message with * ": " rest | project rest', [("bad input_value",)]),

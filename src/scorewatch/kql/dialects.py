@@ -108,9 +108,17 @@ class Dialect:
                                     true=self.to_json(fn("json_keys", value)))])
 
     def json_elements(self, value: exp.Expr) -> exp.Expr:
-        """A list to ``unnest``: an array's elements, or the value itself (null stays one null)."""
-        return exp.Case(ifs=[exp.If(this=exp.EQ(this=self.json_type(value), expression=lit("ARRAY")),
-                                    true=exp.cast(value, "JSON[]"))],
+        """A list to ``unnest``: an array's elements; a bag's properties, each as a one-property bag
+        (``{"a": 1, "b": 2}`` gives ``{"a": 1}`` and ``{"b": 2}``); anything else (null included) itself."""
+        key = exp.to_identifier("_k")
+        pointer = exp.DPipe(this=lit("/"), expression=fn("replace", fn("replace", exp.Column(this=key.copy()), lit("~"),
+                                                                       lit("~0")), lit("/"), lit("~1")))
+        one_property = fn("json_object", exp.Column(this=key.copy()), fn("json_extract", value.copy(), pointer))
+        properties = fn("list_transform", fn("json_keys", value.copy()),
+                        exp.Lambda(this=one_property, expressions=[key]))
+        kind = self.json_type(value.copy())
+        return exp.Case(ifs=[exp.If(this=exp.EQ(this=kind, expression=lit("ARRAY")), true=exp.cast(value.copy(), "JSON[]")),
+                             exp.If(this=exp.EQ(this=kind.copy(), expression=lit("OBJECT")), true=properties)],
                         default=exp.Array(expressions=[value]))
 
     def unnest(self, value: exp.Expr) -> exp.Expr:
