@@ -126,7 +126,7 @@ SCALARS = [
     ("todynamic('[1,2]')[1]", 2),
     ("parse_json('{\"a\": {\"b\": [10, 20]}}').a.b[1]", 20),
     ('parse_json("not json")', "not json"),
-    ("tostring(5)", "5"), ("tostring(true)", "true"), ("tostring(dynamic({\"a\": 1}).a)", "1"),
+    ("tostring(5)", "5"), ("tostring(true)", "True"), ("tostring(dynamic({\"a\": 1}).a)", "1"),
     ('tostring(dynamic({"a": "x"}).a)', "x"), ("tostring(dynamic({}).missing)", ""),
     ('toint("42")', 42), ('toint("x")', None), ("toint(2.7)", 2), ('tolong("123")', 123),
     ('todouble("1.5")', 1.5), ('toreal("x")', None), ('tobool("true")', True), ('tobool("False")', False),

@@ -173,9 +173,9 @@ class Take(Operator):
 
 @dataclass(eq=False)
 class Top(Operator):
-    children = ("count", "key")
+    children = ("count", "keys")
     count: Node
-    key: SortKey
+    keys: list[SortKey]
 
 
 @dataclass(eq=False)

@@ -257,7 +257,7 @@ class Compiler(ExpressionCompiler):
 
     def op_top(self, relation: Relation, op: ast.Top) -> Relation:
         count = self.constant(op.count, int, "a row count")
-        relation = self.op_sort(relation, ast.Sort([op.key]))
+        relation = self.op_sort(relation, ast.Sort(op.keys))
         relation.query = relation.query.limit(count, copy=False)
         return relation
 

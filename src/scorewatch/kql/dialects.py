@@ -170,7 +170,11 @@ class Dialect:
 
     # ------------------------------------------------------------ datetimes
     def time_bucket(self, micros: float, ts: exp.Expr) -> exp.Expr:
-        return fn("time_bucket", self.interval(micros), ts)
+        """``ts`` floored to a multiple of ``micros`` counted from the Unix epoch, as KQL bins. For a
+        width that divides a day DuckDB's default origin (2000-01-03) gives the same bins, faster."""
+        if 86_400_000_000 % micros == 0:
+            return fn("time_bucket", self.interval(micros), ts)
+        return fn("time_bucket", self.interval(micros), ts, self.timestamp(datetime(1970, 1, 1)))
 
     def date_trunc(self, unit: str, ts: exp.Expr) -> exp.Expr:
         return exp.cast(fn("date_trunc", lit(unit), ts), "TIMESTAMP")

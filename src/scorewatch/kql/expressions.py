@@ -308,6 +308,9 @@ class ExpressionCompiler:
             return self.d.json_get_text(sql, [])
         if kind == "datetime":
             return self.d.strftime(sql, "%Y-%m-%dT%H:%M:%S.%fZ")
+        if kind == "bool":  # as .NET prints them, which is what Kusto answers
+            return exp.Case(ifs=[exp.If(this=sql, true=lit("True")),
+                                 exp.If(this=exp.Not(this=sql.copy()), true=lit("False"))])
         return exp.cast(sql, "VARCHAR")
 
     def number(self, value: Typed, force_real: bool = False) -> exp.Expr:

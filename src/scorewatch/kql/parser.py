@@ -189,7 +189,10 @@ class Parser:
     def _parse_top(self, start: Token) -> ast.Operator:
         count = self.parse_expr()
         self.expect_word("by")
-        return ast.Top(count, self._sort_key())
+        keys = [self._sort_key()]
+        while self.match(T.COMMA):
+            keys.append(self._sort_key())
+        return ast.Top(count, keys)
 
     def _parse_sort(self, start: Token) -> ast.Operator:
         self.expect_word("by")
