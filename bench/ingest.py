@@ -119,9 +119,13 @@ def main() -> None:
         peak = [proc.memory_info().rss]
         sampling = threading.Event()
 
+        timeline: list[tuple[float, int]] = []
+
         def sample() -> None:
             while not sampling.wait(0.1):
-                peak[0] = max(peak[0], proc.memory_info().rss)
+                rss = proc.memory_info().rss
+                peak[0] = max(peak[0], rss)
+                timeline.append((time.monotonic(), rss))
 
         threading.Thread(target=sample, daemon=True).start()
         cpu0 = sum(proc.cpu_times()[:2])
@@ -157,6 +161,9 @@ def main() -> None:
               f"(user {times1.user - times0.user:.1f}s, system {times1.system - times0.system:.1f}s); "
               f"hub peak RSS: {peak[0] / 2**20:.0f} MiB")
         print(f"store size: {metric(text, 'scorewatch_store_size_bytes') / 2**20:.0f} MiB")
+        marks = [started + args.seconds * f for f in (0.25, 0.5, 0.75, 1.0)]
+        rss_at = [next((r for t, r in timeline if t >= m), timeline[-1][1]) / 2**20 for m in marks]
+        print("hub RSS at 25/50/75/100% of the flood: " + ", ".join(f"{r:.0f}" for r in rss_at) + " MiB")
     finally:
         os.killpg(hub.pid, signal.SIGTERM)
         hub.wait(60)

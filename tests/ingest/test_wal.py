@@ -67,7 +67,7 @@ def test_payload_round_trip(tmp_path: Path) -> None:
                                b'{"iKey":"key-b","data":{"baseType":"EventData"}}'],
                         base_types=["MessageData", "EventData"], apps=[alpha, beta])
     record = decode(9, encode(accepted))
-    assert record.seq == 9 and record.lines == accepted.lines
+    assert record.seq == 9 and record.lines() == accepted.lines
     assert record.base_types == ["MessageData", "EventData"]
     assert (record.app_ids, record.app_names, record.ikeys) == (["id-a", "id-b"], ["alpha", "beta"],
                                                                 ["key-a", "key-b"])
@@ -89,5 +89,5 @@ def test_track_body_round_trip_accepts_the_same_items() -> None:
     accepted = parse_track(gzip.decompress(body), {"key-a": alpha}.get)
     accepted.body, accepted.encoding = body, "gzip"
     record = decode(3, encode(accepted))
-    assert record.lines == accepted.lines and len(record.lines) == 2
+    assert record.lines() == accepted.lines and record.count == 2
     assert record.base_types == ["MessageData", "EventData"] and record.app_ids == ["id-a", "id-a"]

@@ -49,7 +49,7 @@ class DuckDBStore:
 
     dialect = "duckdb"
 
-    def __init__(self, path: str | Path, *, threads: int | None = None, memory_limit: str = "1GB",
+    def __init__(self, path: str | Path, *, threads: int | None = None, memory_limit: str = "512MB",
                  checkpoint_threshold: str = "256MB") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
