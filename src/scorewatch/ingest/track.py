@@ -147,14 +147,14 @@ def check_items(items: list[Any], raw: list[bytes | None], lookup: Callable[[str
             else:
                 result.refuse(index, "invalid_item", "an envelope must be a JSON object")
             continue
-        ikey = item.get("iKey")
+        ikey: Any = item.get("iKey")
         app = known.get(ikey, _UNSEEN) if type(ikey) is str else None
         if app is _UNSEEN:
             app = known[ikey] = lookup(ikey)
         if app is None:
             result.refuse(index, "unknown_key", "Invalid instrumentation key")
             continue
-        data = item.get("data")
+        data: Any = item.get("data")
         base_type = data.get("baseType") if type(data) is dict else None
         if type(base_type) is not str or base_type not in BASE_TYPES:
             result.refuse(index, "invalid_item", f"unknown or missing data.baseType {str(base_type)[:100]!r}")

@@ -18,6 +18,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 _HEADER = struct.Struct("<IIQ")
 SEGMENT_BYTES = 64 * 1024 * 1024
@@ -33,7 +34,7 @@ class WriteAheadLog:
         for i, (first, path) in enumerate(segments):
             last = self._scan(path, repair=(i == len(segments) - 1))
             self.last_seq = max(self.last_seq, last if last else first - 1)
-        self._file = None
+        self._file: BinaryIO | None = None
         self._size = 0
 
     def _segments(self) -> list[tuple[int, Path]]:

@@ -44,6 +44,12 @@ def kql_type(duckdb_type: str) -> str:
     return "string"
 
 
+def _scalar(cur: duckdb.DuckDBPyConnection) -> Any:
+    row = cur.fetchone()
+    assert row is not None
+    return row[0]
+
+
 class DuckDBStore:
     """:class:`scorewatch.store.base.Store` on a DuckDB file at ``path`` (created with its tables)."""
 
@@ -120,7 +126,7 @@ class DuckDBStore:
                     cur.register("sw_batch", batch)
                     try:
                         cur.execute(envelopes.insert_sql(table, "sw_batch"))
-                        written[table] = cur.fetchone()[0]
+                        written[table] = _scalar(cur)
                     finally:
                         cur.unregister("sw_batch")
                 if position is not None:
@@ -145,7 +151,7 @@ class DuckDBStore:
             for table in TABLES:
                 self._writer.execute(f'DELETE FROM {table} WHERE "appId" = ? AND "timestamp" < ?',
                                      [app_id, cutoff])
-                deleted += self._writer.fetchone()[0]
+                deleted += _scalar(self._writer)
         return deleted
 
     # -- reading -----------------------------------------------------------------------------------
@@ -183,7 +189,7 @@ class DuckDBStore:
         if table not in TABLES:
             raise BadRequest(f"unknown table {table!r}")
         where, params = ('WHERE "appId" = ?', [app_id]) if app_id else ("", [])
-        return self._cursor().execute(f"SELECT count(*) FROM {table} {where}", params).fetchone()[0]
+        return int(_scalar(self._cursor().execute(f"SELECT count(*) FROM {table} {where}", params)))
 
     def size_bytes(self) -> int:
         """Bytes on disk: the database file and DuckDB's own WAL."""

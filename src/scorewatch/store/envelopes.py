@@ -22,6 +22,8 @@ A ClickHouse backend would carry its own version of this module.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
 
 from scorewatch.store.schema import _BUCKETS
@@ -50,7 +52,7 @@ BASE_TYPES = {
 _V, _J = "VARCHAR", "JSON"
 
 # The baseData fields each table reads (everything arrives as text or JSON; SQL converts it).
-_BASE_DATA = {
+_BASE_DATA: dict[str, dict[str, Any]] = {
     "requests": {"id": _V, "source": _V, "name": _V, "url": _V, "success": _V, "responseCode": _V,
                  "duration": _V},
     "dependencies": {"id": _V, "target": _V, "type": _V, "name": _V, "data": _V, "success": _V,
