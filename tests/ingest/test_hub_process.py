@@ -170,3 +170,18 @@ def test_query_api_sees_one_application_only(tmp_path: Path) -> None:
                          params={"query": "traces | count"}).status_code == 401
     finally:
         server.stop()
+
+
+def test_a_second_hub_on_the_same_workspace_is_a_clear_error(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    home = tmp_path / "ws"
+    server, _url = start_hub(home, tmp_path)
+    try:
+        second = subprocess.run([sys.executable, "-m", "scorewatch", "hub", "--home", str(home),
+                                 "--port", str(free_port())], capture_output=True, text=True, timeout=60)
+    finally:
+        server.stop()
+    assert second.returncode == 2
+    assert "is a hub already running" in second.stderr and "Traceback" not in second.stderr

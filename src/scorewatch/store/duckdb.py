@@ -19,7 +19,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
-from scorewatch.errors import BadRequest, Timeout
+from scorewatch.errors import BadRequest, ConfigError, Timeout
 from scorewatch.store import envelopes
 from scorewatch.store.base import QueryResult
 from scorewatch.store.schema import DUCKDB_TYPES, TABLES
@@ -64,7 +64,11 @@ class DuckDBStore:
         config: dict[str, Any] = {"memory_limit": memory_limit, "checkpoint_threshold": checkpoint_threshold}
         if threads:
             config["threads"] = threads
-        self._con = duckdb.connect(str(self.path), config=config)
+        try:
+            self._con = duckdb.connect(str(self.path), config=config)
+        except duckdb.IOException as exc:  # most often: another process (a running hub) holds the file
+            raise ConfigError(f"cannot open the store {self.path}: {exc}. Only one process may open it; "
+                              "is a hub already running on this workspace?") from None
         self._con.execute("SET TimeZone = 'UTC'")
         self._write_lock = threading.Lock()
         self._writer = self._cursor()
