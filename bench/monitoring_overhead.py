@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import httpx
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -151,7 +152,12 @@ def measure(name: str, args: list[str], env: dict[str, str], port: int, work: Pa
         check = httpx.post(url, content=BODY, headers={"content-type": "application/json"}, timeout=30)
         assert check.status_code == 200, check.text
         wrk(url, 2, connections, script)  # warm-up
+        server = psutil.Process(proc.proc.pid)
+        processes = [server, *server.children(recursive=True)]
+        cpu_before = sum(sum(p.cpu_times()[:2]) for p in processes)
         result = wrk(url, seconds, connections, script)
+        cpu = sum(sum(p.cpu_times()[:2]) for p in processes) - cpu_before
+        result["cpu_us_per_request"] = cpu / (result["rps"] * seconds) * 1e6
         if "scorewatch" in name and "on" in name:
             metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
             result["dropped"] = sum(float(m) for m in re.findall(
@@ -165,6 +171,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--only", choices=["scorewatch", "azureml"], help="run one server's configurations")
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.receiver:
@@ -205,6 +212,8 @@ def main() -> None:
     plan = [("scorewatch off", ours(False)), ("scorewatch on", ours(True)),
             ("scorewatch off", ours(False)), ("scorewatch on", ours(True)),
             ("azureml off", azure(False)), ("azureml on", azure(True))]
+    if args.only:
+        plan = [(name, how) for name, how in plan if name.startswith(args.only)]
     results: dict[str, list[dict[str, float]]] = {}
     try:
         for name, (cmd, env, port) in plan:
@@ -214,12 +223,15 @@ def main() -> None:
             result["items"] = httpx.get(f"http://127.0.0.1:{receiver_port}/count").json()["items"] - before
             results.setdefault(name, []).append(result)
             print(f"{name:15s} {result['rps']:9.0f} req/s  p50 {result['p50_ms']:7.3f} ms  "
-                  f"p99 {result['p99_ms']:7.3f} ms  non-2xx {result['non2xx']:.0f}  "
+                  f"p99 {result['p99_ms']:7.3f} ms  server CPU {result['cpu_us_per_request']:5.0f} us/req  "
+                  f"non-2xx {result['non2xx']:.0f}  "
                   f"telemetry items received {result['items']:.0f}"
                   + (f"  dropped {result['dropped']:.0f}" if "dropped" in result else ""), flush=True)
     finally:
         receiver.stop()
     best = {name: max(runs, key=lambda r: r["rps"]) for name, runs in results.items()}
+    if args.only:
+        return
     off, on, az_off, az_on = (best[n] for n in ("scorewatch off", "scorewatch on", "azureml off", "azureml on"))
     print()
     print(f"full monitoring keeps {on['rps'] / off['rps']:.1%} of monitoring-off throughput (target >= 90%)")

@@ -66,6 +66,8 @@ class Settings:
         256 * 1024 * 1024, "Memory large payloads (over inline_limit) may hold in the exporter queue before drops.")
     exporter_retry_max_s: float = setting(30.0, "Longest wait between attempts to reach an unreachable receiver.")
     control_key: str = setting("", "Extra key for the telemetry control route (/control/telemetry).")
+    exporter_process: bool = setting(
+        True, "Build and send telemetry in a helper process per worker, off the worker's GIL.")
 
     # Hub (`scorewatch hub`)
     hub_host: str = setting("127.0.0.1", "Address the hub binds to.")

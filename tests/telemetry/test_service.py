@@ -91,8 +91,12 @@ def test_every_record_kind_arrives_correlated(tmp_path, receiver):
         assert failed.status_code == 500
         receiver.wait_for(lambda items: len([i for i in items if i["data"]["baseType"] == "RequestData"]) == 2
                           and any(i["data"]["baseType"] == "ExceptionData" for i in items))
-        metrics = httpx.get(f"{svc.url}/metrics").text
-    assert 'scorewatch_telemetry_sent_total{pid="' in metrics
+        deadline = time.monotonic() + 10  # the exporter process reports its counters twice a second
+        while not re.search(r'^scorewatch_telemetry_sent_total\{pid="\d+"\} [1-9]', metrics := httpx.get(
+                f"{svc.url}/metrics").text, re.M) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert re.search(r'^scorewatch_telemetry_sent_total\{pid="\d+"\} [1-9]', metrics, re.M), metrics
+    assert re.search(r'^scorewatch_telemetry_shipped_total\{pid="\d+"\} [1-9]', metrics, re.M)
     items = receiver.items
     requests_ = {base(i)["properties"]["Request Id"]: i for i in items if i["data"]["baseType"] == "RequestData"}
     ok_req, failed_req = requests_["r-ok"], requests_["r-fail"]

@@ -9,15 +9,25 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 # Every drop reason is listed so /metrics shows zeros before anything is dropped.
-DROP_REASONS = ("queue_full", "queue_bytes", "spool_full", "rejected", "invalid", "shutdown")
+DROP_REASONS = ("queue_full", "queue_bytes", "spool_full", "rejected", "invalid", "shutdown", "exporter_down")
+
+
+_HELP = {
+    "queued": "Telemetry envelopes built from recorded items.",
+    "shipped": "Telemetry items handed to the exporter process.",
+    "sent": "Telemetry envelopes the receiver accepted.",
+    "retried": "Telemetry envelopes sent again from the spool.",
+    "spooled": "Telemetry envelopes written to the disk spool.",
+}
 
 
 class ExporterStats:
     """What the exporter did with telemetry items; ``queue_depth`` is read from the processor."""
 
-    COUNTERS = ("queued", "sent", "retried", "spooled", "replayed")
+    COUNTERS = ("queued", "shipped", "sent", "retried", "spooled")
 
     def __init__(self) -> None:
         self.counts = dict.fromkeys(self.COUNTERS, 0)
@@ -41,7 +51,21 @@ class ExporterStats:
             return {**self.counts, "dropped": dict(self.dropped), "queue_depth": self.queue_depth()}
 
 
-def render(stats: ExporterStats, labels: str = "") -> str:
+def merge(*snapshots: dict[str, Any]) -> dict[str, Any]:
+    """One snapshot from several (the worker's and its exporter process's)."""
+    out: dict[str, Any] = {name: 0 for name in ExporterStats.COUNTERS}
+    out["dropped"] = dict.fromkeys(DROP_REASONS, 0)
+    out["queue_depth"] = 0
+    for snap in snapshots:
+        for name in ExporterStats.COUNTERS:
+            out[name] += int(snap.get(name, 0))
+        for reason, n in (snap.get("dropped") or {}).items():
+            out["dropped"][reason] = out["dropped"].get(reason, 0) + int(n)
+        out["queue_depth"] += int(snap.get("queue_depth", 0))
+    return out
+
+
+def render(snap: dict[str, Any], labels: str = "") -> str:
     """The exporter's counters in Prometheus text exposition format (version 0.0.4).
 
     Request counts and durations are the scoring app's own (``scorewatch.scoring.metrics``); this is
@@ -50,9 +74,8 @@ def render(stats: ExporterStats, labels: str = "") -> str:
     lab = "{" + labels + "}" if labels else ""
     sep = labels + "," if labels else ""
     out = []
-    snap = stats.snapshot()
     for name in ExporterStats.COUNTERS:
-        out.append(f"# HELP scorewatch_telemetry_{name}_total Telemetry items {name} by the exporter.")
+        out.append(f"# HELP scorewatch_telemetry_{name}_total {_HELP[name]}")
         out.append(f"# TYPE scorewatch_telemetry_{name}_total counter")
         out.append(f"scorewatch_telemetry_{name}_total{lab} {snap[name]}")
     out.append("# HELP scorewatch_telemetry_dropped_total Telemetry items dropped, by reason.")

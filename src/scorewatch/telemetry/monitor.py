@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import socket
 import time
@@ -31,19 +32,19 @@ from scorewatch.telemetry.control import Control, TelemetryState
 from scorewatch.telemetry.envelopes import (
     SEVERITY_ERROR,
     SEVERITY_INFO,
-    SEVERITY_WARNING,
     EnvelopeFactory,
-    format_duration,
-    format_time,
     severity_for_level,
 )
 from scorewatch.telemetry.exporter import AppInsightsExporter, Exporter
-from scorewatch.telemetry.metrics import ExporterStats, render
+from scorewatch.telemetry.metrics import ExporterStats, merge, render
 from scorewatch.telemetry.processor import BatchProcessor, Record
+from scorewatch.telemetry.sidecar import SidecarExporter
 from scorewatch.telemetry.spool import Spool
+from scorewatch.telemetry.templates import OutputRow, RequestRow, Templates
 from scorewatch.workspace import Workspace
 
 _RECORDED = "__scorewatch_recorded__"
+log = logging.getLogger("scorewatch.telemetry")
 
 
 class TelemetryMonitor:
@@ -59,22 +60,19 @@ class TelemetryMonitor:
         self.stats = ExporterStats()
         self.blobs = BlobStore(workspace.blobs_dir)
         self.spool = Spool(workspace.spool_dir, settings.spool_max_bytes, self.stats)
-        self.exporter: Exporter = exporter or AppInsightsExporter(
-            connection.track_url, spool=self.spool, stats=self.stats, retry_max_s=settings.exporter_retry_max_s)
+        self.track_url = connection.track_url
+        # With no exporter given, the real one is made in the worker process (see _start).
+        self.exporter: Exporter | None = exporter
         self.factory = EnvelopeFactory(connection.instrumentation_key, role=info.service_name,
                                        role_instance=socket.gethostname())
-        # JSON fragments every hot-path envelope shares (see _build_request).
-        self._ikey = _json(self.factory.ikey)
-        self._request_name = _json(self.factory.request_name)
-        self._message_name = _json(self.factory.message_name)
-        self._tags = _json(self.factory.base_tags)[1:-1]
         self.base_properties = {"Container Id": info.container_id, "Workspace Name": info.workspace_name,
                                 "Service Name": info.service_name}
         self.models = ",".join(info.models)
-        self._models = _json(self.models)
-        self._base_props = _json(self.base_properties)[1:-1]
-        self._names: dict[str, str] = {}
-        stem = f"{info.service_name}-{settings.port}"
+        self.templates = Templates(connection.instrumentation_key, role=info.service_name,
+                                   role_instance=self.factory.role_instance, base_properties=self.base_properties,
+                                   models=self.models)
+        stem = self.stem = f"{info.service_name}-{settings.port}"
+        self.services_dir = workspace.services_dir
         digests = list(key_digests or [])
         if settings.control_key:
             digests.append(hashlib.sha256(settings.control_key.encode()).hexdigest())
@@ -95,11 +93,34 @@ class TelemetryMonitor:
     def _tick(self) -> None:
         self._apply(self.control.poll())
 
+    def _make_exporter(self) -> tuple[Exporter, Any]:
+        """The exporter and the builder the processor uses: an exporter process fed with rows, or (if
+        that is off or cannot start) an in-process exporter fed with envelopes."""
+        if self.exporter is not None:
+            return self.exporter, self.build
+        s = self.settings
+        if s.exporter_process:
+            config = {"track_url": self.track_url, "spool_dir": str(self.spool.directory),
+                      "spool_max_bytes": s.spool_max_bytes, "retry_max_s": s.exporter_retry_max_s,
+                      "batch_size": s.exporter_batch_size, "interval_s": s.exporter_interval_ms / 1000.0,
+                      "stats_path": str(self.services_dir / f"{self.stem}.{os.getpid()}.exporter.json"),
+                      "templates": self.templates.config()}
+            try:
+                self.exporter = SidecarExporter(config, self.stats)
+                return self.exporter, self.pack
+            except OSError:
+                log.warning("could not start the telemetry exporter process; exporting in-process",
+                            exc_info=True)
+        self.exporter = AppInsightsExporter(self.track_url, spool=self.spool, stats=self.stats,
+                                            retry_max_s=s.exporter_retry_max_s)
+        return self.exporter, self.build
+
     def _start(self) -> BatchProcessor:
         if self.processor is None:
             s = self.settings
+            exporter, build = self._make_exporter()
             self.processor = BatchProcessor(
-                self.exporter, self.build, stats=self.stats, max_queue=s.exporter_queue_size,
+                exporter, build, stats=self.stats, max_queue=s.exporter_queue_size,
                 max_queue_bytes=s.exporter_queue_max_bytes, batch_size=s.exporter_batch_size,
                 interval_s=s.exporter_interval_ms / 1000.0, on_tick=self._tick)
         return self.processor
@@ -148,7 +169,10 @@ class TelemetryMonitor:
         return list(self.control.routes())
 
     def metrics_text(self) -> str:
-        return render(self.stats, labels=f'pid="{os.getpid()}"')
+        snapshot = self.stats.snapshot()
+        if isinstance(self.exporter, SidecarExporter):
+            snapshot = merge(snapshot, self.exporter.remote_stats())
+        return render(snapshot, labels=f'pid="{os.getpid()}"')
 
     def shutdown(self, timeout_s: float) -> None:
         api.set_recorder(None)
@@ -156,6 +180,8 @@ class TelemetryMonitor:
         self.capture.uninstall()
         if self.processor is not None:
             self.processor.shutdown(timeout_s)
+        if isinstance(self.exporter, SidecarExporter):
+            self.exporter.stats_path.unlink(missing_ok=True)
 
     # -- sinks for capture, dependencies, the public API and the azureml collectors ----------------
     def output(self, stream: str, text: str) -> None:
@@ -211,67 +237,44 @@ class TelemetryMonitor:
     def _value(self, value: Any) -> Any:
         return inline_or_blob(value, self.inline_limit, self.blobs)
 
-    # Request, model data and output records come with every request, so they are serialized straight
-    # from f-string templates (user-controlled text always goes through orjson, so it is escaped; ids
-    # are hex). tests/telemetry/test_envelopes.py checks them against the factory's dict envelopes.
-    def _build_request(self, request: ScoredRequest, rate: float, model_data: bool) -> list[Any]:
+    # Request, model data and output records come with every request: they become plain rows here
+    # (payloads over the inline limit already moved to blobs) and serialized envelopes in Templates,
+    # in this process or in the exporter process.
+    def _request_row(self, request: ScoredRequest, rate: float, model_data: bool) -> RequestRow:
         op = request.operation
-        success = request.success
-        when = format_time(request.start)
-        ids = f'"Request Id":{_json(request.request_id)},"Client Request Id":{_json(request.client_request_id)}'
-        props = f"{{{self._base_props},{ids}}}"
-        parent = op.extra.get("parent_span_id")
-        parent_tag = f',"ai.operation.parentId":"{parent}"' if parent else ""
-        name = self._names.get(request.name) or self._name_json(request.name)
-        sample = f',"sampleRate":{float(rate)!r}' if success and rate < 100.0 else ""
-        head = f'"time":"{when}","iKey":{self._ikey},"tags":{{{self._tags},"ai.operation.id":"{op.operation_id}"'
-        out = [(f'{{"name":{self._request_name},{head}{parent_tag},"ai.operation.name":{name}}},'
-                f'"data":{{"baseType":"RequestData","baseData":{{"ver":2,"id":"{op.parent_id}","name":{name},'
-                f'"url":{_json(request.url)},"duration":"{format_duration(request.duration_ms)}",'
-                f'"responseCode":"{int(request.status_code)}","success":{"true" if success else "false"},'
-                f'"properties":{props}}}}}{sample}}}').encode()]
-        if model_data:
-            prediction = _json(self._value(request.output))
-            data = (f'{{{self._base_props},{ids},"Models":{self._models},"Input":{_json(self._value(request.input))},'
-                    f'"Prediction":{prediction}')
-            if not success:
-                data = f'{data},"Error":{prediction},"Status Code":"{int(request.status_code)}"'
-            out.append((f'{{"name":{self._message_name},{head},"ai.operation.parentId":"{op.parent_id}",'
-                        f'"ai.operation.name":{name}}},"data":{{"baseType":"MessageData","baseData":{{"ver":2,'
-                        f'"message":"model_data_collection","severityLevel":{SEVERITY_INFO},'
-                        f'"properties":{data}}}}}}}{sample}}}').encode())
-        return out
+        return (request.start.timestamp(), op.operation_id, op.parent_id, op.extra.get("parent_span_id"),
+                request.name, request.url, request.duration_ms, request.status_code, request.success,
+                request.request_id, request.client_request_id,
+                self._value(request.input) if model_data else None,
+                self._value(request.output) if model_data else None, 100.0 if not request.success else rate,
+                model_data)
 
-    def _name_json(self, name: str) -> str:
-        if len(self._names) < 64:  # a handful of operation names ("POST /score", "GET /score"...)
-            self._names[name] = _json(name)
-        return _json(name)
+    def _output_row(self, when: float, stream: str, text: str, op: Operation | None, rate: float) -> OutputRow:
+        contents = self._value(text) if len(text) > self.inline_limit // 4 else text
+        if op is None:
+            return (when, stream, contents, None, "", "", rate, self.inline_limit)
+        return (when, stream, contents, op.operation_id, op.parent_id, op.name, rate, self.inline_limit)
+
+    def _build_request(self, request: ScoredRequest, rate: float, model_data: bool) -> list[bytes]:
+        return self.templates.request(self._request_row(request, rate, model_data))
+
+    def _build_output(self, when: float, stream: str, text: str, op: Operation | None, rate: float) -> list[bytes]:
+        return self.templates.output(self._output_row(when, stream, text, op, rate))
+
+    def pack(self, record: Record) -> list[Any]:
+        """What the exporter process gets for one record: rows for the per-request kinds (it builds
+        their envelopes), serialized envelopes for the rest (exceptions and spans do not cross a pipe)."""
+        kind = record[0]
+        if kind == "request":
+            return [("R", self._request_row(*record[2:]))]
+        if kind == "output":
+            return [("O", self._output_row(*record[2:]))]
+        return list(self.build(record))
 
     def _operation_fields(self, op: Operation | None) -> dict[str, Any]:
         if op is None:
             return {}
         return {"operation_id": op.operation_id, "parent_id": op.parent_id, "operation_name": op.name or None}
-
-    def _build_output(self, when: float, stream: str, text: str, op: Operation | None, rate: float) -> list[Any]:
-        contents: Any = text
-        if text[:1] in ("{", "[") or text.lstrip()[:1] in ("{", "["):
-            try:
-                contents = orjson.loads(text) if len(text) <= self.inline_limit else self._value(text)
-            except orjson.JSONDecodeError:
-                contents = self._value(text)
-        elif len(text) > self.inline_limit // 4:
-            contents = self._value(text)
-        tags = self._tags
-        if op is not None:
-            tags = f'{tags},"ai.operation.id":"{op.operation_id}","ai.operation.parentId":"{op.parent_id}"'
-            if op.name:
-                tags = f'{tags},"ai.operation.name":{_json(op.name)}'
-        severity = SEVERITY_INFO if stream == "STDOUT" else SEVERITY_WARNING
-        sample = f',"sampleRate":{float(rate)!r}' if rate < 100.0 else ""
-        return [(f'{{"name":{self._message_name},"time":"{format_time(when)}","iKey":{self._ikey},"tags":{{{tags}}},'
-                 f'"data":{{"baseType":"MessageData","baseData":{{"ver":2,"message":{_json(stream)},'
-                 f'"severityLevel":{severity},"properties":{{{self._base_props},"Contents":{_json(contents)}}}'
-                 f'}}}}{sample}}}').encode()]
 
     def _build_log(self, when: float, message: str, levelno: int, props: dict[str, Any], op: Operation | None,
                    rate: float) -> list[dict[str, Any]]:
@@ -323,10 +326,6 @@ class TelemetryMonitor:
                                                  for k, v in props.items()}}
         return [self.factory.message(when=when, message=message, severity=SEVERITY_INFO, properties=properties,
                                      **self._operation_fields(op))]
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
 
 
 def _dependency_operation(op: Operation | None) -> dict[str, Any]:

@@ -12,6 +12,7 @@ child gets a fresh queue, locks and worker thread (``os.register_at_fork``), as 
 from __future__ import annotations
 
 import collections
+import inspect
 import logging
 import os
 import threading
@@ -122,7 +123,10 @@ class BatchProcessor:
                 spool_now(envelopes)
             else:
                 self.stats.drop("shutdown", len(envelopes))
-        self.exporter.shutdown()
+        if "timeout_s" in inspect.signature(self.exporter.shutdown).parameters:
+            self.exporter.shutdown(timeout_s=max(0.5, deadline - time.monotonic()))  # type: ignore[call-arg]
+        else:
+            self.exporter.shutdown()
 
     # -- worker side -------------------------------------------------------------------------------
     def _run(self) -> None:

@@ -1,0 +1,255 @@
+"""The exporter process: builds, compresses and sends telemetry outside the scoring worker.
+
+A scoring worker is one Python process whose event loop needs the GIL for every request. Building
+envelopes, gzip and HTTP on a thread of that same process compete with it for the GIL, so each
+worker starts one helper process (``python -m scorewatch.telemetry.sidecar``) and its telemetry
+thread only ships rows to it: pickled lists, length-prefixed, over the helper's stdin.
+
+The helper builds the envelopes (:class:`~scorewatch.telemetry.templates.Templates`) and sends them
+with :class:`~scorewatch.telemetry.exporter.AppInsightsExporter` (retries, 206, spool), and writes
+its counters to a small JSON file the worker's ``/metrics`` reads. It ignores SIGINT/SIGTERM: it ends
+when its stdin closes (the worker shut down, or died), after sending or spooling what it holds, so
+nothing it accepted is lost with the worker.
+
+:class:`SidecarExporter` is the worker's side: an :class:`~scorewatch.telemetry.exporter.Exporter`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import select
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from scorewatch.telemetry.exporter import AppInsightsExporter, ExportResult
+from scorewatch.telemetry.metrics import ExporterStats
+from scorewatch.telemetry.spool import Spool
+from scorewatch.telemetry.templates import Templates
+
+log = logging.getLogger("scorewatch.telemetry")
+
+ENV_VAR = "SCOREWATCH_SIDECAR"
+_HEADER = struct.Struct("!I")
+
+
+class SidecarExporter:
+    """Ships batches to the exporter process; restarts it if it died."""
+
+    def __init__(self, config: dict[str, Any], stats: ExporterStats) -> None:
+        self.config = config
+        self.stats = stats
+        self.stats_path = Path(config["stats_path"])
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self._flush_token = 0
+        ref = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forget_after_fork(ref))
+        self._start()
+
+    def _start(self) -> None:
+        env = {**os.environ, ENV_VAR: orjson.dumps(self.config).decode()}
+        self._proc = subprocess.Popen([sys.executable, "-m", "scorewatch.telemetry.sidecar"], stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, env=env, start_new_session=True)
+
+    def _send(self, message: tuple[Any, ...]) -> bool:
+        frame = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+        data = _HEADER.pack(len(frame)) + frame
+        with self._lock:
+            for attempt in (1, 2):
+                proc = self._proc
+                if proc is None or proc.poll() is not None:
+                    if attempt == 2:
+                        return False
+                    if proc is not None:
+                        _close_pipes(proc)
+                    self._start()
+                    continue
+                assert proc.stdin is not None
+                try:
+                    proc.stdin.write(data)  # blocks when the helper is behind: the queue then fills up
+                    proc.stdin.flush()
+                    return True
+                except (BrokenPipeError, OSError):
+                    _close_pipes(proc)
+                    proc.wait()
+                    self._proc = None
+        return False
+
+    def export(self, batch: Sequence[Any]) -> ExportResult:
+        if self._send(("data", list(batch))):
+            self.stats.add("shipped", len(batch))
+            return ExportResult.SUCCESS
+        self.stats.drop("exporter_down", len(batch))
+        return ExportResult.FAILURE
+
+    def force_flush(self, timeout_s: float) -> bool:
+        """Make the helper send everything it holds; True when it confirmed within ``timeout_s``."""
+        self._flush_token += 1
+        token = self._flush_token
+        if not self._send(("flush", token, timeout_s)):
+            return False
+        proc = self._proc
+        if proc is None or proc.stdout is None:
+            return False
+        deadline = time.monotonic() + timeout_s
+        fd = proc.stdout.fileno()
+        buffer = b""
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                break
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return False
+            buffer += chunk
+            if f"flushed {token}\n".encode() in buffer:
+                return True
+        return False
+
+    def shutdown(self, timeout_s: float = 5.0) -> None:
+        """Close the helper's stdin and wait (up to ``timeout_s``) for it to send or spool and exit."""
+        self._send(("close", timeout_s))
+        proc = self._proc
+        if proc is None:
+            return
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            log.warning("telemetry exporter process still busy after %.1fs; it finishes on its own", timeout_s)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+    def remote_stats(self) -> dict[str, Any]:
+        try:
+            return orjson.loads(self.stats_path.read_bytes())
+        except (FileNotFoundError, orjson.JSONDecodeError):
+            return {}
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+
+def _forget_after_fork(ref: weakref.ref) -> None:
+    exporter = ref()
+    if exporter is not None:  # the parent's helper and pipe are the parent's: start our own on demand
+        exporter._proc = None
+        exporter._lock = threading.Lock()
+
+
+# -- the helper process ---------------------------------------------------------------------------------
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    config = orjson.loads(os.environ[ENV_VAR])
+    stats = ExporterStats()
+    spool = Spool(config["spool_dir"], config["spool_max_bytes"], stats)
+    exporter = AppInsightsExporter(config["track_url"], spool=spool, stats=stats,
+                                   retry_max_s=config["retry_max_s"])
+    templates = Templates.from_config(config["templates"])
+    batch_size = config["batch_size"]
+    interval = config["interval_s"]
+    stats_path = Path(config["stats_path"])
+    pending: list[bytes] = []
+    stdin = sys.stdin.buffer.raw  # type: ignore[union-attr]
+    out = sys.stdout.buffer
+    stats.queue_depth = lambda: len(pending)
+
+    def send_all() -> None:
+        while pending:
+            chunk = pending[:batch_size]
+            del pending[:batch_size]
+            exporter.export(chunk)
+
+    def write_stats() -> None:
+        tmp = stats_path.with_name(stats_path.name + ".tmp")
+        with contextlib.suppress(OSError):
+            tmp.write_bytes(orjson.dumps(stats.snapshot()))
+            os.replace(tmp, stats_path)
+
+    reader = _FrameReader(stdin)
+    next_send = time.monotonic() + interval
+    next_stats = 0.0
+    while True:
+        now = time.monotonic()
+        ready, _, _ = select.select([stdin], [], [], max(0.0, min(next_send, next_stats + 0.5) - now))
+        if ready:
+            messages = reader.read()
+            if messages is None:  # stdin closed: the worker is gone or shutting down
+                break
+            for message in messages:
+                if message[0] == "data":
+                    before = len(pending)
+                    for item in message[1]:
+                        try:
+                            pending.extend(templates.build(item))
+                        except Exception:
+                            stats.drop("invalid")
+                    stats.add("queued", len(pending) - before)
+                    if len(pending) >= batch_size:
+                        send_all()
+                elif message[0] == "flush":
+                    send_all()
+                    exporter.force_flush(message[2])
+                    write_stats()
+                    out.write(f"flushed {message[1]}\n".encode())
+                    out.flush()
+                elif message[0] == "close":
+                    exporter.timeout_s = max(0.2, min(exporter.timeout_s, message[1] / 3))
+        now = time.monotonic()
+        if now >= next_send:
+            send_all()
+            exporter.retry_due()
+            next_send = now + interval
+        if now >= next_stats + 0.5:
+            write_stats()
+            next_stats = now
+    send_all()
+    exporter.shutdown()
+    write_stats()
+
+
+class _FrameReader:
+    """Length-prefixed pickled messages from a pipe, reading whatever is available."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.buffer = bytearray()
+
+    def read(self) -> list[tuple[Any, ...]] | None:
+        chunk = self.stream.read(1 << 20)
+        if not chunk:
+            return None
+        self.buffer += chunk
+        messages = []
+        while len(self.buffer) >= _HEADER.size:
+            (size,) = _HEADER.unpack_from(self.buffer)
+            if len(self.buffer) < _HEADER.size + size:
+                break
+            frame = bytes(self.buffer[_HEADER.size:_HEADER.size + size])
+            del self.buffer[:_HEADER.size + size]
+            messages.append(pickle.loads(frame))  # noqa: S301 - our own worker is the only writer
+        return messages
+
+
+if __name__ == "__main__":
+    main()

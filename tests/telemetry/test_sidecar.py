@@ -1,0 +1,68 @@
+"""The exporter process: rows in through a pipe, envelopes out to a real receiver, counters back."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import orjson
+
+from scorewatch.telemetry.exporter import ExportResult
+from scorewatch.telemetry.metrics import ExporterStats
+from scorewatch.telemetry.sidecar import SidecarExporter
+from scorewatch.telemetry.templates import Templates
+
+
+def make(tmp_path, receiver) -> SidecarExporter:
+    templates = Templates("ikey-1", role="svc", role_instance="host", base_properties={"Service Name": "svc"},
+                          models="m:1")
+    config = {"track_url": receiver.url + "/v2.1/track", "spool_dir": str(tmp_path / "spool"),
+              "spool_max_bytes": 10_000_000, "retry_max_s": 0.2, "batch_size": 100, "interval_s": 60.0,
+              "stats_path": str(tmp_path / "exporter.json"), "templates": templates.config()}
+    return SidecarExporter(config, ExporterStats())
+
+
+def request_row(i: int):
+    return (1.7e9, "a" * 32, "b" * 16, None, "POST /score", "http://h/score", 1.5, 200, True, f"r{i}", f"r{i}",
+            '{"x": 1}', "[2]", 100.0, True)
+
+
+def test_rows_become_envelopes_at_the_receiver(tmp_path, receiver):
+    exporter = make(tmp_path, receiver)
+    try:
+        batch = [("R", request_row(i)) for i in range(3)]
+        batch.append(("O", (1.7e9, "STDOUT", '{"k": [1]}', "a" * 32, "b" * 16, "POST /score", 100.0, 65536)))
+        batch.append(orjson.dumps({"name": "x", "iKey": "ikey-1", "data": {"baseType": "EventData",
+                                                                            "baseData": {"name": "e"}}}))
+        assert exporter.export(batch) is ExportResult.SUCCESS
+        assert exporter.force_flush(10)
+        kinds = sorted(i["data"]["baseType"] for i in receiver.items)
+        assert kinds == ["EventData"] + ["MessageData"] * 4 + ["RequestData"] * 3
+        [printed] = [i for i in receiver.items if i["data"]["baseData"].get("message") == "STDOUT"]
+        assert printed["data"]["baseData"]["properties"]["Contents"] == {"k": [1]}
+        assert exporter.remote_stats()["sent"] == 8
+    finally:
+        exporter.shutdown(10)
+    assert exporter._proc is not None and exporter._proc.returncode == 0
+
+
+def test_closing_sends_what_the_process_holds(tmp_path, receiver):
+    exporter = make(tmp_path, receiver)
+    exporter.export([("R", request_row(i)) for i in range(5)])  # under the batch size, interval 60 s
+    exporter.shutdown(10)
+    assert len([i for i in receiver.items if i["data"]["baseType"] == "RequestData"]) == 5
+
+
+def test_a_dead_exporter_process_is_restarted(tmp_path, receiver):
+    exporter = make(tmp_path, receiver)
+    try:
+        assert exporter._proc is not None
+        os.kill(exporter._proc.pid, signal.SIGKILL)
+        exporter._proc.wait()
+        time.sleep(0.1)
+        assert exporter.export([("R", request_row(1))]) is ExportResult.SUCCESS
+        assert exporter.force_flush(10)
+        assert len(receiver.items) == 2
+    finally:
+        exporter.shutdown(10)
