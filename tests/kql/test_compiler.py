@@ -177,6 +177,10 @@ AGGREGATES = [
      [("svc1", 15.0, "r1"), ("svc0", 25.0, "r2"), ("svc9", 95.0, "r9")]),
     ('requests | where id == "r2" | summarize any(id), take_any(name)', [("r2", "POST /score")]),
     ("requests | summarize count() by resultCode", [("200", 8), ("500", 2)]),
+    ("requests | summarize count() by customDimensions.Input | count", [(10,)]),
+    ("requests | summarize count() by customDimensions | count", [(10,)]),
+    ('requests | where id in ("r1", "r2") | summarize count() by customDimensions.Input',
+     [("in1", 1), ("in2", 1)]),
     ("requests | summarize n = count() by bin(duration, 50)", [(0.0, 4), (50.0, 5), (100.0, 1)]),
     ("requests | summarize c = count() by tostring(customDimensions.n) | where c == 1 | count", [(10,)]),
 ]

@@ -75,6 +75,10 @@ def test_error_on_a_later_line_points_at_that_line():
     "requests | mv-expand tostring(1) + 'a'",
     "let requests = traces; requests",
     "requests | project ['a\" FROM x --']",
+    "requests | take -1",
+    "requests | top -2 by duration",
+    "requests | project id | project-away id",
+    "requests | project x = customDimensions['a\"b'][-1]",
 ])
 def test_bad_queries_raise_kql_errors_not_crashes(kql):
     err = error_of(kql)

@@ -40,8 +40,6 @@ class CompiledQuery:
     render: dict[str, Any] | None = None
 
 
-
-
 def compile_query(kql: str, *, dialect: str = "duckdb", app_id: str | None = None,
                   timespan: tuple[datetime, datetime] | None = None, now: datetime | None = None) -> CompiledQuery:
     """Compile ``kql`` to SQL for ``dialect``.
@@ -200,6 +198,8 @@ class Compiler(ExpressionCompiler):
     def op_projectaway(self, relation: Relation, op: ast.ProjectAway) -> Relation:
         matched = self._match_columns(relation, op.names)
         keep = [n for n in relation.columns if (n in matched) == op.keep]
+        if not keep:
+            raise self.error("no column would be left", op)
         return self.select({n: Typed(col(n), relation.columns[n]) for n in keep}, relation)
 
     def op_projectreorder(self, relation: Relation, op: ast.ProjectReorder) -> Relation:
@@ -237,8 +237,14 @@ class Compiler(ExpressionCompiler):
     def op_count(self, relation: Relation, op: ast.Count) -> Relation:
         return self.select({"Count": Typed(exp.Count(this=exp.Star()), "long")}, relation)
 
+    def row_count(self, node: ast.Node) -> int:
+        count = self.constant(node, int, "a row count")
+        if count < 0:
+            raise self.error("a row count cannot be negative", node)
+        return count
+
     def op_take(self, relation: Relation, op: ast.Take) -> Relation:
-        count = self.constant(op.count, int, "a row count")
+        count = self.row_count(op.count)
         if isinstance(relation.query, exp.Select) and not relation.query.args.get("limit"):
             # LIMIT applies last in a SELECT, so it can join the previous step: no new subquery.
             relation.query = relation.query.limit(count, copy=False)
@@ -256,7 +262,7 @@ class Compiler(ExpressionCompiler):
         return relation
 
     def op_top(self, relation: Relation, op: ast.Top) -> Relation:
-        count = self.constant(op.count, int, "a row count")
+        count = self.row_count(op.count)
         relation = self.op_sort(relation, ast.Sort(op.keys))
         relation.query = relation.query.limit(count, copy=False)
         return relation
@@ -312,8 +318,7 @@ class Compiler(ExpressionCompiler):
                 items[name] = typed
         query = exp.select(*(alias(t.sql, name) for name, t in items.items())).from_(self.wrap(relation), copy=False)
         if by:
-            query = query.group_by(*(self.comparable(t) if t.type == "dynamic" else t.sql.copy()
-                                     for t in by.values()), copy=False)
+            query = query.group_by(*(t.sql.copy() for t in by.values()), copy=False)
         return Relation(query, {name: t.type for name, t in items.items()})
 
     def aggregate(self, item: ast.Assignment, relation: Relation, scope: Scope,
@@ -371,7 +376,8 @@ class Compiler(ExpressionCompiler):
             else:
                 extras.append((self.infer_name(arg) or f"Column{len(extras) + 1}", self.expr(arg, inner)))
         out = [(item.name or arg_name or ("max_" if largest else "min_"),
-                Typed((exp.Max if largest else exp.Min)(this=by_value.copy()), value.type))]
+                Typed((exp.Max if largest else exp.Min)(this=by_value.copy()),
+                      "string" if value.type == "dynamic" else value.type))]
         for name, typed in extras:
             out.append((name, Typed(self.d.arg_extreme(typed.sql.copy(), by_value.copy(), largest), typed.type)))
         # (t, i) = arg_max(timestamp, id) names the columns in order
