@@ -76,6 +76,8 @@ def test_error_on_a_later_line_points_at_that_line():
     "let requests = traces; requests",
     "requests | project ['a\" FROM x --']",
     "requests | take -1",
+    "requests | extend Name = name",
+    "requests | project a = 1, A = 2",
     "requests | top -2 by duration",
     "requests | project id | project-away id",
     "requests | project x = customDimensions['a\"b'][-1]",

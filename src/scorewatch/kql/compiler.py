@@ -191,6 +191,9 @@ class Compiler(ExpressionCompiler):
                 name = f"{positional}{count}"
             elif item.name and item.name in out:
                 raise self.error(f"column {item.name!r} is assigned twice", item)
+            clash = [n for n in (*out, *skip) if n.lower() == name.lower() and n != name]
+            if clash:  # the store (DuckDB) compares column names ignoring case
+                raise self.error(f"column {name!r} differs from {clash[0]!r} only in case; choose another name", item)
             out[name] = typed
             scope.columns[name] = typed
         return out

@@ -59,7 +59,7 @@ def join(c: Compiler, relation: Relation, op: ast.Join) -> Relation:
     columns = dict(left.columns)
     for name, kind in right.columns.items():
         out, n = name, 0
-        while out in columns:
+        while out.lower() in {c.lower() for c in columns}:  # DuckDB ignores case in names
             n += 1
             out = f"{name}{n}"
         columns[out] = kind
