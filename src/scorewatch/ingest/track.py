@@ -155,7 +155,7 @@ def check_items(lines: list[Any], lookup: Callable[[str | None], Application | N
             continue
         data = item.data
         base_type = data.baseType if data is not None else None
-        if type(base_type) is not str or base_type not in BASE_TYPES:
+        if data is None or type(base_type) is not str or base_type not in BASE_TYPES:
             result.refuse(index, "invalid_item", f"unknown or missing data.baseType {str(base_type)[:100]!r}")
             continue
         if data.baseData is None:

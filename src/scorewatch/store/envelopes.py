@@ -71,10 +71,12 @@ _EXCEPTION_LIST = orjson.dumps([{"typeName": _V, "message": _V, "assembly": _V,
                                  "parsedStack": [{"method": _V, "assembly": _V}]}]).decode()
 
 MACROS = [
-    # Milliseconds from a .NET TimeSpan text ("1.02:03:04.5", "00:00:00.0580000") or a number.
+    # Milliseconds from a .NET TimeSpan text ("1.02:03:04.5", "00:00:00.0580000") or a number;
+    # without days it is an INTERVAL cast (10x cheaper than splitting the text).
     """CREATE OR REPLACE TEMP MACRO sw_ms(d) AS CASE
         WHEN d IS NULL THEN NULL
         WHEN strpos(d, ':') = 0 THEN try_cast(d AS DOUBLE)
+        WHEN strpos(split_part(d, ':', 1), '.') = 0 THEN epoch(try_cast(d AS INTERVAL)) * 1000
         ELSE coalesce(try_cast(CASE WHEN strpos(split_part(d, ':', 1), '.') > 0
                                     THEN split_part(split_part(d, ':', 1), '.', 1) END AS DOUBLE), 0) * 86400000
            + try_cast(CASE WHEN strpos(split_part(d, ':', 1), '.') > 0
