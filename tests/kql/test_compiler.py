@@ -149,7 +149,8 @@ SCALARS = [
     ('bag_keys(dynamic({"a": 1, "b": 2}))', ["a", "b"]), ("array_length(dynamic([1, 2, 3]))", 3),
     ('array_length(dynamic({"a": 1}))', None),
     ('hash("a") == hash("a")', True), ('hash("abc", 10) between (0 .. 9)', True),
-    ("max_of(1, 5, 3)", 5), ("""dynamic({"a\\"b": {"c/d~": 7}})['a"b']["c/d~"]""", 7), ("dynamic([1, 2, 3])[-1]", 3), ('dynamic({"a b": {"c": [5, 6]}})["a b"].c[0]', 5), ("time(1.02:00:00)", timedelta(days=1, hours=2)), ("timespan(90s)", timedelta(seconds=90)),
+    ("max_of(1, 5, 3)", 5), ("strlen(string(null))", 0), ("tolower(string(null))", ""),
+    ('indexof(string(null), "a")', -1), ('coalesce(string(null), "")', ""), ("""dynamic({"a\\"b": {"c/d~": 7}})['a"b']["c/d~"]""", 7), ("dynamic([1, 2, 3])[-1]", 3), ('dynamic({"a b": {"c": [5, 6]}})["a b"].c[0]', 5), ("time(1.02:00:00)", timedelta(days=1, hours=2)), ("timespan(90s)", timedelta(seconds=90)),
     ('@"c:\\temp"', "c:\\temp"), ('"tab\\there"', "tab\there"), ("long(null)", None), ("real(3)", 3.0),
     # integer division truncates; real division does not
     ("7 / 2", 3), ("-7 / 2", -3), ("7.0 / 2", 3.5), ("7 % 3", 1), ("1 / 0", None),

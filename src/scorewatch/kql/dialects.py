@@ -203,7 +203,8 @@ class Dialect:
         return self.to_json(exp.Coalesce(this=listed, expressions=[exp.Array(expressions=[])]))
 
     def arg_extreme(self, value: exp.Expr, by: exp.Expr, largest: bool) -> exp.Expr:
-        return fn("arg_max" if largest else "arg_min", value, by)
+        # the _null forms keep the row's value even when it is null, as KQL does
+        return fn("arg_max_null" if largest else "arg_min_null", value, by)
 
     def any_value(self, value: exp.Expr) -> exp.Expr:
         return fn("any_value", value)

@@ -68,10 +68,15 @@ def _null_if_empty(value: exp.Expr) -> exp.Expr:
     return exp.Nullif(this=value, expression=lit(""))
 
 
+def _string(c: Compiler, value: Typed) -> exp.Expr:
+    """``value`` as a KQL string: never null, a null is the empty string."""
+    return exp.Coalesce(this=c.text(value), expressions=[lit("")])
+
+
 # ---------------------------------------------------------------- conversions
 @register("tostring")
 def _tostring(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
-    return Typed(exp.Coalesce(this=c.text(a[0]), expressions=[lit("")]), "string")
+    return Typed(_string(c, a[0]), "string")
 
 
 @register("toint", "tolong")
@@ -135,6 +140,8 @@ def _coalesce(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     kind = c.common_type(*a)
     # For strings KQL skips empty values as well as nulls.
     parts = [_null_if_empty(c.coerce(t, kind)) if kind == "string" else c.coerce(t, kind) for t in a]
+    if kind == "string":
+        parts.append(lit(""))
     return Typed(exp.Coalesce(this=parts[0], expressions=parts[1:]), kind)
 
 
@@ -184,24 +191,24 @@ def _strcat_delim(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
 
 @register("strlen")
 def _strlen(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
-    return Typed(exp.cast(exp.Length(this=c.text(a[0])), "BIGINT"), "long")
+    return Typed(exp.cast(exp.Length(this=_string(c, a[0])), "BIGINT"), "long")
 
 
 @register("substring", args=(2, 3))
 def _substring(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     start = exp.Add(this=exp.Greatest(this=a[1].sql, expressions=[lit(0)]), expression=lit(1))
     length = a[2].sql if len(a) > 2 else None
-    return Typed(exp.Substring(this=c.text(a[0]), start=start, length=length), "string")
+    return Typed(exp.Substring(this=_string(c, a[0]), start=start, length=length), "string")
 
 
 @register("tolower")
 def _tolower(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
-    return Typed(exp.Lower(this=c.text(a[0])), "string")
+    return Typed(exp.Lower(this=_string(c, a[0])), "string")
 
 
 @register("toupper")
 def _toupper(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
-    return Typed(exp.Upper(this=c.text(a[0])), "string")
+    return Typed(exp.Upper(this=_string(c, a[0])), "string")
 
 
 @register("trim", "trim_start", "trim_end", args=(2, 2))
@@ -212,17 +219,17 @@ def _trim(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
         parts.append(f"^(?:{regex})+")
     if call.name in ("trim", "trim_end"):
         parts.append(f"(?:{regex})+$")
-    return Typed(c.d.regex_replace(c.text(a[1]), lit("|".join(parts)), lit("")), "string")
+    return Typed(c.d.regex_replace(_string(c, a[1]), lit("|".join(parts)), lit("")), "string")
 
 
 @register("replace_string", args=(3, 3))
 def _replace_string(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
-    return Typed(c.d.replace(c.text(a[0]), c.text(a[1]), c.text(a[2])), "string")
+    return Typed(c.d.replace(_string(c, a[0]), c.text(a[1]), c.text(a[2])), "string")
 
 
 @register("replace_regex", args=(3, 3))
 def _replace_regex(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
-    return Typed(c.d.regex_replace(c.text(a[0]), c.text(a[1]), c.text(a[2])), "string")
+    return Typed(c.d.regex_replace(_string(c, a[0]), c.text(a[1]), c.text(a[2])), "string")
 
 
 @register("extract", args=(3, 4))
@@ -247,7 +254,8 @@ def _split(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
 
 @register("indexof", args=(2, 2))
 def _indexof(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
-    position = exp.StrPosition(this=c.text(a[0]), substr=c.text(a[1]))
+    # a null string is KQL's empty string: -1, not null
+    position = exp.StrPosition(this=_string(c, a[0]), substr=c.text(a[1]))
     return Typed(exp.cast(exp.Sub(this=position, expression=lit(1)), "BIGINT"), "long")
 
 
