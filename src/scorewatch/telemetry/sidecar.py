@@ -42,6 +42,7 @@ from scorewatch.telemetry.templates import Templates
 log = logging.getLogger("scorewatch.telemetry")
 
 ENV_VAR = "SCOREWATCH_SIDECAR"
+NICENESS = 10
 _HEADER = struct.Struct("!I")
 
 
@@ -158,6 +159,9 @@ def _forget_after_fork(ref: weakref.ref) -> None:
 
 # -- the helper process ---------------------------------------------------------------------------------
 def main() -> None:
+    # Background work: under CPU pressure the scheduler should favour the workers answering requests.
+    with contextlib.suppress(OSError):
+        os.nice(NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     config = orjson.loads(os.environ[ENV_VAR])
