@@ -4,22 +4,35 @@ out of its output, retention on start, and the query API seeing one application 
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import pytest
 
 from scorewatch.store.duckdb import DuckDBStore
 from scorewatch.workspace import Workspace
 from tests.helpers import ServerProcess, free_port, wait_for_http
+
+_running: list[ServerProcess] = []
+
+
+@pytest.fixture(autouse=True)
+def stop_hubs() -> Iterator[None]:
+    """Whatever a test leaves running (an assertion failed midway) is stopped here."""
+    yield
+    while _running:
+        _running.pop().stop()
 
 
 def start_hub(home: Path, log_dir: Path, **env: str) -> tuple[ServerProcess, str]:
     port = free_port()
     server = ServerProcess(["hub", "--home", str(home), "--port", str(port)], log_dir=log_dir,
                            env={f"SCOREWATCH_{k.upper()}": v for k, v in env.items()}).start()
+    _running.append(server)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(url + "/health", proc=server.proc, expect_status=200, timeout=60)
