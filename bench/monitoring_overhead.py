@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -143,8 +144,19 @@ class Proc:
         self.log.close()
 
 
+BIG_BODY = b'{"data": [[1.0, 2.0, 3.0, 4.0]], "pad": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+
+
+def post_big(url: str, stop: threading.Event, sent: list[int]) -> None:
+    """10 MiB inputs, one every half second, while wrk measures the small ones."""
+    with httpx.Client(timeout=60) as client:
+        while not stop.wait(0.5):
+            response = client.post(url, content=BIG_BODY, headers={"content-type": "application/json"})
+            sent.append(response.status_code)
+
+
 def measure(name: str, args: list[str], env: dict[str, str], port: int, work: Path, seconds: int,
-            connections: int, script: Path) -> dict[str, float]:
+            connections: int, script: Path, big: bool = False) -> dict[str, float]:
     proc = Proc(args, env, work, work / f"{name.replace(' ', '_')}.log")
     try:
         wait_for_http(f"http://127.0.0.1:{port}/", timeout=120, proc=proc.proc)
@@ -155,7 +167,17 @@ def measure(name: str, args: list[str], env: dict[str, str], port: int, work: Pa
         server = psutil.Process(proc.proc.pid)
         processes = [server, *server.children(recursive=True)]
         cpu_before = sum(sum(p.cpu_times()[:2]) for p in processes)
-        result = wrk(url, seconds, connections, script)
+        stop, big_sent = threading.Event(), []
+        poster = threading.Thread(target=post_big, args=(url, stop, big_sent)) if big else None
+        if poster is not None:
+            poster.start()
+        try:
+            result = wrk(url, seconds, connections, script)
+        finally:
+            stop.set()
+            if poster is not None:
+                poster.join()
+        result["big_ok"] = float(sum(1 for status in big_sent if status == 200))
         cpu = sum(sum(p.cpu_times()[:2]) for p in processes) - cpu_before
         result["cpu_us_per_request"] = cpu / (result["rps"] * seconds) * 1e6
         if "scorewatch" in name and "on" in name:
@@ -211,22 +233,26 @@ def main() -> None:
 
     plan = [("scorewatch off", ours(False)), ("scorewatch on", ours(True)),
             ("scorewatch off", ours(False)), ("scorewatch on", ours(True)),
-            ("azureml off", azure(False)), ("azureml on", azure(True))]
+            ("azureml off", azure(False)), ("azureml on", azure(True)),
+            ("scorewatch off +10MiB", ours(False)), ("scorewatch on +10MiB", ours(True))]
     if args.only:
         plan = [(name, how) for name, how in plan if name.startswith(args.only)]
     results: dict[str, list[dict[str, float]]] = {}
     try:
         for name, (cmd, env, port) in plan:
             before = httpx.get(f"http://127.0.0.1:{receiver_port}/count").json()["items"]
-            result = measure(name, cmd, env, port, work, args.seconds, args.connections, script)
+            result = measure(name, cmd, env, port, work, args.seconds, args.connections, script,
+                             big=name.endswith("+10MiB"))
             time.sleep(1.0)
             result["items"] = httpx.get(f"http://127.0.0.1:{receiver_port}/count").json()["items"] - before
             results.setdefault(name, []).append(result)
-            print(f"{name:15s} {result['rps']:9.0f} req/s  p50 {result['p50_ms']:7.3f} ms  "
+            print(f"{name:21s} {result['rps']:9.0f} req/s  p50 {result['p50_ms']:7.3f} ms  "
                   f"p99 {result['p99_ms']:7.3f} ms  server CPU {result['cpu_us_per_request']:5.0f} us/req  "
                   f"non-2xx {result['non2xx']:.0f}  "
                   f"telemetry items received {result['items']:.0f}"
-                  + (f"  dropped {result['dropped']:.0f}" if "dropped" in result else ""), flush=True)
+                  + (f"  dropped {result['dropped']:.0f}" if "dropped" in result else "")
+                  + (f"  10 MiB inputs answered {result['big_ok']:.0f}" if name.endswith("+10MiB") else ""),
+                  flush=True)
     finally:
         receiver.stop()
     best = {name: max(runs, key=lambda r: r["rps"]) for name, runs in results.items()}
@@ -240,6 +266,11 @@ def main() -> None:
     print(f"monitoring on vs azureml App Insights on:  {on['rps'] / az_on['rps']:.1f}x")
     print(f"azureml: App Insights on keeps {az_on['rps'] / az_off['rps']:.1%} of its own throughput, "
           f"p99 {az_off['p99_ms']:.2f} -> {az_on['p99_ms']:.2f} ms")
+    big_off, big_on = best["scorewatch off +10MiB"], best["scorewatch on +10MiB"]
+    blobs = list((work / "ws" / "blobs").rglob("*"))
+    print(f"small requests while 10 MiB inputs arrive every 0.5 s: p99 {big_off['p99_ms']:.2f} ms monitoring off, "
+          f"{big_on['p99_ms']:.2f} ms on ({big_on['big_ok']:.0f} large inputs captured; "
+          f"{sum(1 for b in blobs if b.is_file())} blob file(s), equal inputs share one)")
 
 
 if __name__ == "__main__":

@@ -222,8 +222,8 @@ def main() -> None:
         now = time.monotonic()
         if now >= next_send:
             send_all()
-            exporter.retry_due()
             next_send = now + interval
+        exporter.retry_due()  # cheap unless the spool holds batches and their backoff has passed
         if now >= next_stats + 0.5:
             write_stats()
             next_stats = now
