@@ -2,9 +2,11 @@
 
 Producers (the scoring app through the seam, print/log capture, dependency spans, the public
 ``track_*`` helpers and the azureml collectors) build a light tuple and put it on the
-:class:`BatchProcessor`'s queue; that is all the request path pays. On the worker thread,
-:meth:`TelemetryMonitor.build` turns each tuple into envelopes (request, model data trace, message,
-exception, dependency, event, metric), moving payloads over the inline limit into blobs.
+:class:`BatchProcessor`'s queue; that is all the request path pays. On the processor's thread, payloads
+over the inline limit move into blobs and each tuple becomes either rows for the exporter process
+(:meth:`TelemetryMonitor.pack`: requests with their model data and printed lines, the per-request
+kinds) or serialized envelopes (:meth:`TelemetryMonitor.build`: everything, when exporting in-process,
+and the rarer kinds always: exceptions, logs, dependencies, events, metrics, collector traces).
 """
 
 from __future__ import annotations
@@ -82,7 +84,6 @@ class TelemetryMonitor:
         self._apply(self.control.state)
         self.capture = Capture(self)
         self.processor: BatchProcessor | None = None
-        self._pid = os.getpid()
 
     # -- state -------------------------------------------------------------------------------------
     def _apply(self, state: TelemetryState) -> None:
