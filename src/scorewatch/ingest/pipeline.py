@@ -31,7 +31,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from scorewatch.errors import TooManyRequests
+from scorewatch.errors import ScorewatchError, TooManyRequests
 from scorewatch.ingest.apps import Application
 from scorewatch.ingest.metrics import IngestMetrics
 from scorewatch.ingest.track import Accepted, decode_body, parse_track
@@ -122,11 +122,13 @@ def decode(seq: int, payload: bytes) -> Record:
 
 class Ingestor:
     def __init__(self, store: DuckDBStore, wal: WriteAheadLog, metrics: IngestMetrics, *,
-                 queue_items: int, batch_items: int = 50_000, linger_s: float = 0.2) -> None:
+                 queue_items: int, batch_items: int = 50_000, linger_s: float = 0.2,
+                 release_interval_s: float = 1.0) -> None:
         self.store, self.wal, self.metrics = store, wal, metrics
         self.queue_items = queue_items
         self.batch_items = batch_items
         self.linger_s = linger_s
+        self.release_interval_s = release_interval_s
         self.pending = 0  # items admitted and not yet in the store
         self.applied = store.applied_position()
         self._lock = threading.Lock()
@@ -212,15 +214,18 @@ class Ingestor:
     # -- WAL thread -------------------------------------------------------------------------------------
 
     def _wal_loop(self) -> None:
+        last_release = time.monotonic()
         while True:
             with self._wal_wake:
-                while not self._wal_queue and not self._stopping:
+                if not self._wal_queue and not self._stopping:
                     self._wal_wake.wait(1.0)
-                    if not self._wal_queue:
-                        self.wal.rotate_if_applied(self.applied)
-                        self.wal.release(self.applied)
                 waiting = list(self._wal_queue)
                 self._wal_queue.clear()
+            if time.monotonic() - last_release >= self.release_interval_s:  # drop applied log segments
+                last_release = time.monotonic()
+                if not waiting:
+                    self.wal.rotate_if_applied(self.applied)
+                self.wal.release(self.applied)
             if not waiting:
                 if self._stopping:
                     with self._write_wake:
@@ -233,8 +238,10 @@ class Ingestor:
                 log.error("write-ahead log append failed: %s", exc)
                 with self._wal_wake:
                     self.pending -= sum(len(acc.lines) for acc, _ in waiting)
+                error = ScorewatchError("the hub cannot write its log right now; retry later", status=503,
+                                        code="ServiceUnavailable")
                 for _, fut in waiting:
-                    fut.set_exception(exc)
+                    fut.set_exception(error)
                 continue
             with self._write_wake:
                 for seq, (acc, _) in zip(seqs, waiting, strict=True):
