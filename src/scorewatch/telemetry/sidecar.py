@@ -184,11 +184,17 @@ def main() -> None:
             del pending[:batch_size]
             exporter.export(chunk)
 
+    last_written = [b""]
+
     def write_stats() -> None:
+        data = orjson.dumps(stats.snapshot())
+        if data == last_written[0]:  # idle: no disk writes
+            return
         tmp = stats_path.with_name(stats_path.name + ".tmp")
         with contextlib.suppress(OSError):
-            tmp.write_bytes(orjson.dumps(stats.snapshot()))
+            tmp.write_bytes(data)
             os.replace(tmp, stats_path)
+            last_written[0] = data
 
     reader = _FrameReader(stdin)
     next_send = time.monotonic() + interval
