@@ -220,6 +220,13 @@ SEMANTICS = [
     ('requests | where id == "r1" | project customDimensions.Input, customDimensions["Request Id"]',
      [("in1", "rid-1")]),
     ('traces | where customDimensions contains "input" | count', [(1,)]),
+    # comparisons are two-valued: a null equals nothing and differs from everything
+    ("requests | where customDimensions.n != 5 | count", [(9,)]),
+    ("requests | where not(customDimensions.n == 5) | count", [(9,)]),
+    ("requests | where not(customDimensions.n > 3) | count", [(4,)]),
+    ('requests | where not(name contains "score") | count', [(2,)]),
+    ('requests | where id == "r10" | project e = name contains "score", f = name == "x", g = duration > 1000',
+     [(False, False, False)]),
     ('requests | where tostring(customDimensions.list) == "[2,3]" | project id', [("r2",)]),
 ]
 

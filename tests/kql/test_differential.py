@@ -124,6 +124,13 @@ QUERIES = [
     'requests | project x = strcat_delim(",", id, name) | take 2',
     'requests | extend q = split(url, "?")[1] | summarize count() by tostring(q) | count',
     'requests | extend z = iff(duration > 100, "big", "small") | summarize count() by z',
+    "requests | where customDimensions.missing != 5 | count",
+    "requests | where not(duration > 50) | count",
+    "requests | where (duration < 20.5) or (customDimensions.missing != 5) | count",
+    'requests | extend e = name contains "score" | summarize count() by e',
+    'requests | where name contains "score" | extend e = name has "v2" | summarize count() by e',
+    'requests | where cloud_RoleName in~ ("SVC1", "svc2") | summarize avg(duration) by cloud_RoleName',
+    'requests | where not(name startswith "get") | count',
 ]
 
 GENERATE_REQUESTS = """

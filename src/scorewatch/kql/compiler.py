@@ -23,7 +23,7 @@ from sqlglot import exp
 from scorewatch.kql import ast, relations
 from scorewatch.kql.dialects import DIALECTS, Dialect, lit
 from scorewatch.kql.errors import KqlError, suggest
-from scorewatch.kql.expressions import ExpressionCompiler, naive_utc
+from scorewatch.kql.expressions import ExpressionCompiler, naive_utc, strip_null_guards
 from scorewatch.kql.functions import FUNCTIONS, SPECIAL_AGGREGATES, Typed
 from scorewatch.kql.parser import parse
 from scorewatch.kql.relation import Relation, Scope, alias, col
@@ -155,7 +155,7 @@ class Compiler(ExpressionCompiler):
 
     # ------------------------------------------------------------ simple operators
     def op_where(self, relation: Relation, op: ast.Where) -> Relation:
-        condition = self.boolean(self.expr(op.predicate, self.scope(relation)))
+        condition = strip_null_guards(self.boolean(self.expr(op.predicate, self.scope(relation))))
         if relation.filterable and isinstance(relation.query, exp.Select):
             relation.query = relation.query.where(condition, copy=False)
             return relation

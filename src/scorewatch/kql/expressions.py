@@ -32,6 +32,28 @@ def naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
+def null_guard(test: exp.Expr) -> exp.Expr:
+    """``COALESCE(test, FALSE)``: a string test on a null is false, as on KQL's empty string. In a
+    filter the guard changes nothing and hides the test from the engine; ``strip_null_guards`` drops it."""
+    return exp.Coalesce(this=test, expressions=[exp.false()])
+
+
+def strip_null_guards(condition: exp.Expr) -> exp.Expr:
+    """``condition`` without the guards a WHERE does not need: a null there already counts as false,
+    through AND and OR (not through NOT, which keeps its guards)."""
+    if isinstance(condition, exp.Paren):
+        condition.set("this", strip_null_guards(condition.this))
+        return condition
+    if isinstance(condition, (exp.And, exp.Or)):
+        condition.set("this", strip_null_guards(condition.this))
+        condition.set("expression", strip_null_guards(condition.expression))
+        return condition
+    if isinstance(condition, exp.Coalesce) and len(condition.expressions) == 1 and \
+            isinstance(condition.expressions[0], exp.Boolean) and not condition.expressions[0].this:
+        return strip_null_guards(condition.this)
+    return condition
+
+
 class ExpressionCompiler:
     def __init__(self, text: str, dialect: Dialect, *, now: datetime) -> None:
         self.source_text = text
@@ -192,7 +214,7 @@ class ExpressionCompiler:
             lowered: tuple[exp.Expr, exp.Expr] = (exp.Lower(this=self.text(left)), exp.Lower(this=self.text(right)))
             a, b = lowered
             if op == "=~":
-                return exp.EQ(this=a, expression=b)
+                return null_guard(exp.EQ(this=a, expression=b))
             return exp.Not(this=exp.Coalesce(this=exp.EQ(this=a, expression=b), expressions=[exp.false()]))
         a, b, domain = self.comparison_operands(left, right, node)
         if domain == "string" and op in ("==", "!="):
@@ -203,7 +225,11 @@ class ExpressionCompiler:
                     return empty if op == "==" else exp.Not(this=empty)
             if op == "!=":  # a null string is KQL's empty string: it differs from any non-empty one
                 return exp.NullSafeNEQ(this=a, expression=b)
-        return _COMPARE[op](this=a, expression=b)
+            return null_guard(exp.EQ(this=a, expression=b))
+        # KQL compares two-valued: a null equals nothing and differs from everything
+        if op == "!=":
+            return exp.Not(this=null_guard(exp.EQ(this=a, expression=b)))
+        return null_guard(_COMPARE[op](this=a, expression=b))
 
     def comparison_operands(self, left: Typed, right: Typed,
                             node: ast.Node) -> tuple[exp.Expr, exp.Expr, str]:
@@ -243,7 +269,7 @@ class ExpressionCompiler:
         test = exp.In(this=a, expressions=items)
         if node.op.startswith("!"):
             return Typed(exp.Not(this=exp.Coalesce(this=test, expressions=[exp.false()])), "bool")
-        return Typed(test, "bool")
+        return Typed(null_guard(test), "bool")
 
     def expr_call(self, node: ast.Call, scope: Scope) -> Typed:
         if node.name == "__search_term":

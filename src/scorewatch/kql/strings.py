@@ -53,7 +53,8 @@ def predicate(c: Compiler, op: str, left: Typed, right: Typed, node: ast.Node) -
         test = _string_test(c, base, case_sensitive, _haystack(c, left, base), right, node)
     if negated:
         return exp.Not(this=exp.Coalesce(this=test, expressions=[exp.false()]))
-    return test
+    return exp.Coalesce(this=test, expressions=[exp.false()])  # see expressions.null_guard
+
 
 def _haystack(c: Compiler, left: Typed, base: str) -> exp.Expr:
     """The text a predicate searches. A whole dynamic column (``customDimensions contains "x"``) is
