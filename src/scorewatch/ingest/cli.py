@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,9 @@ def run_hub(workspace: Workspace, settings: Settings) -> None:
     from scorewatch.ingest.hub import create_app, open_hub
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Requests wait on hand-offs between the event loop, the log thread and the writer thread; with
+    # Python's default 5 ms GIL switch interval each hand-off can cost up to 5 ms of latency.
+    sys.setswitchinterval(0.001)
     ensure_default_app(workspace, settings)
     hub = open_hub(workspace, settings)
     try:
