@@ -262,6 +262,12 @@ def main() -> None:
     print()
     print(f"full monitoring keeps {on['rps'] / off['rps']:.1%} of monitoring-off throughput (target >= 90%)")
     print(f"full monitoring adds {on['p99_ms'] - off['p99_ms']:+.3f} ms to p99 (target <= +1 ms)")
+    # CPU per request (worker plus its exporter process) is far steadier than req/s on a shared machine:
+    # the least disturbed run of each says what a CPU-bound worker keeps.
+    cpu_off = min(r["cpu_us_per_request"] for r in results["scorewatch off"])
+    cpu_on = min(r["cpu_us_per_request"] for r in results["scorewatch on"])
+    print(f"server CPU per request: {cpu_off:.0f} us off, {cpu_on:.0f} us on "
+          f"(a CPU-bound worker keeps {cpu_off / cpu_on:.1%})")
     print(f"monitoring on vs azureml App Insights off: {on['rps'] / az_off['rps']:.1f}x (target >= 5x)")
     print(f"monitoring on vs azureml App Insights on:  {on['rps'] / az_on['rps']:.1f}x")
     print(f"azureml: App Insights on keeps {az_on['rps'] / az_off['rps']:.1%} of its own throughput, "
