@@ -20,10 +20,17 @@ import json
 import logging
 import urllib.request
 
+import pandas as pd
+from azureml.ai.monitoring import Collector
+from azureml.monitoring import ModelDataCollector
+
 log = logging.getLogger("score")
 
 
 def init():
+    global inputs_dc, inputs_collector
+    inputs_dc = ModelDataCollector("ridge", identifier="inputs")
+    inputs_collector = Collector(name="model_inputs")
     print("init done")
 
 
@@ -35,6 +42,9 @@ def run(raw):
         log.warning("scoring %s", data["log"])
     if data.get("call"):
         urllib.request.urlopen(data["call"]).read()
+    if data.get("collect"):
+        inputs_dc.collect(data["collect"])
+        inputs_collector.collect(pd.DataFrame({"v": data["collect"]}))
     if data.get("fail"):
         raise ValueError("asked to fail")
     return {"n": len(raw)}
@@ -84,7 +94,7 @@ def base(item):
 def test_every_record_kind_arrives_correlated(tmp_path, receiver):
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     with Service(tmp_path, receiver) as svc:
-        ok = svc.score({"print": "hello", "log": "carefully", "call": f"{receiver.url}/echo"},
+        ok = svc.score({"print": "hello", "log": "carefully", "call": f"{receiver.url}/echo", "collect": [1, 2]},
                        traceparent=f"00-{trace_id}-00f067aa0ba902b7-01", **{"x-request-id": "r-ok"})
         assert ok.status_code == 200
         failed = svc.score({"fail": True, "print": "before failing"}, **{"x-request-id": "r-fail"})
@@ -122,6 +132,12 @@ def test_every_record_kind_arrives_correlated(tmp_path, receiver):
     assert orjson.loads(base(model_data)["properties"]["Prediction"])["n"] > 0
     [dependency] = of(trace_id, "RemoteDependencyData")
     assert base(dependency)["data"] == f"{receiver.url}/echo" and base(dependency)["resultCode"] == "200"
+
+    [collected] = of(trace_id, "MessageData", "model_data_collector")
+    assert base(collected)["properties"]["Data"] == "[1,2]" and base(collected)["properties"]["Request Id"] == "r-ok"
+    [frame] = of(trace_id, "MessageData", "collector")
+    assert base(frame)["properties"]["Correlation Id"] == "r-ok"
+    assert orjson.loads(base(frame)["properties"]["Data"]) == [{"v": 1}, {"v": 2}]
 
     failed_op = failed_req["tags"]["ai.operation.id"]
     [exc] = of(failed_op, "ExceptionData")
