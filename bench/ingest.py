@@ -160,7 +160,10 @@ def main() -> None:
         print(f"hub CPU: {cpu:.1f}s over {elapsed:.1f}s = {cpu / elapsed:.2f} cores; "
               f"(user {times1.user - times0.user:.1f}s, system {times1.system - times0.system:.1f}s); "
               f"hub peak RSS: {peak[0] / 2**20:.0f} MiB")
-        print(f"store size: {metric(text, 'scorewatch_store_size_bytes') / 2**20:.0f} MiB")
+        batches = metric(text, "scorewatch_store_batch_write_seconds_count")
+        write_s = metric(text, "scorewatch_store_batch_write_seconds_sum")
+        print(f"store size: {metric(text, 'scorewatch_store_size_bytes') / 2**20:.0f} MiB; "
+              f"{batches:.0f} batch writes, {write_s:.1f}s writing ({write_s / max(batches, 1) * 1000:.0f} ms each)")
         marks = [started + args.seconds * f for f in (0.25, 0.5, 0.75, 1.0)]
         rss_at = [next((r for t, r in timeline if t >= m), timeline[-1][1]) / 2**20 for m in marks]
         print("hub RSS at 25/50/75/100% of the flood: " + ", ".join(f"{r:.0f}" for r in rss_at) + " MiB")
