@@ -281,3 +281,14 @@ def test_queue_overflow_drops_and_counts(settings):
     finally:
         m.shutdown(5)
     assert len([i for i in m.exporter.items if i["data"]["baseType"] == "RequestData"]) == 5
+
+
+def test_bad_connection_string_or_workspace_is_a_clear_error(tmp_path, settings):
+    from scorewatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="InstrumentationKey"):
+        create_monitor(settings.replace(connection_string="IngestionEndpoint=http://x"), INFO)
+    blocked = tmp_path / "file"
+    blocked.write_text("not a directory")
+    with pytest.raises(ConfigError, match="workspace"):
+        create_monitor(settings.replace(home=blocked / "ws"), INFO)

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from starlette.routing import BaseRoute
 
+from scorewatch.errors import ConfigError
 from scorewatch.scoring.monitor import ScoredRequest, ServiceInfo
 from scorewatch.settings import Settings
 from scorewatch.telemetry import api, dependencies
@@ -54,6 +55,13 @@ class TelemetryMonitor:
 
     def __init__(self, settings: Settings, info: ServiceInfo, *, exporter: Exporter | None = None,
                  key_digests: list[str] | None = None, **_: Any) -> None:
+        try:
+            self._setup(settings, info, exporter, key_digests)
+        except OSError as exc:  # an unwritable workspace: say which, not a traceback
+            raise ConfigError(f"telemetry cannot use the workspace {settings.home}: {exc}") from None
+
+    def _setup(self, settings: Settings, info: ServiceInfo, exporter: Exporter | None,
+               key_digests: list[str] | None) -> None:
         connection = parse_connection_string(settings.connection_string)
         workspace = Workspace(settings.home)
         self.settings = settings
