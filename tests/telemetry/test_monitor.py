@@ -292,3 +292,14 @@ def test_bad_connection_string_or_workspace_is_a_clear_error(tmp_path, settings)
     blocked.write_text("not a directory")
     with pytest.raises(ConfigError, match="workspace"):
         create_monitor(settings.replace(home=blocked / "ws"), INFO)
+
+
+def test_long_prints_and_log_messages_go_to_blobs_whole(monitor, settings):
+    long_line = "y" * 5000  # over the 1 KiB inline limit of these tests
+    serve(monitor, new_op(), lambda: (print(long_line), logging.getLogger("user").error(long_line)))
+    blobs = BlobStore(settings.home / "blobs")
+    [printed] = items(monitor, "MessageData", "STDOUT")
+    assert blobs.get(printed["data"]["baseData"]["properties"]["Contents"]) == long_line.encode()
+    [logged] = [i for i in items(monitor, "MessageData") if i["data"]["baseData"]["properties"].get("loggerName") == "user"]
+    assert logged["data"]["baseData"]["message"] == long_line[:256]  # the preview
+    assert blobs.get(logged["data"]["baseData"]["properties"]["Message"]) == long_line.encode()
