@@ -67,6 +67,7 @@ def test_error_on_a_later_line_points_at_that_line():
     "requests | summarize count() by bin(timestamp, x)",
     "requests | summarize duration",
     "requests | summarize percentile(duration, 101)",
+    "requests | summarize percentiles(duration, 50, -1)",
     "requests | project-away nosuch",
     "requests | where name has tostring(id)",
     "requests | where success + 1 > 0",

@@ -357,11 +357,15 @@ class Compiler(ExpressionCompiler):
     def _percentiles(self, item: ast.Assignment, call: ast.Call, value: Typed) -> list[tuple[str, Typed]]:
         arg_name = self.infer_name(call.args[0]) or ""
         sql = self.number(value) if value.type == "dynamic" else value.sql
+        percents = [self.constant(arg, float, "a constant percentage") for arg in call.args[1:]]
+        for arg, percent in zip(call.args[1:], percents, strict=True):
+            if not 0 <= percent <= 100:
+                raise self.error("a percentile must be between 0 and 100", arg)
+        kind = "real" if value.type == "dynamic" else value.type
         out = []
-        for i, arg in enumerate(call.args[1:]):
-            percent = self.constant(arg, float, "a constant percentage")
+        for i, (percent, column) in enumerate(zip(percents, self.d.percentiles(sql, percents), strict=True)):
             name = item.names[i] if i < len(item.names) else f"percentile_{arg_name}_{_percent_text(percent)}"
-            out.append((name, Typed(self.d.percentile(sql.copy(), percent), value.type)))
+            out.append((name, Typed(column, kind)))
         return out
 
     def _arg_extreme(self, item: ast.Assignment, call: ast.Call, value: Typed, relation: Relation, scope: Scope,
