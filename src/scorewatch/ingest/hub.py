@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from scorewatch.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from scorewatch.errors import BadRequest, Forbidden, PayloadTooLarge, TooManyRequests, Unauthorized
 from scorewatch.http import EXCEPTION_HANDLERS
 from scorewatch.ingest import otlp
 from scorewatch.ingest.apps import Registry
@@ -36,8 +36,9 @@ from scorewatch.workspace import Workspace
 log = logging.getLogger("scorewatch.hub")
 
 IKEY_HEADER = "x-instrumentation-key"
-MAX_BODY = 64 * 1024 * 1024          # compressed bytes read from one request
-MAX_DECODED = 256 * 1024 * 1024      # bytes after gzip
+MAX_BODY = 32 * 1024 * 1024              # bytes read from one request (as sent, usually gzip)
+MAX_DECODED = 128 * 1024 * 1024          # bytes after gzip
+INFLIGHT_BODY_BYTES = 256 * 1024 * 1024  # bodies being read at once, all connections together
 REGISTRY_POLL_S = 1.0
 
 
@@ -71,7 +72,8 @@ def open_hub(workspace: Workspace, settings: Settings) -> Hub:
     registry.refresh()
     metrics = IngestMetrics()
     ingestor = Ingestor(store, WriteAheadLog(workspace.store_dir / "wal"), metrics,
-                        queue_items=settings.ingest_queue_items, batch_items=settings.ingest_batch_items,
+                        queue_items=settings.ingest_queue_items, queue_bytes=settings.ingest_queue_bytes,
+                        batch_items=settings.ingest_batch_items,
                         linger_s=settings.ingest_linger_ms / 1000)
     replayed = ingestor.recover()
     if replayed:
@@ -80,26 +82,44 @@ def open_hub(workspace: Workspace, settings: Settings) -> Hub:
     return Hub(workspace, settings, store, registry, ingestor, metrics)
 
 
-async def _read_body(request: Request) -> bytes:
-    """The raw body (chunked or not), refusing more than MAX_BODY bytes."""
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY:
-        raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
+class BodyBudget:
+    """Bytes of request bodies being read at once, across connections: past ``limit`` new bytes are
+    refused with 429, so many slow or large uploads cannot exhaust memory."""
+
+    def __init__(self, limit: int = INFLIGHT_BODY_BYTES) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @contextlib.asynccontextmanager
+    async def read(self, request: Request) -> AsyncIterator[bytes]:
+        length = request.headers.get("content-length")
+        if length and length.isdigit() and int(length) > MAX_BODY:
             raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+        chunks, size = [], 0
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                self.used += len(chunk)
+                if size > MAX_BODY:
+                    raise PayloadTooLarge(f"request body larger than {MAX_BODY} bytes")
+                if self.used > self.limit:
+                    raise TooManyRequests("the hub is reading too many request bodies at once", retry_after=1)
+                chunks.append(chunk)
+            yield b"".join(chunks)
+        finally:
+            self.used -= size
 
 
 def create_app(hub: Hub) -> Starlette:
     ingestor, registry, metrics = hub.ingestor, hub.registry, hub.metrics
+    bodies = BodyBudget()
 
     async def track(request: Request) -> Response:
         ingestor.check_capacity()  # cheap refusal under a flood, before reading the body
-        body = await _read_body(request)
+        async with bodies.read(request) as body:
+            return await _track(request, body)
+
+    async def _track(request: Request, body: bytes) -> Response:
         data = decode_body(body, request.headers.get("content-encoding"), max_bytes=MAX_DECODED)
         accepted = parse_track(data, registry.by_instrumentation_key)
         accepted.body, accepted.encoding = body, request.headers.get("content-encoding")
@@ -126,8 +146,8 @@ def create_app(hub: Hub) -> Starlette:
             if app is None:
                 metrics.count(f"otlp_{signal}", 0, 0, {"unknown_key": 1})
                 raise Forbidden("Invalid instrumentation key")
-            body = await _read_body(request)
-            data = decode_body(body, request.headers.get("content-encoding"), max_bytes=MAX_DECODED)
+            async with bodies.read(request) as body:
+                data = decode_body(body, request.headers.get("content-encoding"), max_bytes=MAX_DECODED)
             message, as_json = otlp.parse(signal, data, request.headers.get("content-type", ""))
             envelopes = otlp.CONVERTERS[signal](message, app.instrumentation_key)
             accepted = Accepted(received=len(envelopes))

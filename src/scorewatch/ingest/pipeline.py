@@ -5,8 +5,8 @@
                                       ▼
                                   writer thread ── Arrow batch (~20k+ items) ──▶ store, with WAL position
 
-- Admission: ``pending`` counts items accepted but not yet in the store. Past ``queue_items`` a
-  request gets :class:`~scorewatch.errors.TooManyRequests` (429 with ``Retry-After``), so memory stays
+- Admission: ``pending`` counts items accepted but not yet in the store (``pending_bytes`` their
+  size). Past ``queue_items`` (or ``queue_bytes``) a request gets :class:`~scorewatch.errors.TooManyRequests` (429 with ``Retry-After``), so memory stays
   bounded under any flood.
 - The WAL thread takes every record waiting, writes them and fsyncs once (group commit), then hands
   them to the writer in log order and releases the waiting requests.
@@ -49,6 +49,7 @@ class Record:
 
     seq: int
     count: int
+    reserved: int  # bytes of the queue budget this record holds until it is written
     blob: bytes
     lengths: np.ndarray
     base_types: list[str]
@@ -57,7 +58,8 @@ class Record:
     ikeys: list[str]
 
     @classmethod
-    def of(cls, seq: int, lines: list[bytes], base_types: list[str], apps: list[Application]) -> Record:
+    def of(cls, seq: int, lines: list[Any], base_types: list[str], apps: list[Application],
+           reserved: int = 0) -> Record:
         if apps and all(a is apps[0] for a in apps):  # one application per request is the rule
             n, app = len(apps), apps[0]
             ids, names, ikeys = [app.app_id] * n, [app.name] * n, [app.instrumentation_key] * n
@@ -65,7 +67,7 @@ class Record:
             ids = [a.app_id for a in apps]
             names = [a.name for a in apps]
             ikeys = [a.instrumentation_key for a in apps]
-        return cls(seq, len(lines), b"".join(lines),
+        return cls(seq, len(lines), reserved, b"".join(lines),
                    np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)), base_types, ids, names, ikeys)
 
     def lines(self) -> list[bytes]:
@@ -122,14 +124,16 @@ def decode(seq: int, payload: bytes) -> Record:
 
 class Ingestor:
     def __init__(self, store: DuckDBStore, wal: WriteAheadLog, metrics: IngestMetrics, *,
-                 queue_items: int, batch_items: int = 50_000, linger_s: float = 0.2,
-                 release_interval_s: float = 1.0) -> None:
+                 queue_items: int, queue_bytes: int = 512 * 1024 * 1024, batch_items: int = 50_000,
+                 linger_s: float = 0.2, release_interval_s: float = 1.0) -> None:
         self.store, self.wal, self.metrics = store, wal, metrics
         self.queue_items = queue_items
         self.batch_items = batch_items
         self.linger_s = linger_s
         self.release_interval_s = release_interval_s
+        self.queue_bytes = queue_bytes
         self.pending = 0  # items admitted and not yet in the store
+        self.pending_bytes = 0  # their size (uncompressed JSON)
         self.applied = store.applied_position()
         self._lock = threading.Lock()
         self._wal_queue: deque[tuple[Accepted, concurrent.futures.Future[int]]] = deque()
@@ -192,8 +196,9 @@ class Ingestor:
 
     # -- admission --------------------------------------------------------------------------------------
 
-    def check_capacity(self, items: int = 0) -> None:
-        if self.pending + items > self.queue_items or self._stopping:
+    def check_capacity(self, items: int = 0, nbytes: int = 0) -> None:
+        if (self.pending + items > self.queue_items or self.pending_bytes + nbytes > self.queue_bytes
+                or self._stopping):
             self.metrics.throttled += 1
             raise TooManyRequests(f"the hub's ingest queue is full ({self.pending} items waiting)",
                                   retry_after=max(1.0, self.pending / 100_000))
@@ -203,10 +208,12 @@ class Ingestor:
         n = len(accepted.lines)
         if n == 0:
             return
+        accepted.nbytes = accepted.nbytes or sum(map(len, accepted.lines))
         future: concurrent.futures.Future[int] = concurrent.futures.Future()
         with self._wal_wake:
-            self.check_capacity(n)
+            self.check_capacity(n, accepted.nbytes)
             self.pending += n
+            self.pending_bytes += accepted.nbytes
             self._wal_queue.append((accepted, future))
             self._wal_wake.notify()
         await asyncio.wrap_future(future)
@@ -238,6 +245,7 @@ class Ingestor:
                 log.error("write-ahead log append failed: %s", exc)
                 with self._wal_wake:
                     self.pending -= sum(len(acc.lines) for acc, _ in waiting)
+                    self.pending_bytes -= sum(acc.nbytes for acc, _ in waiting)
                 error = ScorewatchError("the hub cannot write its log right now; retry later", status=503,
                                         code="ServiceUnavailable")
                 for _, fut in waiting:
@@ -245,7 +253,7 @@ class Ingestor:
                 continue
             with self._write_wake:
                 for seq, (acc, _) in zip(seqs, waiting, strict=True):
-                    self._records.append(Record.of(seq, acc.lines, acc.base_types, acc.apps))
+                    self._records.append(Record.of(seq, acc.lines, acc.base_types, acc.apps, acc.nbytes))
                     self._queued += len(acc.lines)
                 self._write_wake.notify()
             for _, fut in waiting:
@@ -283,6 +291,7 @@ class Ingestor:
             self._write(batch)
             with self._wal_wake:
                 self.pending -= size
+                self.pending_bytes -= sum(r.reserved for r in batch)
 
     def _write(self, batch: list[Record]) -> int:
         """Write ``batch`` in one transaction (retrying record by record if the batch fails)."""

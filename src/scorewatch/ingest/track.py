@@ -75,6 +75,7 @@ class Accepted:
     refused_by_reason: dict[str, int] = field(default_factory=dict)
     body: bytes | None = None
     encoding: str | None = None
+    nbytes: int = 0  # uncompressed size, counted against the hub's queue budget
 
     @property
     def accepted(self) -> int:
@@ -127,7 +128,7 @@ def parse_track(data: bytes, lookup: Callable[[str | None], Application | None])
             lines = [line for line in (part.strip() for part in data.split(b"\n")) if line]
     else:
         raise BadRequest("the body must be a JSON array or newline-delimited JSON objects")
-    result = Accepted(received=len(lines))
+    result = Accepted(received=len(lines), nbytes=len(data))
     check_items(lines, lookup, result)
     return result
 
