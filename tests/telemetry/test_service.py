@@ -273,3 +273,17 @@ def test_reports_to_the_hub_and_rows_are_queryable(tmp_path):
         assert len(query("traces | where message == 'model_data_collection'")) == 2
     finally:
         hub.stop()
+
+
+def test_service_keys_open_the_control_route_and_model_data_can_start_off(tmp_path, receiver):
+    svc = Service(tmp_path, receiver, SCOREWATCH_AUTH_PRIMARY_KEY="service-key-1")
+    svc.server.args += ["--auth", "--no-collect-model-data"]
+    with svc:
+        route = f"{svc.url}/control/telemetry"
+        auth = {"Authorization": "Bearer service-key-1"}
+        assert httpx.get(route, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert httpx.get(route, headers=auth).json()["model_data"] is False
+        assert svc.score({"i": 1}, **auth, **{"x-request-id": "keyed"}).status_code == 200
+        receiver.wait_for(lambda items: n_requests(items) == 1)
+    assert not [i for i in receiver.items if base(i).get("message") == "model_data_collection"]
+    assert not list((svc.home / "services").glob("*.control-key"))  # the service's keys were used

@@ -83,7 +83,9 @@ class ScoringService:
                                 model_dir=str(config.model_dir) if config.model_dir else None,
                                 container_id=config.container_id,
                                 models=deployed_models(config.model_dir, config.app_root or config.script_dir))
-        self.monitor: Monitor = monitor if monitor is not None else load_monitor(settings, self.info)
+        # key_digests (telemetry): the service's keys also open the monitor's /control/telemetry route.
+        self.monitor: Monitor = monitor if monitor is not None else load_monitor(
+            settings, self.info, key_digests=config.key_digests)
         self.monitoring = not isinstance(self.monitor, NullMonitor)
         self.on_init_failure = on_init_failure
         self.entry: EntryScript | None = None

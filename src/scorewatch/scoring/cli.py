@@ -19,12 +19,18 @@ from scorewatch.settings import Settings
 @click.option("--connection-string", default=None,
               help="Application Insights connection string to report to (monitoring is off without one).")
 @click.option("--max-body-size", type=int, default=None, help="Largest request body in bytes (default 100 MiB).")
+# Telemetry switches (docs/telemetry.md); both can also be changed at run time via /control/telemetry.
+@click.option("--collect-model-data/--no-collect-model-data", default=None,
+              help="Record each request's input and output as a model_data_collection trace (default on).")
+@click.option("--sampling-percentage", type=click.FloatRange(0, 100), default=None,
+              help="Percentage of successful requests whose telemetry is kept (default 100).")
 @click.option("--auth/--no-auth", default=None, help="Require 'Authorization: Bearer <key>' on /score.")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Workspace directory (SCOREWATCH_HOME).")
 def serve(entry_script: str | None, model_dir: str | None, host: str | None, port: int | None,
           workers: int | None, service_name: str | None, connection_string: str | None,
-          max_body_size: int | None, auth: bool | None, home: Path | None) -> None:
+          max_body_size: int | None, collect_model_data: bool | None, sampling_percentage: float | None,
+          auth: bool | None, home: Path | None) -> None:
     """Serve an Azure ML entry script (score.py) over HTTP: POST /score runs run().
 
     ENTRY_SCRIPT defaults to AZUREML_ENTRY_SCRIPT. Azure's environment variables work as in an Azure
@@ -35,6 +41,7 @@ def serve(entry_script: str | None, model_dir: str | None, host: str | None, por
 
     settings = Settings.from_env(host=host, port=port, workers=workers, service_name=service_name,
                                  connection_string=connection_string, max_body_size=max_body_size,
+                                 collect_model_data=collect_model_data, sampling_percentage=sampling_percentage,
                                  auth=auth, home=home)
     config, keys = server.resolve(entry_script, model_dir, settings)
     if keys is not None:
