@@ -6,7 +6,9 @@ requests, traces, dependencies, exceptions and metrics) to ``/v2.1/track`` for `
 clock stops when every accepted item is a row in the store. Prints items/s, the hub's CPU use and its
 peak resident memory.
 
-    python bench/ingest.py [--senders 4] [--seconds 20] [--batch 500]
+    python bench/ingest.py [--senders 4] [--seconds 20] [--batch 500] [--no-baseline]
+
+Then, as a baseline in the same run, the store alone writes the same envelopes in this process.
 """
 
 from __future__ import annotations
@@ -90,6 +92,38 @@ def sender(port: int, bodies: list[bytes], items_per_body: int, stop_at: float, 
     counts.put((sent, accepted, throttled))
 
 
+def store_baseline(ikey: str, batch: int, items: int) -> float:
+    """Items/s of the store alone (same envelopes, same batches of 50,000, no HTTP, no log), in this
+    process: the ceiling end-to-end ingest can approach on this machine."""
+    import numpy as np
+    import pyarrow as pa
+
+    from scorewatch.store.duckdb import DuckDBStore
+    from scorewatch.store.envelopes import BASE_TYPES
+
+    envs = envelopes(ikey, batch) * (50_000 // batch)
+    by_table: dict[str, list[bytes]] = {}
+    for env in envs:
+        by_table.setdefault(BASE_TYPES[env["data"]["baseType"]], []).append(orjson.dumps(env))
+    tables = {}
+    for table, lines in by_table.items():
+        offsets = np.zeros(len(lines) + 1, dtype=np.int64)
+        np.cumsum([len(line) for line in lines], out=offsets[1:])
+        env_col = pa.LargeStringArray.from_buffers(len(lines), pa.py_buffer(offsets), pa.py_buffer(b"".join(lines)))
+        tables[table] = pa.table({"env": env_col, "appId": ["a"] * len(lines), "appName": ["n"] * len(lines),
+                                  "iKey": [ikey] * len(lines)})
+    store = DuckDBStore(Path(tempfile.mkdtemp(prefix="sw-bench-store-")) / "t.duckdb", threads=1)
+    started = time.monotonic()
+    done = 0
+    while done < items:
+        store.write_envelopes(tables, position=done)
+        done += len(envs)
+    store.checkpoint()
+    elapsed = time.monotonic() - started
+    store.close()
+    return done / elapsed
+
+
 def metric(text: str, name: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + " "):
@@ -102,6 +136,7 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--no-baseline", action="store_true", help="Skip the store-only baseline.")
     args = parser.parse_args()
 
     home = Path(tempfile.mkdtemp(prefix="sw-bench-ingest-"))
@@ -170,6 +205,10 @@ def main() -> None:
     finally:
         os.killpg(hub.pid, signal.SIGTERM)
         hub.wait(60)
+    if not args.no_baseline:
+        baseline = store_baseline(ikey, args.batch, min(accepted, 1_000_000))
+        print(f"baseline, the store alone in one process (DuckDB, 1 thread): {baseline:,.0f} items/s; "
+              f"end to end over HTTP reached {accepted / elapsed / baseline:.0%} of it")
 
 
 if __name__ == "__main__":
