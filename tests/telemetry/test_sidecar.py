@@ -66,3 +66,36 @@ def test_a_dead_exporter_process_is_restarted(tmp_path, receiver):
         assert len(receiver.items) == 2
     finally:
         exporter.shutdown(10)
+
+
+def test_shutdown_does_not_hang_on_a_stuck_exporter_process_and_spools_leftovers(tmp_path, receiver):
+    import threading
+
+    from scorewatch.telemetry.exporter import decode
+    from scorewatch.telemetry.spool import Spool
+
+    exporter = make(tmp_path, receiver)
+    exporter.spool = Spool(tmp_path / "spool", 10_000_000, exporter.stats)
+    exporter.templates = Templates("ikey-1", role="svc", role_instance="host", base_properties={}, models="")
+    stuck = exporter._proc
+    assert stuck is not None
+    os.kill(stuck.pid, signal.SIGSTOP)  # reads nothing: the pipe fills, the writer blocks
+    try:
+        writer = threading.Thread(target=lambda: [exporter.export([("R", request_row(i))] * 200) for i in range(200)],
+                                  daemon=True)
+        writer.start()
+        writer.join(2)
+        assert writer.is_alive()  # blocked on the full pipe, as the telemetry thread would be
+        closer = threading.Thread(target=exporter.shutdown, args=(1.0,), daemon=True)
+        closer.start()
+        closer.join(15)
+        assert not closer.is_alive()
+        exporter.spool_now([("R", request_row(7))])
+        entry = exporter.spool.claim_oldest()
+        assert entry is not None and len(decode(entry.read())) == 2  # the request and its model data
+    finally:
+        os.kill(stuck.pid, signal.SIGKILL)
+        os.kill(stuck.pid, signal.SIGCONT)
+        writer.join(30)  # unblocked: the rest goes to a restarted exporter process
+        stuck.wait()
+        exporter.shutdown(10)

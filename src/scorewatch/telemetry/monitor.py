@@ -115,7 +115,7 @@ class TelemetryMonitor:
                       "stats_path": str(self.services_dir / f"{self.stem}.{os.getpid()}.exporter.json"),
                       "templates": self.templates.config()}
             try:
-                self.exporter = SidecarExporter(config, self.stats)
+                self.exporter = SidecarExporter(config, self.stats, spool=self.spool, templates=self.templates)
                 return self.exporter, self.pack
             except OSError:
                 log.warning("could not start the telemetry exporter process; exporting in-process",

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from scorewatch.telemetry.exporter import AppInsightsExporter, ExportResult
+from scorewatch.telemetry.exporter import AppInsightsExporter, ExportResult, encode
 from scorewatch.telemetry.metrics import ExporterStats
 from scorewatch.telemetry.spool import Spool
 from scorewatch.telemetry.templates import Templates
@@ -49,9 +49,12 @@ _HEADER = struct.Struct("!I")
 class SidecarExporter:
     """Ships batches to the exporter process; restarts it if it died."""
 
-    def __init__(self, config: dict[str, Any], stats: ExporterStats) -> None:
+    def __init__(self, config: dict[str, Any], stats: ExporterStats, *, spool: Spool | None = None,
+                 templates: Templates | None = None) -> None:
         self.config = config
         self.stats = stats
+        self.spool = spool            # for spool_now: what is left when the helper cannot take it in time
+        self.templates = templates
         self.stats_path = Path(config["stats_path"])
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -65,10 +68,12 @@ class SidecarExporter:
         self._proc = subprocess.Popen([sys.executable, "-m", "scorewatch.telemetry.sidecar"], stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, env=env, start_new_session=True)
 
-    def _send(self, message: tuple[Any, ...]) -> bool:
+    def _send(self, message: tuple[Any, ...], timeout_s: float = -1) -> bool:
         frame = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         data = _HEADER.pack(len(frame)) + frame
-        with self._lock:
+        if not self._lock.acquire(timeout=timeout_s):  # another thread is stuck writing to a busy helper
+            return False
+        try:
             for attempt in (1, 2):
                 proc = self._proc
                 if proc is None or proc.poll() is not None:
@@ -83,11 +88,22 @@ class SidecarExporter:
                     proc.stdin.write(data)  # blocks when the helper is behind: the queue then fills up
                     proc.stdin.flush()
                     return True
-                except (BrokenPipeError, OSError):
+                except (BrokenPipeError, OSError, ValueError):  # ValueError: closed by shutdown()
                     _close_pipes(proc)
-                    proc.wait()
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(0.5)  # reap it if it died; a live one is left to finish on its own
                     self._proc = None
+        finally:
+            self._lock.release()
         return False
+
+    def spool_now(self, batch: Sequence[Any]) -> None:
+        """Keep rows the helper could not take before the shutdown deadline: as envelopes in the spool."""
+        if self.spool is None or self.templates is None or not batch:
+            self.stats.drop("shutdown", len(batch))
+            return
+        envelopes = [envelope for item in batch for envelope in self.templates.build(item)]
+        self.spool.put(encode(envelopes), len(envelopes))
 
     def export(self, batch: Sequence[Any]) -> ExportResult:
         if self._send(("data", list(batch))):
@@ -122,13 +138,18 @@ class SidecarExporter:
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Close the helper's stdin and wait (up to ``timeout_s``) for it to send or spool and exit."""
-        self._send(("close", timeout_s))
+        deadline = time.monotonic() + timeout_s
+        sent = self._send(("close", timeout_s), timeout_s=timeout_s / 2)
+        timeout_s = max(0.1, deadline - time.monotonic())
         proc = self._proc
         if proc is None:
             return
-        with contextlib.suppress(OSError):
-            assert proc.stdin is not None
-            proc.stdin.close()
+        if sent:
+            with contextlib.suppress(OSError):
+                assert proc.stdin is not None
+                proc.stdin.close()
+        # else: a write to the helper is blocked (it is far behind): closing would block too. The pipe
+        # closes when this process exits, and the helper then sends what it holds and ends.
         try:
             proc.wait(timeout_s)
         except subprocess.TimeoutExpired:

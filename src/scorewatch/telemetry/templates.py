@@ -49,6 +49,7 @@ class Templates:
         self._message_name = _json(factory.message_name)
         self._tags = _json(factory.base_tags)[1:-1]
         self._base_props = _json(dict(base_properties))[1:-1]
+        self._props_head = self._base_props + "," if self._base_props else ""  # members, then a comma
         self._models = _json(models)
         self._names: dict[str, str] = {}
 
@@ -84,10 +85,10 @@ class Templates:
                 f'"data":{{"baseType":"RequestData","baseData":{{"ver":2,"id":"{span_id}","name":{name},'
                 f'"url":{_json(url)},"duration":"{format_duration(duration_ms)}",'
                 f'"responseCode":"{int(status)}","success":{"true" if success else "false"},'
-                f'"properties":{{{self._base_props},{ids}}}}}}}{sample}}}').encode()]
+                f'"properties":{{{self._props_head}{ids}}}}}}}{sample}}}').encode()]
         if model_data:
             prediction = _json(prediction)
-            data = (f'{{{self._base_props},{ids},"Models":{self._models},"Input":{_json(input_value)},'
+            data = (f'{{{self._props_head}{ids},"Models":{self._models},"Input":{_json(input_value)},'
                     f'"Prediction":{prediction}')
             if not success:
                 data = f'{data},"Error":{prediction},"Status Code":"{int(status)}"'
@@ -113,7 +114,7 @@ class Templates:
         sample = f',"sampleRate":{float(rate)!r}' if rate < 100.0 else ""
         return [(f'{{"name":{self._message_name},"time":"{format_time(when)}","iKey":{self._ikey},"tags":{{{tags}}},'
                  f'"data":{{"baseType":"MessageData","baseData":{{"ver":2,"message":{_json(stream)},'
-                 f'"severityLevel":{severity},"properties":{{{self._base_props},"Contents":{_json(contents)}}}'
+                 f'"severityLevel":{severity},"properties":{{{self._props_head}"Contents":{_json(contents)}}}'
                  f'}}}}{sample}}}').encode()]
 
     def build(self, item: Any) -> list[bytes]:
