@@ -30,18 +30,19 @@ def test_applied_log_segments_are_released_under_continuous_traffic(tmp_path: Pa
         await ingestor.submit(Accepted(lines=[line] * n, base_types=["MessageData"] * n, apps=[app] * n))
 
     try:
-        most = 0
+        counts: list[int] = []
         deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline:  # ~3 s of steady traffic, many segments written
+        while time.monotonic() < deadline:  # ~3 s of steady traffic, a segment every record or two
             try:
                 asyncio.run(send(20))
             except TooManyRequests:  # the writer is behind: back off as a client would
                 time.sleep(0.05)
-            most = max(most, len(list(wal_dir.glob("*.log"))))
+            counts.append(len(list(wal_dir.glob("*.log"))))
         assert ingestor.flush(30)
         assert store.count("traces") == 20 * ingestor.wal.last_seq
-        # Every record fills most of a segment: without release there would be ~one file per record.
-        assert ingestor.wal.last_seq > 40 and most < ingestor.wal.last_seq / 4, (most, ingestor.wal.last_seq)
+        # Without release the number of segment files only grows while traffic goes on.
+        drops = sum(1 for before, after in zip(counts, counts[1:], strict=False) if after < before)
+        assert ingestor.wal.last_seq > 40 and drops > 0, counts[-20:]
     finally:
         ingestor.stop()
         store.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from scorewatch.ingest.apps import Application
-from scorewatch.ingest.pipeline import decode, encode
+from scorewatch.ingest.records import decode, encode
 from scorewatch.ingest.track import Accepted
 from scorewatch.ingest.wal import WriteAheadLog
 

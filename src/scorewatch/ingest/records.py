@@ -1,0 +1,99 @@
+"""Queued records: one request's accepted items, in memory and in the write-ahead log.
+
+In memory a :class:`Record` keeps its envelopes compact (one buffer, their lengths) while it waits for
+the writer. In the log, :func:`encode` writes a JSON header line mapping the accepted
+instrumentation keys to their applications, then either the track body as received (replay parses it
+again with that map and accepts exactly the same items) or the envelope lines (OTLP);
+:func:`decode` turns a log payload back into a :class:`Record`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from scorewatch.ingest.apps import Application
+from scorewatch.ingest.track import Accepted, decode_body, parse_track
+
+
+@dataclass
+class Record:
+    """One request's accepted items, as the writer needs them, kept compact while they wait:
+    the envelopes' JSON concatenated in one buffer with their lengths, not one object per item."""
+
+    seq: int
+    count: int
+    reserved: int  # bytes of the queue budget this record holds until it is written
+    blob: bytes
+    lengths: np.ndarray
+    base_types: list[str]
+    app_ids: list[str]
+    app_names: list[str]
+    ikeys: list[str]
+
+    @classmethod
+    def of(cls, seq: int, lines: list[Any], base_types: list[str], apps: list[Application],
+           reserved: int = 0) -> Record:
+        if apps and all(a is apps[0] for a in apps):  # one application per request is the rule
+            n, app = len(apps), apps[0]
+            ids, names, ikeys = [app.app_id] * n, [app.name] * n, [app.instrumentation_key] * n
+        else:
+            ids = [a.app_id for a in apps]
+            names = [a.name for a in apps]
+            ikeys = [a.instrumentation_key for a in apps]
+        return cls(seq, len(lines), reserved, b"".join(lines),
+                   np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)), base_types, ids, names, ikeys)
+
+    def lines(self) -> list[bytes]:
+        """Each envelope's JSON text (for replay checks and tests)."""
+        ends = np.cumsum(self.lengths).tolist()
+        return [self.blob[end - n:end] for end, n in zip(ends, self.lengths.tolist(), strict=True)]
+
+
+def encode(accepted: Accepted) -> bytes:
+    """A WAL payload: a JSON header line, then the track body as received or the envelope lines.
+
+    The header maps the instrumentation keys of the accepted items to their applications. Replaying
+    a track body with exactly that map accepts exactly the same items (the checks are deterministic).
+    """
+    apps = {a.instrumentation_key: [a.app_id, a.name] for a in set(map(_Key, accepted.apps))}
+    if accepted.body is not None:
+        header = {"apps": apps, "track": accepted.encoding or ""}
+        return orjson.dumps(header) + b"\n" + accepted.body
+    return orjson.dumps({"apps": apps}) + b"\n" + b"\n".join(accepted.lines)
+
+
+class _Key:
+    """Hashable view of an application (dataclasses with lists are not hashable)."""
+
+    __slots__ = ("app_id", "name", "instrumentation_key")
+
+    def __init__(self, app: Any) -> None:
+        self.app_id, self.name, self.instrumentation_key = app.app_id, app.name, app.instrumentation_key
+
+    def __hash__(self) -> int:
+        return hash(self.instrumentation_key)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and other.instrumentation_key == self.instrumentation_key
+
+
+def decode(seq: int, payload: bytes) -> Record:
+    """The :class:`Record` a WAL payload stands for (used on replay)."""
+    head, _, body = payload.partition(b"\n")
+    header = orjson.loads(head)
+    known = {ikey: Application(name, app_id, ikey, 0) for ikey, (app_id, name) in header["apps"].items()}
+    if "track" in header:
+        data = decode_body(body, header["track"], max_bytes=1 << 62)
+        accepted = parse_track(data, lambda ikey: known.get(ikey) if ikey else None)
+        return Record.of(seq, accepted.lines, accepted.base_types, accepted.apps)
+    lines, base_types, apps = [], [], []
+    for line in body.split(b"\n") if body else []:
+        item = orjson.loads(line)
+        lines.append(line)
+        base_types.append(item["data"]["baseType"])
+        apps.append(known[item["iKey"]])
+    return Record.of(seq, lines, base_types, apps)
