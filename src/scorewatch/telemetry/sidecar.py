@@ -65,8 +65,10 @@ class SidecarExporter:
 
     def _start(self) -> None:
         env = {**os.environ, ENV_VAR: orjson.dumps(self.config).decode()}
+        # cwd: the workspace, not the entry script's folder, whose modules could shadow ours under -m.
         self._proc = subprocess.Popen([sys.executable, "-m", "scorewatch.telemetry.sidecar"], stdin=subprocess.PIPE,
-                                      stdout=subprocess.PIPE, env=env, start_new_session=True)
+                                      stdout=subprocess.PIPE, env=env, start_new_session=True,
+                                      cwd=Path(self.config["spool_dir"]).parent)
 
     def _send(self, message: tuple[Any, ...], timeout_s: float = -1) -> bool:
         frame = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
