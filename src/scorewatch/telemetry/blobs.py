@@ -78,7 +78,7 @@ def inline_or_blob(value: bytes | str | None, limit: int, blobs: BlobStore | Non
             return value
         data = value.encode("utf-8", "surrogatepass")
     else:
-        data = bytes(value)
+        data = value if value.__class__ is bytes else bytes(value)  # no copy of the common case
         if len(data) <= limit:
             try:
                 return data.decode("utf-8")
