@@ -59,26 +59,13 @@ def encode(accepted: Accepted) -> bytes:
     The header maps the instrumentation keys of the accepted items to their applications. Replaying
     a track body with exactly that map accepts exactly the same items (the checks are deterministic).
     """
-    apps = {a.instrumentation_key: [a.app_id, a.name] for a in set(map(_Key, accepted.apps))}
+    # Distinct application objects first (by identity: a request's items share one), then by key.
+    distinct = {id(a): a for a in accepted.apps}.values()
+    apps = {a.instrumentation_key: [a.app_id, a.name] for a in distinct}
     if accepted.body is not None:
         header = {"apps": apps, "track": accepted.encoding or ""}
         return orjson.dumps(header) + b"\n" + accepted.body
     return orjson.dumps({"apps": apps}) + b"\n" + b"\n".join(accepted.lines)
-
-
-class _Key:
-    """Hashable view of an application (dataclasses with lists are not hashable)."""
-
-    __slots__ = ("app_id", "name", "instrumentation_key")
-
-    def __init__(self, app: Any) -> None:
-        self.app_id, self.name, self.instrumentation_key = app.app_id, app.name, app.instrumentation_key
-
-    def __hash__(self) -> int:
-        return hash(self.instrumentation_key)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Key) and other.instrumentation_key == self.instrumentation_key
 
 
 def decode(seq: int, payload: bytes) -> Record:
