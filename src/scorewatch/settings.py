@@ -75,7 +75,7 @@ class Settings:
     ingest_queue_items: int = setting(500_000, "Telemetry items the hub holds before it answers 429.")
     retention_days: int = setting(90, "Default days an application's telemetry is kept.")
     ingest_queue_bytes: int = setting(512 * 1024 * 1024, "Bytes of telemetry (uncompressed JSON) the hub holds before it answers 429.")
-    ingest_batch_items: int = setting(50_000, "Most items the hub writes to the store in one transaction.")
+    ingest_batch_items: int = setting(200_000, "Most items the hub writes to the store in one transaction.")
     ingest_linger_ms: int = setting(200, "Longest the hub's writer waits to fill a batch before writing it.")
     retention_interval_s: float = setting(3600.0, "Seconds between the hub's retention runs (also run on start).")
     store_threads: int = setting(1, "Threads DuckDB uses in the hub (0: one per core). One keeps ingest cheapest on 2 cores.")
