@@ -51,7 +51,7 @@ def test_inline_request_builder_matches_the_factory(settings):  # noqa: F811
     monitor = create_monitor(settings, INFO, exporter=InMemoryExporter())
     op = new_op()
     request = scored(op)
-    fast_request, fast_trace = map(orjson.loads, monitor._build_request(request, 100.0, True))
+    fast_request, fast_trace = map(orjson.loads, monitor.templates.raw(monitor._request_row(request)[1]))
     props = {**monitor.base_properties, "Request Id": "req-1", "Client Request Id": "client-1"}
     expected = monitor.factory.request(
         when=request.start, id=op.parent_id, name="POST /score", url=request.url, duration_ms=12.5,
@@ -62,7 +62,8 @@ def test_inline_request_builder_matches_the_factory(settings):  # noqa: F811
         properties={**props, "Models": "ridge:3", "Input": '{"data": [1]}', "Prediction": "[2]"},
         operation_id=op.operation_id, parent_id=op.parent_id, operation_name="POST /score")
     assert fast_trace == expected_trace
-    [fast_output] = map(orjson.loads, monitor._build_output(1.7e9, "STDOUT", "hi", op, 100.0))
+    [fast_output] = map(orjson.loads, monitor.templates.raw(
+        ("o", 1.7e9, "STDOUT", "hi\n", 1, op.operation_id, op.parent_id, op.name, 100.0)))
     assert fast_output == monitor.factory.message(
         when=1.7e9, message="STDOUT", severity=SEVERITY_INFO, properties={**monitor.base_properties, "Contents": "hi"},
         operation_id=op.operation_id, parent_id=op.parent_id, operation_name=op.name)
@@ -72,11 +73,13 @@ def test_inline_builders_escape_user_text_and_mark_samples(settings):  # noqa: F
     monitor = create_monitor(settings, INFO, exporter=InMemoryExporter())
     op = new_op()
     request = scored(op, status=200, body='{"q": "\\"quoted\\" \u2028 </script>"}'.encode(), output=b"\xff\xfe")
-    request.url = 'http://h/score?a="b"'
-    fast_request, fast_trace = map(orjson.loads, monitor._build_request(request, 25.0, True))
-    assert fast_request["data"]["baseData"]["url"] == 'http://h/score?a="b"' and fast_request["sampleRate"] == 25.0
+    request.scope["query_string"] = b'a="b"'
+    monitor.sampling = 25.0
+    fast_request, fast_trace = map(orjson.loads, monitor.templates.raw(monitor._request_row(request)[1]))
+    assert fast_request["data"]["baseData"]["url"] == 'http://127.0.0.1:5999/score?a="b"' and fast_request["sampleRate"] == 25.0
     assert orjson.loads(fast_trace["data"]["baseData"]["properties"]["Input"])["q"].startswith('"quoted"')
     assert fast_trace["data"]["baseData"]["properties"]["Prediction"]["size"] == 2  # not UTF-8: a blob
-    [line] = map(orjson.loads, monitor._build_output(1.7e9, "STDERR", 'say "hi"\n\ttab', None, 100.0))
+    [line] = map(orjson.loads, monitor.templates.raw(("o", 1.7e9, "STDERR", 'say "hi"\n\ttab\n', 2, None, "", "",
+                                                       100.0)))
     assert line["data"]["baseData"]["properties"]["Contents"] == 'say "hi"\n\ttab'
     assert "ai.operation.id" not in line["tags"] and line["data"]["baseData"]["severityLevel"] == 2

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+import time
 import urllib.request
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -51,10 +52,10 @@ def items(monitor, base_type=None, message=None):
 
 
 def scored(op, *, status=200, body=b'{"data": [1]}', output=b"[2]", exc=None):
-    return ScoredRequest(operation=op, method="POST", url="http://127.0.0.1:5999/score", name="POST /score",
-                         start=datetime.now(UTC), duration_ms=12.5, status_code=status, success=status < 400,
-                         request_id="req-1", client_request_id="client-1", headers={}, input=body,
-                         output=output, exception=exc)
+    scope = {"type": "http", "method": "POST", "scheme": "http", "server": ("127.0.0.1", 5999), "path": "/score",
+             "query_string": b"", "headers": []}
+    op = dataclasses.replace(op, request_id="req-1", client_request_id="client-1")
+    return ScoredRequest(op, scope, time.time(), 12.5, status, body, output, exc)
 
 
 def new_op():

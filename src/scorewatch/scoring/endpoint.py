@@ -15,12 +15,10 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 import orjson
-from starlette.datastructures import Headers
 
 from scorewatch import __version__
 from scorewatch.errors import (
@@ -31,7 +29,7 @@ from scorewatch.errors import (
     Unauthorized,
     UnsupportedMediaType,
 )
-from scorewatch.scoring.entry import EntryScript, RunFailed, ScoreInput, ScoreOutput, query_arguments
+from scorewatch.scoring.entry import EntryScript, RunFailed, ScoreInput, ScoreOutput
 from scorewatch.scoring.monitor import ScoredRequest
 from scorewatch.telemetry.context import Operation, current_operation, parse_traceparent
 
@@ -224,22 +222,13 @@ class ScoreEndpoint:
 
     def _finished(self, scope: dict[str, Any], operation: Operation, started: float, body: bytes,
                   output: ScoreOutput, error: BaseException | None) -> None:
-        """Tell the monitor, after the response is sent. Only runs with monitoring on."""
-        duration_ms = (time.perf_counter() - started) * 1000.0
-        method = scope["method"]
-        query = scope["query_string"].decode("latin-1")
-        server = scope.get("server") or ("127.0.0.1", 80)
-        url = f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}{scope['path']}" + (f"?{query}" if query else "")
-        scored = ScoredRequest(
-            operation=operation, method=method, url=url, name=f"{method} /score",
-            start=datetime.now(UTC) - timedelta(milliseconds=duration_ms), duration_ms=duration_ms,
-            status_code=output.status, success=output.status < 400, request_id=operation.request_id,
-            client_request_id=operation.client_request_id, headers=Headers(scope=scope),
-            input=orjson.dumps(query_arguments(parse_qsl(query, keep_blank_values=True))).decode()
-            if method == "GET" else body,
-            output=output.body, exception=error)
+        """Tell the monitor, after the response is sent. Only runs with monitoring on; kept to the
+        bare facts (no datetime, URL or headers object: the monitor derives what it needs)."""
+        now = time.perf_counter()
         try:
-            self.service.monitor.request_finished(scored)
+            self.service.monitor.request_finished(ScoredRequest(
+                operation, scope, time.time() - (now - started), (now - started) * 1000.0, output.status, body,
+                output.body, error))
         except Exception:  # telemetry must never hurt serving
             log.exception("monitor.request_finished failed")
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import parse_qsl
 
 from scorewatch.telemetry.context import Operation
 
@@ -41,24 +42,87 @@ class ServiceInfo:
     models: list[str] = field(default_factory=list)  # "name:version" from the model dir layout
 
 
-@dataclass
 class ScoredRequest:
-    """One finished call to /score, as the monitor sees it."""
+    """One finished call to /score, as the monitor sees it.
 
-    operation: Operation
-    method: str
-    url: str
-    name: str                      # "POST /score"
-    start: datetime                # UTC, timezone-aware
-    duration_ms: float             # wall time from request received to response body sent
-    status_code: int
-    success: bool                  # status_code < 400
-    request_id: str
-    client_request_id: str
-    headers: Mapping[str, str]
-    input: bytes | str | None      # the raw body (for GET: the query parameters as JSON text)
-    output: bytes | str | None     # the response body sent (for failures: the error message)
-    exception: BaseException | None = None
+    Built for every request with monitoring on, so it only keeps what the endpoint already has (the
+    ASGI scope, a start time as a float, the bodies); the rest are properties computed when read. A
+    monitor that ships rows reads the raw slots (``start_ts``, ``body``...) and never pays for a
+    ``datetime``, a URL string or a ``Headers`` object.
+    """
+
+    __slots__ = ("operation", "scope", "start_ts", "duration_ms", "status_code", "body", "output", "exception")
+
+    def __init__(self, operation: Operation, scope: Mapping[str, Any], start_ts: float, duration_ms: float,
+                 status_code: int, body: bytes, output: bytes | str | None,
+                 exception: BaseException | None = None) -> None:
+        self.operation = operation
+        self.scope = scope              # the request's ASGI scope (method, path, query_string, headers)
+        self.start_ts = start_ts        # time.time() when the request was received
+        self.duration_ms = duration_ms  # wall time from request received to response body sent
+        self.status_code = status_code
+        self.body = body                # the raw body as received
+        self.output = output            # the response body sent (for failures: the error message)
+        self.exception = exception
+
+    @property
+    def method(self) -> str:
+        return self.scope["method"]
+
+    @property
+    def name(self) -> str:
+        return f"{self.scope['method']} /score"
+
+    @property
+    def success(self) -> bool:
+        return self.status_code < 400
+
+    @property
+    def start(self) -> datetime:
+        """UTC, timezone-aware."""
+        return datetime.fromtimestamp(self.start_ts, UTC)
+
+    @property
+    def url(self) -> str:
+        return request_url(self.scope)
+
+    @property
+    def request_id(self) -> str:
+        return self.operation.request_id
+
+    @property
+    def client_request_id(self) -> str:
+        return self.operation.client_request_id
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        from starlette.datastructures import Headers
+
+        return Headers(scope=self.scope)
+
+    @property
+    def input(self) -> bytes | str:
+        """The raw body; for GET, the query parameters as JSON text (as run() gets them)."""
+        if self.scope["method"] != "GET":
+            return self.body
+        return get_input(self.scope)
+
+
+def request_url(scope: Mapping[str, Any]) -> str:
+    query = scope.get("query_string") or b""
+    server = scope.get("server") or ("127.0.0.1", 80)
+    url = f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}{scope['path']}"
+    return f"{url}?{query.decode('latin-1')}" if query else url
+
+
+def get_input(scope: Mapping[str, Any]) -> str:
+    """What a GET request's input is recorded as: its query parameters as JSON text."""
+    import orjson
+
+    from scorewatch.scoring.entry import query_arguments
+
+    query = (scope.get("query_string") or b"").decode("latin-1")
+    return orjson.dumps(query_arguments(parse_qsl(query, keep_blank_values=True))).decode()
 
 
 class Monitor(Protocol):

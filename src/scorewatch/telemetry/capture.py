@@ -1,9 +1,9 @@
 """Capture of what an entry script prints and logs.
 
 ``sys.stdout`` and ``sys.stderr`` are replaced by :class:`StreamCapture` proxies that still write
-everything through to the real stream, and hand each complete line (``print`` writes the text and the
-newline separately, so output is gathered per thread up to the newline) to the sink as ``STDOUT`` /
-``STDERR``. :class:`LogCapture` is a root logging handler that hands records to the sink with their
+everything through to the real stream, and hand each write to the sink as ``STDOUT`` / ``STDERR``
+(the sink only queues it: ``print`` writes the text and the newline separately, and lines are put
+together per thread off the request path, in ``telemetry/templates.py``). :class:`LogCapture` is a root logging handler that hands records to the sink with their
 level, logger name, file and line. The sink reads the current operation, so every line carries the
 ``operation_Id`` of the request it was printed for.
 """
@@ -12,18 +12,16 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from typing import Any, Protocol, TextIO
 
 # Our own and the server's loggers are not the entry script's output (and recording them could loop).
 EXCLUDED_LOGGERS = ("scorewatch", "uvicorn", "opentelemetry", "starlette", "asyncio")
-MAX_PENDING_CHARS = 64 * 1024
 
 
 class Sink(Protocol):
     capturing: bool
 
-    def output(self, stream: str, text: str) -> None: ...
+    def write(self, stream: str, text: str) -> None: ...
     def log(self, record: logging.LogRecord) -> None: ...
 
 
@@ -38,19 +36,8 @@ class StreamCapture:
 
     def write(self, text: str) -> int:
         written = self._stream.write(text)
-        if self._sink.capturing and text:
-            ident = threading.get_ident()
-            pending = self._pending.pop(ident, "")
-            if text.endswith("\n"):
-                line = (pending + text)[:-1] if pending else text[:-1]
-                if line.strip():
-                    self._sink.output(self._name, line)
-            else:
-                pending += text
-                if len(pending) > MAX_PENDING_CHARS:  # a line without end must not grow forever
-                    self._sink.output(self._name, pending)
-                else:
-                    self._pending[ident] = pending
+        if text and self._sink.capturing:
+            self._sink.write(self._name, text)
         return written
 
     def writelines(self, lines: Any) -> None:

@@ -18,13 +18,14 @@ import os
 import socket
 import time
 from collections.abc import Iterable, Mapping
+from threading import get_ident
 from typing import Any
 
 import orjson
 from starlette.routing import BaseRoute
 
 from scorewatch.errors import ConfigError
-from scorewatch.scoring.monitor import ScoredRequest, ServiceInfo
+from scorewatch.scoring.monitor import ScoredRequest, ServiceInfo, get_input
 from scorewatch.settings import Settings
 from scorewatch.telemetry import api, dependencies
 from scorewatch.telemetry.blobs import BlobStore, inline_or_blob
@@ -43,7 +44,7 @@ from scorewatch.telemetry.metrics import ExporterStats, merge, render
 from scorewatch.telemetry.processor import BatchProcessor, Record
 from scorewatch.telemetry.sidecar import SidecarExporter
 from scorewatch.telemetry.spool import Spool
-from scorewatch.telemetry.templates import OutputRow, RequestRow, Templates
+from scorewatch.telemetry.templates import Templates
 from scorewatch.workspace import Workspace
 
 _RECORDED = "__scorewatch_recorded__"
@@ -80,7 +81,7 @@ class TelemetryMonitor:
         self.models = ",".join(info.models)
         self.templates = Templates(connection.instrumentation_key, role=info.service_name,
                                    role_instance=self.factory.role_instance, base_properties=self.base_properties,
-                                   models=self.models)
+                                   models=self.models, inline_limit=self.inline_limit, blobs=self.blobs)
         stem = self.stem = f"{info.service_name}-{settings.port}"
         self.services_dir = workspace.services_dir
         digests = list(key_digests or [])
@@ -155,14 +156,44 @@ class TelemetryMonitor:
         if not self.capturing:
             return
         processor = self.processor or self._start()
+        op = request.operation
         exc = request.exception
+        success = request.status_code < 400
         if exc is not None and not getattr(exc, _RECORDED, False):
-            processor.emit(("exception", 0, time.time(), exc, request.operation, "run",
-                            self._request_properties(request)))
-        if not request.success or self._keep(request.operation):
-            size = _size(request.input) + _size(request.output)
-            processor.emit(("request", size if size > self.inline_limit else 0, request, self.sampling,
-                            self.model_data))
+            processor.emit(("exception", 0, time.time(), exc, op, "run",
+                            {**self.base_properties, "Request Id": op.request_id,
+                             "Client Request Id": op.client_request_id}))
+        if not success or self._keep(op):
+            size, row = self._request_row(request)
+            if size > self.inline_limit:  # large payloads go to blobs on the worker thread, counted in bytes
+                processor.emit(("large", size, row))
+            else:
+                processor.add(row)
+
+    def _request_row(self, request: ScoredRequest) -> tuple[int, tuple[Any, ...]]:
+        """The payload size and the row of a finished request: one plain tuple (see templates.py);
+        payloads stay raw here and become text or blobs later, off the request path."""
+        op = request.operation
+        status = request.status_code
+        success = status < 400
+        model_data = self.model_data
+        scope = request.scope
+        if model_data:
+            value = request.body if scope["method"] != "GET" else get_input(scope)
+            output = request.output
+            if output is not None and output.__class__ is not bytes and output.__class__ is not str:
+                output = bytes(output)
+            size = len(value) + (len(output) if output is not None else 0)
+        else:
+            value = output = None
+            size = 0
+        query = scope["query_string"]
+        server = scope.get("server") or ("127.0.0.1", 80)
+        url = f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}{scope['path']}"
+        return size, ("r", request.start_ts, op.operation_id, op.parent_id, op.extra.get("parent_span_id"),
+                      f"{scope['method']} /score", f"{url}?{query.decode('latin-1')}" if query else url,
+                      request.duration_ms, status, success, op.request_id, op.client_request_id, value, output,
+                      self.sampling if success else 100.0, model_data)
 
     def exception(self, exc: BaseException, *, during: str) -> None:
         if not self.capturing:
@@ -194,10 +225,23 @@ class TelemetryMonitor:
             self.exporter.stats_path.unlink(missing_ok=True)
 
     # -- sinks for capture, dependencies, the public API and the azureml collectors ----------------
-    def output(self, stream: str, text: str) -> None:
+    def write(self, stream: str, text: str) -> None:
+        """One write() to stdout/stderr (lines are put together later, see templates.py)."""
+        processor = self.processor
+        if processor is None:
+            return
         operation = current_operation.get()
-        if self._keep(operation) and self.processor is not None:
-            self.processor.emit(("output", 0, time.time(), stream, text, operation, self.sampling))
+        if operation is None:
+            row = ("o", time.time(), stream, text, get_ident(), None, "", "", self.sampling)
+        elif self._keep(operation):
+            row = ("o", time.time(), stream, text, get_ident(), operation.operation_id, operation.parent_id,
+                   operation.name, self.sampling)
+        else:
+            return
+        if len(text) > self.inline_limit // 4:
+            processor.emit(("large", len(text), row))
+        else:
+            processor.add(row)
 
     def log(self, record: Any) -> None:
         operation = current_operation.get()
@@ -240,45 +284,36 @@ class TelemetryMonitor:
         built = getattr(self, "_build_" + record[0])(*record[2:])
         return [item if isinstance(item, bytes) else orjson.dumps(item) for item in built]
 
-    def _request_properties(self, request: ScoredRequest) -> dict[str, Any]:
-        return {**self.base_properties, "Request Id": request.request_id,
-                "Client Request Id": request.client_request_id}
-
     def _value(self, value: Any) -> Any:
         return inline_or_blob(value, self.inline_limit, self.blobs)
 
-    # Request, model data and output records come with every request: they become plain rows here
-    # (payloads over the inline limit already moved to blobs) and serialized envelopes in Templates,
-    # in this process or in the exporter process.
-    def _request_row(self, request: ScoredRequest, rate: float, model_data: bool) -> RequestRow:
-        op = request.operation
-        return (request.start.timestamp(), op.operation_id, op.parent_id, op.extra.get("parent_span_id"),
-                request.name, request.url, request.duration_ms, request.status_code, request.success,
-                request.request_id, request.client_request_id,
-                self._value(request.input) if model_data else None,
-                self._value(request.output) if model_data else None, 100.0 if not request.success else rate,
-                model_data)
+    # Request, model data and output rows come with every request: plain tuples (see templates.py),
+    # shipped as they are in one marshal frame per batch to the exporter process, which builds their
+    # envelopes; or built here by the same Templates when exporting in-process.
+    def _large_row(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        # A large input or output becomes its blob marker here (not 10 MiB through the pipe); a long
+        # printed chunk is left to Templates, which puts its line together first.
+        if row[0] == "r" and row[15]:
+            return (*row[:12], self._value(row[12]), self._value(row[13]), *row[14:])
+        return row
 
-    def _output_row(self, when: float, stream: str, text: str, op: Operation | None, rate: float) -> OutputRow:
-        contents = self._value(text) if len(text) > self.inline_limit // 4 else text
-        if op is None:
-            return (when, stream, contents, None, "", "", rate, self.inline_limit)
-        return (when, stream, contents, op.operation_id, op.parent_id, op.name, rate, self.inline_limit)
+    def _build_large(self, row: tuple[Any, ...]) -> list[bytes]:
+        return self.templates.raw(self._large_row(row))
 
-    def _build_request(self, request: ScoredRequest, rate: float, model_data: bool) -> list[bytes]:
-        return self.templates.request(self._request_row(request, rate, model_data))
-
-    def _build_output(self, when: float, stream: str, text: str, op: Operation | None, rate: float) -> list[bytes]:
-        return self.templates.output(self._output_row(when, stream, text, op, rate))
+    def _build_rows(self, rows: list[tuple[Any, ...]]) -> list[bytes]:
+        out: list[bytes] = []
+        for row in rows:
+            out.extend(self.templates.raw(row))
+        return out
 
     def pack(self, record: Record) -> list[Any]:
-        """What the exporter process gets for one record: rows for the per-request kinds (it builds
-        their envelopes), serialized envelopes for the rest (exceptions and spans do not cross a pipe)."""
+        """What the exporter process gets for one record: rows, in one marshal frame (it builds their
+        envelopes), or serialized envelopes for the rest (exceptions and spans do not cross a pipe)."""
         kind = record[0]
-        if kind == "request":
-            return [("R", self._request_row(*record[2:]))]
-        if kind == "output":
-            return [("O", self._output_row(*record[2:]))]
+        if kind == "rows":
+            return [("F", Templates.frame(record[2]), len(record[2]))]
+        if kind == "large":
+            return [("F", Templates.frame([self._large_row(record[2])]), 1)]
         return list(self.build(record))
 
     def _operation_fields(self, op: Operation | None) -> dict[str, Any]:

@@ -1,7 +1,10 @@
 """The batch processor: a bounded queue between the request path and the exporter.
 
 Producers call :meth:`BatchProcessor.emit` with a light record (a tuple whose second element is the
-payload size in bytes); that is all a request pays. A worker thread, woken by an event when a batch is
+payload size in bytes), or, for the rows every request makes, :meth:`BatchProcessor.add` with a plain
+tuple of small values: one list append. The worker thread hands added rows on as one ``("rows", 0,
+[row, ...])`` record per batch, so whatever it does with them (``marshal.dumps`` for the exporter
+process) is one C call per batch, not Python per row: a thread holding the GIL delays the event loop. A worker thread, woken by an event when a batch is
 full and at least every ``interval_s``, turns records into envelopes (``build``) and hands batches to
 the exporter. The queue is bounded by items and by payload bytes: past either bound a record is
 dropped and counted (``queue_full`` / ``queue_bytes``), a request is never blocked. After ``fork`` the
@@ -53,6 +56,7 @@ class BatchProcessor:
 
     def _init_state(self) -> None:
         self._queue: collections.deque[Record] = collections.deque()
+        self._rows: list[Any] = []
         self._bytes = 0
         self._bytes_lock = threading.Lock()
         self._wake = threading.Event()
@@ -89,8 +93,29 @@ class BatchProcessor:
             self._wake.set()
         return True
 
+    def add(self, row: Any) -> bool:
+        """Queue one small row (see the module docstring); False when it was dropped."""
+        rows = self._rows
+        if len(rows) >= self.max_queue or self._stopping:
+            self.stats.drop("shutdown" if self._stopping else "queue_full")
+            return False
+        rows.append(row)
+        if len(rows) >= self.batch_size and not self._wake.is_set():
+            self._wake.set()
+        return True
+
     def depth(self) -> int:
-        return len(self._queue)
+        return len(self._queue) + len(self._rows)
+
+    def _move_rows(self) -> None:
+        # Slice, then delete what was sliced: rows added in between (by other threads) stay for next time.
+        rows = self._rows
+        n = len(rows)
+        if n:
+            batch = rows[:n]
+            del rows[:n]
+            for start in range(0, n, self.batch_size):
+                self._queue.append(("rows", 0, batch[start:start + self.batch_size]))
 
     # -- control -----------------------------------------------------------------------------------
     def force_flush(self, timeout_s: float = 10.0) -> bool:
@@ -115,6 +140,7 @@ class BatchProcessor:
         self._stopping = True
         self._wake.set()
         self._thread.join(max(0.0, deadline - time.monotonic()))
+        self._move_rows()
         leftovers = self._take(len(self._queue))
         if leftovers:
             envelopes = self._envelopes(leftovers)
@@ -136,7 +162,7 @@ class BatchProcessor:
             self._wake.clear()
             now = time.monotonic()
             flush_target = self._flush_requested
-            if (len(self._queue) >= self.batch_size or now >= next_flush or flush_target > self._flushed
+            if (len(self._queue) + len(self._rows) >= self.batch_size or now >= next_flush or flush_target > self._flushed
                     or self._stopping):
                 self._drain()
                 next_flush = now + self.interval_s
@@ -161,6 +187,7 @@ class BatchProcessor:
             log.exception("telemetry worker tick failed")
 
     def _drain(self) -> None:
+        self._move_rows()
         while self._queue:
             records = self._take(self.batch_size)
             envelopes = self._envelopes(records)

@@ -3,7 +3,8 @@
 A scoring worker is one Python process whose event loop needs the GIL for every request. Building
 envelopes, gzip and HTTP on a thread of that same process compete with it for the GIL, so each
 worker starts one helper process (``python -m scorewatch.telemetry.sidecar``) and its telemetry
-thread only ships rows to it: pickled lists, length-prefixed, over the helper's stdin.
+thread only ships rows to it: pickled lists, length-prefixed, over the helper's stdin (the rows of
+each batch already packed into one ``marshal`` frame by the worker, see ``templates.py``).
 
 The helper builds the envelopes (:class:`~scorewatch.telemetry.templates.Templates`) and sends them
 with :class:`~scorewatch.telemetry.exporter.AppInsightsExporter` (retries, 206, spool), and writes
@@ -108,10 +109,12 @@ class SidecarExporter:
         self.spool.put(encode(envelopes), len(envelopes))
 
     def export(self, batch: Sequence[Any]) -> ExportResult:
+        # A frame item ("F", frame, count) holds ``count`` rows.
+        count = sum(item[2] if item.__class__ is tuple and item[0] == "F" else 1 for item in batch)
         if self._send(("data", list(batch))):
-            self.stats.add("shipped", len(batch))
+            self.stats.add("shipped", count)
             return ExportResult.SUCCESS
-        self.stats.drop("exporter_down", len(batch))
+        self.stats.drop("exporter_down", count)
         return ExportResult.FAILURE
 
     def force_flush(self, timeout_s: float) -> bool:

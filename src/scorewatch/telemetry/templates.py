@@ -11,11 +11,13 @@ same templates run in the service's telemetry thread or in the exporter process
 from __future__ import annotations
 
 import contextlib
+import marshal
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
+from scorewatch.telemetry.blobs import BlobStore, inline_or_blob
 from scorewatch.telemetry.envelopes import (
     SEVERITY_INFO,
     SEVERITY_WARNING,
@@ -33,6 +35,13 @@ RequestRow = tuple[float, str, str, "str | None", str, str, float, int, bool, st
 # contents: the printed text, or a blob marker dict when it was too large to keep inline.
 OutputRow = tuple[float, str, Any, "str | None", str, str, float, int]
 
+# What the request path records, as plain tuples (marshal-able: str, bytes, float, int, bool, None),
+# shipped in batches (:meth:`Templates.frame`) and turned into envelopes by :meth:`Templates.raw`:
+#   ("r", *RequestRow) with input/prediction still raw (bytes | str | marker dict | None);
+#   ("o", time, stream, chunk, thread_id, operation_id | None, parent_id, operation_name, sample_rate):
+#       one write() to stdout/stderr; lines are put together here, per stream and thread.
+MAX_PENDING_CHARS = 64 * 1024
+
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
@@ -42,7 +51,11 @@ class Templates:
     """The per-request envelopes of one service."""
 
     def __init__(self, instrumentation_key: str, *, role: str, role_instance: str,
-                 base_properties: Mapping[str, str], models: str) -> None:
+                 base_properties: Mapping[str, str], models: str, inline_limit: int = 64 * 1024,
+                 blobs: BlobStore | None = None) -> None:
+        self.inline_limit = inline_limit
+        self.blobs = blobs
+        self._pending: dict[tuple[str, int], str] = {}  # unfinished printed lines
         factory = EnvelopeFactory(instrumentation_key, role=role, role_instance=role_instance)
         self._ikey = _json(instrumentation_key)
         self._request_name = _json(factory.request_name)
@@ -56,13 +69,17 @@ class Templates:
     def config(self) -> dict[str, Any]:
         """What a :class:`Templates` in another process needs (see :meth:`from_config`)."""
         return {"ikey": orjson.loads(self._ikey), "tags": orjson.loads("{" + self._tags + "}"),
-                "base_properties": orjson.loads("{" + self._base_props + "}"), "models": orjson.loads(self._models)}
+                "base_properties": orjson.loads("{" + self._base_props + "}"), "models": orjson.loads(self._models),
+                "inline_limit": self.inline_limit,
+                "blobs_dir": str(self.blobs.directory) if self.blobs is not None else None}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Templates:
         tags = config["tags"]
+        blobs = BlobStore(config["blobs_dir"]) if config.get("blobs_dir") else None
         return cls(config["ikey"], role=tags["ai.cloud.role"], role_instance=tags["ai.cloud.roleInstance"],
-                   base_properties=config["base_properties"], models=config["models"])
+                   base_properties=config["base_properties"], models=config["models"],
+                   inline_limit=config.get("inline_limit", 64 * 1024), blobs=blobs)
 
     def _name(self, name: str) -> str:
         cached = self._names.get(name)
@@ -117,9 +134,47 @@ class Templates:
                  f'"severityLevel":{severity},"properties":{{{self._props_head}"Contents":{_json(contents)}}}'
                  f'}}}}{sample}}}').encode()]
 
+    def _value(self, value: Any) -> Any:
+        return value if isinstance(value, dict) else inline_or_blob(value, self.inline_limit, self.blobs)
+
+    def raw(self, row: tuple[Any, ...]) -> list[bytes]:
+        """Envelopes for one row the request path recorded (see the module's row shapes)."""
+        if row[0] == "r":
+            if row[15]:  # model data: the payloads as rows keep them (inline text, or a blob marker)
+                row = (*row[1:12], self._value(row[12]), self._value(row[13]), row[14], True)
+            else:
+                row = row[1:]
+            return self.request(row)  # type: ignore[arg-type]
+        _, when, stream, chunk, thread, operation_id, parent_id, name, rate = row
+        key = (stream, thread)
+        pending = self._pending.pop(key, "")
+        if not chunk.endswith("\n"):
+            pending += chunk
+            if len(pending) <= MAX_PENDING_CHARS:  # a line without end must not grow forever
+                self._pending[key] = pending
+                return []
+            line = pending
+        else:
+            line = (pending + chunk)[:-1] if pending else chunk[:-1]
+        if not line.strip():
+            return []
+        contents = self._value(line) if len(line) > self.inline_limit // 4 else line
+        return self.output((when, stream, contents, operation_id, parent_id, name, rate, self.inline_limit))
+
+    @staticmethod
+    def frame(rows: list[tuple[Any, ...]]) -> bytes:
+        """A batch of rows as one byte string: one C call, whatever the batch size."""
+        return marshal.dumps(rows)
+
     def build(self, item: Any) -> list[bytes]:
-        """Envelopes for one shipped item: ``("R", RequestRow)``, ``("O", OutputRow)`` or ready bytes."""
+        """Envelopes for one shipped item: ``("F", frame, count)``, ``("R", RequestRow)``,
+        ``("O", OutputRow)`` or ready bytes."""
         if isinstance(item, bytes):
             return [item]
-        kind, row = item
+        kind, row = item[0], item[1]
+        if kind == "F":
+            out: list[bytes] = []
+            for raw in marshal.loads(row):
+                out.extend(self.raw(raw))
+            return out
         return self.request(row) if kind == "R" else self.output(row)
