@@ -34,6 +34,8 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tests.helpers import free_port, wait_for_http  # noqa: E402
 
+from scorewatch.settings import Settings  # noqa: E402
+
 
 def envelopes(ikey: str, n: int) -> list[dict]:
     out = []
@@ -93,15 +95,16 @@ def sender(port: int, bodies: list[bytes], items_per_body: int, stop_at: float, 
 
 
 def store_baseline(ikey: str, batch: int, items: int) -> float:
-    """Items/s of the store alone (same envelopes, same batches of 50,000, no HTTP, no log), in this
-    process: the ceiling end-to-end ingest can approach on this machine."""
+    """Items/s of the store alone (same envelopes, in transactions as large as the hub's
+    ``ingest_batch_items``, no HTTP, no log), in this process: the ceiling end-to-end ingest can
+    approach on this machine."""
     import numpy as np
     import pyarrow as pa
 
     from scorewatch.store.duckdb import DuckDBStore
     from scorewatch.store.envelopes import BASE_TYPES
 
-    envs = envelopes(ikey, batch) * (50_000 // batch)
+    envs = envelopes(ikey, batch) * max(1, Settings.from_env().ingest_batch_items // batch)
     by_table: dict[str, list[bytes]] = {}
     for env in envs:
         by_table.setdefault(BASE_TYPES[env["data"]["baseType"]], []).append(orjson.dumps(env))
@@ -164,6 +167,7 @@ def main() -> None:
 
         threading.Thread(target=sample, daemon=True).start()
         cpu0 = sum(proc.cpu_times()[:2])
+        threads0 = {t.id: t.user_time + t.system_time for t in proc.threads()}
         times0 = proc.cpu_times()
         counts: mp.Queue = mp.Queue()
         started = time.monotonic()
@@ -187,6 +191,8 @@ def main() -> None:
         elapsed = time.monotonic() - started
         cpu = sum(proc.cpu_times()[:2]) - cpu0
         times1 = proc.cpu_times()
+        per_thread = sorted(((t.user_time + t.system_time - threads0.get(t.id, 0.0), t.id) for t in proc.threads()),
+                            reverse=True)
         sampling.set()
         print(f"senders: {args.senders}, sending for {sent_done - started:.1f}s, "
               f"all stored after {elapsed:.1f}s")
@@ -195,6 +201,10 @@ def main() -> None:
         print(f"hub CPU: {cpu:.1f}s over {elapsed:.1f}s = {cpu / elapsed:.2f} cores; "
               f"(user {times1.user - times0.user:.1f}s, system {times1.system - times0.system:.1f}s); "
               f"hub peak RSS: {peak[0] / 2**20:.0f} MiB")
+        # CPU per item is the steadier number on a shared machine (wall time depends on the neighbours).
+        print(f"hub CPU per item: {cpu / max(accepted, 1) * 1e6:.1f} us; by thread: "
+              + ", ".join(f"{'event loop' if tid == hub.pid else tid} {t / max(accepted, 1) * 1e6:.1f} us"
+                          for t, tid in per_thread[:4]))
         batches = metric(text, "scorewatch_store_batch_write_seconds_count")
         write_s = metric(text, "scorewatch_store_batch_write_seconds_sum")
         print(f"store size: {metric(text, 'scorewatch_store_size_bytes') / 2**20:.0f} MiB; "
@@ -207,7 +217,8 @@ def main() -> None:
         hub.wait(60)
     if not args.no_baseline:
         baseline = store_baseline(ikey, args.batch, min(accepted, 1_000_000))
-        print(f"baseline, the store alone in one process (DuckDB, 1 thread): {baseline:,.0f} items/s; "
+        print(f"baseline, the store alone in one process (DuckDB, 1 thread, {Settings.from_env().ingest_batch_items:,} "
+              f"items per transaction): {baseline:,.0f} items/s; "
               f"end to end over HTTP reached {accepted / elapsed / baseline:.0%} of it")
 
 

@@ -23,10 +23,10 @@ import logging
 import threading
 import time
 from collections import deque
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from scorewatch.errors import ScorewatchError, TooManyRequests
 from scorewatch.ingest.metrics import IngestMetrics
@@ -228,24 +228,37 @@ class Ingestor:
         return sum(r.count for r in batch)
 
     def _write_records(self, batch: list[Record]) -> None:
-        base_types: list[str] = []
-        app_ids: list[str] = []
-        app_names: list[str] = []
-        ikeys: list[str] = []
-        for record in batch:  # list.extend and Arrow kernels: no per-item Python work here
-            base_types.extend(record.base_types)
-            app_ids.extend(record.app_ids)
-            app_names.extend(record.app_names)
-            ikeys.extend(record.ikeys)
-        offsets = np.zeros(sum(r.count for r in batch) + 1, dtype=np.int64)
-        np.cumsum(np.concatenate([r.lengths for r in batch]), out=offsets[1:])
-        env = pa.LargeStringArray.from_buffers(len(offsets) - 1, pa.py_buffer(offsets),
-                                               pa.py_buffer(b"".join(r.blob for r in batch)))
-        table = pa.table({"env": env, "appId": pa.array(app_ids, type=pa.string()),
-                          "appName": pa.array(app_names, type=pa.string()),
-                          "iKey": pa.array(ikeys, type=pa.string())})
-        kinds = pa.array(base_types, type=pa.string())
-        tables = {BASE_TYPES[kind]: table.filter(pc.equal(kinds, kind))
-                  for kind in pc.unique(kinds).to_pylist()}
+        """One Arrow table per store table, built with numpy and Arrow kernels (no per-item Python
+        work): the records' buffers are viewed, not joined, and copied once, in table order."""
+        env = pa.chunked_array([pa.LargeStringArray.from_buffers(r.count, pa.py_buffer(r.offsets),
+                                                                 pa.py_buffer(r.blob)) for r in batch],
+                               type=pa.large_string())
+        codes = np.concatenate([r.codes for r in batch])
+        # Applications as dictionary columns: one index per item, one string per application.
+        apps: dict[tuple[str, str, str], int] = {}
+        parts = []
+        for r in batch:
+            if r.single_app:
+                key = (r.app_ids[0], r.app_names[0], r.ikeys[0]) if r.count else ("", "", "")
+                parts.append(np.full(r.count, apps.setdefault(key, len(apps)), dtype=np.int32))
+            else:
+                parts.append(np.fromiter((apps.setdefault(key, len(apps)) for key in
+                                          zip(r.app_ids, r.app_names, r.ikeys, strict=True)),
+                                         dtype=np.int32, count=r.count))
+        order = np.argsort(codes, kind="stable")  # group items by table, keeping their order
+        counts = np.bincount(codes, minlength=len(_TABLES)).tolist()
+        app_index = pa.array(np.concatenate(parts)[order])
+        columns: dict[str, Any] = {"env": env.take(pa.array(order))}
+        for i, name in enumerate(("appId", "appName", "iKey")):
+            columns[name] = pa.DictionaryArray.from_arrays(app_index, pa.array([k[i] for k in apps], pa.string()))
+        table = pa.table(columns)
+        tables, start = {}, 0
+        for code, n in enumerate(counts):
+            if n:
+                tables[_TABLES[code]] = table.slice(start, n)
+            start += n
         written = self.store.write_envelopes(tables, position=batch[-1].seq)
         self.metrics.stored += sum(written.values())
+
+
+_TABLES = list(BASE_TYPES.values())  # Record.codes → table name

@@ -17,6 +17,10 @@ import orjson
 
 from scorewatch.ingest.apps import Application
 from scorewatch.ingest.track import Accepted, decode_body, parse_track
+from scorewatch.store.envelopes import BASE_TYPES
+
+# baseType → its index in BASE_TYPES (Record.codes).
+BASE_TYPE_CODES = {base_type: i for i, base_type in enumerate(BASE_TYPES)}
 
 
 @dataclass
@@ -28,29 +32,36 @@ class Record:
     count: int
     reserved: int  # bytes of the queue budget this record holds until it is written
     blob: bytes
-    lengths: np.ndarray
+    offsets: np.ndarray  # int64, count + 1: envelope i is blob[offsets[i]:offsets[i + 1]] (Arrow's layout)
     base_types: list[str]
     app_ids: list[str]
     app_names: list[str]
     ikeys: list[str]
+    codes: np.ndarray  # int8 per item: the index of its baseType in BASE_TYPES (the writer groups by it)
+    single_app: bool  # every item belongs to the same application (the rule for one request)
 
     @classmethod
     def of(cls, seq: int, lines: list[Any], base_types: list[str], apps: list[Application],
            reserved: int = 0) -> Record:
-        if apps and all(a is apps[0] for a in apps):  # one application per request is the rule
-            n, app = len(apps), apps[0]
+        n = len(lines)
+        single = all(a is apps[0] for a in apps)
+        if apps and single:  # one application per request is the rule
+            app = apps[0]
             ids, names, ikeys = [app.app_id] * n, [app.name] * n, [app.instrumentation_key] * n
         else:
             ids = [a.app_id for a in apps]
             names = [a.name for a in apps]
             ikeys = [a.instrumentation_key for a in apps]
-        return cls(seq, len(lines), reserved, b"".join(lines),
-                   np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)), base_types, ids, names, ikeys)
+            single = len(set(zip(ids, names, ikeys, strict=True))) <= 1
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, lines), dtype=np.int64, count=n), out=offsets[1:])
+        codes = np.fromiter(map(BASE_TYPE_CODES.__getitem__, base_types), dtype=np.int8, count=n)
+        return cls(seq, n, reserved, b"".join(lines), offsets, base_types, ids, names, ikeys, codes, single)
 
     def lines(self) -> list[bytes]:
         """Each envelope's JSON text (for replay checks and tests)."""
-        ends = np.cumsum(self.lengths).tolist()
-        return [self.blob[end - n:end] for end, n in zip(ends, self.lengths.tolist(), strict=True)]
+        bounds = self.offsets.tolist()
+        return [self.blob[start:end] for start, end in zip(bounds, bounds[1:], strict=False)]
 
 
 def encode(accepted: Accepted) -> bytes:
