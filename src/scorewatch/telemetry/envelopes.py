@@ -57,13 +57,15 @@ def format_time(when: float | datetime) -> str:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         when = when.timestamp()
-    second = int(when)
+    # Rounded to the microsecond, as datetime.fromtimestamp does: a float and the datetime made from it
+    # print the same.
+    second, micros = divmod(round(when * 1_000_000), 1_000_000)
     cached_second, prefix = _second_cache
     if second != cached_second:
         # strftime is most of the cost of an envelope: do it once per second, not once per item.
         prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         _second_cache = (second, prefix)
-    return "%s.%06dZ" % (prefix, int(when * 1_000_000) % 1_000_000)  # noqa: UP031 - fastest here
+    return "%s.%06dZ" % (prefix, micros)  # noqa: UP031 - fastest here
 
 
 def exception_details(exc: BaseException) -> list[dict[str, Any]]:

@@ -230,10 +230,13 @@ class TelemetryMonitor:
         processor = self.processor
         if processor is None:
             return
+        if text == "\n":  # print() writes the newline on its own: the line's other facts came with its text
+            processor.add(("n", stream, get_ident()))
+            return
         operation = current_operation.get()
         if operation is None:
             row = ("o", time.time(), stream, text, get_ident(), None, "", "", self.sampling)
-        elif self._keep(operation):
+        elif self.sampling >= 100.0 or self._keep(operation):
             row = ("o", time.time(), stream, text, get_ident(), operation.operation_id, operation.parent_id,
                    operation.name, self.sampling)
         else:

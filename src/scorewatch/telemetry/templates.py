@@ -39,7 +39,8 @@ OutputRow = tuple[float, str, Any, "str | None", str, str, float, int]
 # shipped in batches (:meth:`Templates.frame`) and turned into envelopes by :meth:`Templates.raw`:
 #   ("r", *RequestRow) with input/prediction still raw (bytes | str | marker dict | None);
 #   ("o", time, stream, chunk, thread_id, operation_id | None, parent_id, operation_name, sample_rate):
-#       one write() to stdout/stderr; lines are put together here, per stream and thread.
+#       one write() to stdout/stderr; lines are put together here, per stream and thread;
+#   ("n", stream, thread_id): a write() of just "\n" (print() writes it on its own).
 MAX_PENDING_CHARS = 64 * 1024
 
 
@@ -64,7 +65,8 @@ class Templates:
         self._base_props = _json(dict(base_properties))[1:-1]
         self._props_head = self._base_props + "," if self._base_props else ""  # members, then a comma
         self._models = _json(models)
-        self._names: dict[str, str] = {}
+        self._names: dict[str, bytes] = {}
+        self._compile()
 
     def config(self) -> dict[str, Any]:
         """What a :class:`Templates` in another process needs (see :meth:`from_config`)."""
@@ -81,10 +83,42 @@ class Templates:
                    base_properties=config["base_properties"], models=config["models"],
                    inline_limit=config.get("inline_limit", 64 * 1024), blobs=blobs)
 
-    def _name(self, name: str) -> str:
+    def _compile(self) -> None:
+        # Each envelope is one bytes %-format with the service's constant parts baked in; the slots
+        # take bytes (%b): ids are hex, user text goes through orjson (escaped). Constant parts are
+        # themselves JSON made by orjson, with any "%" doubled.
+        def const(text: str) -> bytes:
+            return text.encode().replace(b"%", b"%%")
+
+        head = (b'"time":"%b","iKey":' + const(self._ikey) + b',"tags":{' + const(self._tags)
+                + b',"ai.operation.id":"%b"')
+        props = b'"properties":{' + const(self._props_head)
+        self._request_fmt = (b'{"name":' + const(self._request_name) + b',' + head
+                             + b'%b,"ai.operation.name":%b},"data":{"baseType":"RequestData","baseData":{"ver":2,'
+                             + b'"id":"%b","name":%b,"url":%b,"duration":"%b","responseCode":"%d","success":%b,'
+                             + props + b'"Request Id":%b,"Client Request Id":%b}}}%b}')
+        self._model_data_fmt = (b'{"name":' + const(self._message_name) + b',' + head
+                                + b',"ai.operation.parentId":"%b","ai.operation.name":%b},"data":{"baseType":'
+                                + b'"MessageData","baseData":{"ver":2,"message":"model_data_collection",'
+                                + b'"severityLevel":' + str(SEVERITY_INFO).encode() + b','
+                                + props + b'"Request Id":%b,"Client Request Id":%b,"Models":' + const(self._models)
+                                + b',"Input":%b,"Prediction":%b%b}}}%b}')
+        self._output_fmt = (b'{"name":' + const(self._message_name) + b',"time":"%b","iKey":' + const(self._ikey)
+                            + b',"tags":{' + const(self._tags) + b'%b},"data":{"baseType":"MessageData",'
+                            + b'"baseData":{"ver":2,"message":%b,"severityLevel":%d,' + props
+                            + b'"Contents":%b}}}%b}')
+        self._second = (-1, b"")
+
+    def _time(self, when: float) -> bytes:
+        second, micros = divmod(round(when * 1_000_000), 1_000_000)  # as format_time
+        if second != self._second[0]:
+            self._second = (second, format_time(second)[:-8].encode())  # "...T12:34:56"
+        return b"%b.%06dZ" % (self._second[1], micros)
+
+    def _name(self, name: str) -> bytes:
         cached = self._names.get(name)
         if cached is None:
-            cached = _json(name)
+            cached = orjson.dumps(name)
             if len(self._names) < 64:  # a handful of operation names ("POST /score", "GET /score")
                 self._names[name] = cached
         return cached
@@ -92,27 +126,25 @@ class Templates:
     def request(self, row: RequestRow) -> list[bytes]:
         (start, operation_id, span_id, caller, name, url, duration_ms, status, success, request_id,
          client_request_id, input_value, prediction, rate, model_data) = row
-        ids = f'"Request Id":{_json(request_id)},"Client Request Id":{_json(client_request_id)}'
-        parent_tag = f',"ai.operation.parentId":"{caller}"' if caller else ""
+        dumps = orjson.dumps
+        request_id, client_request_id = dumps(request_id), dumps(client_request_id)
         name = self._name(name)
-        sample = f',"sampleRate":{float(rate)!r}' if success and rate < 100.0 else ""
-        head = (f'"time":"{format_time(start)}","iKey":{self._ikey},"tags":{{{self._tags},'
-                f'"ai.operation.id":"{operation_id}"')
-        out = [(f'{{"name":{self._request_name},{head}{parent_tag},"ai.operation.name":{name}}},'
-                f'"data":{{"baseType":"RequestData","baseData":{{"ver":2,"id":"{span_id}","name":{name},'
-                f'"url":{_json(url)},"duration":"{format_duration(duration_ms)}",'
-                f'"responseCode":"{int(status)}","success":{"true" if success else "false"},'
-                f'"properties":{{{self._props_head}{ids}}}}}}}{sample}}}').encode()]
+        when = self._time(start)
+        operation_id = operation_id.encode()
+        span_id = span_id.encode()
+        sample = b',"sampleRate":%a' % float(rate) if success and rate < 100.0 else b""
+        micros = max(0, round(duration_ms * 1000))
+        duration = (b"0.00:00:%02d.%06d" % divmod(micros, 1_000_000) if micros < 60_000_000
+                    else format_duration(duration_ms).encode())
+        out = [self._request_fmt % (
+            when, operation_id, b',"ai.operation.parentId":"%b"' % caller.encode() if caller else b"", name,
+            span_id, name, dumps(url), duration, int(status), b"true" if success else b"false", request_id,
+            client_request_id, sample)]
         if model_data:
-            prediction = _json(prediction)
-            data = (f'{{{self._props_head}{ids},"Models":{self._models},"Input":{_json(input_value)},'
-                    f'"Prediction":{prediction}')
-            if not success:
-                data = f'{data},"Error":{prediction},"Status Code":"{int(status)}"'
-            out.append((f'{{"name":{self._message_name},{head},"ai.operation.parentId":"{span_id}",'
-                        f'"ai.operation.name":{name}}},"data":{{"baseType":"MessageData","baseData":{{"ver":2,'
-                        f'"message":"model_data_collection","severityLevel":{SEVERITY_INFO},'
-                        f'"properties":{data}}}}}}}{sample}}}').encode())
+            prediction = dumps(prediction)
+            error = b',"Error":%b,"Status Code":"%d"' % (prediction, int(status)) if not success else b""
+            out.append(self._model_data_fmt % (when, operation_id, span_id, name, request_id, client_request_id,
+                                               dumps(input_value), prediction, error, sample))
         return out
 
     def output(self, row: OutputRow) -> list[bytes]:
@@ -122,17 +154,15 @@ class Templates:
             # Printed JSON is kept as a nested object, so KQL can reach into it.
             with contextlib.suppress(orjson.JSONDecodeError):
                 contents = orjson.loads(contents)
-        tags = self._tags
+        tags = b""
         if operation_id:
-            tags = f'{tags},"ai.operation.id":"{operation_id}","ai.operation.parentId":"{parent_id}"'
+            tags = b',"ai.operation.id":"%b","ai.operation.parentId":"%b"' % (operation_id.encode(), parent_id.encode())
             if operation_name:
-                tags = f'{tags},"ai.operation.name":{self._name(operation_name)}'
+                tags = b'%b,"ai.operation.name":%b' % (tags, self._name(operation_name))
         severity = SEVERITY_INFO if stream == "STDOUT" else SEVERITY_WARNING
-        sample = f',"sampleRate":{float(rate)!r}' if rate < 100.0 else ""
-        return [(f'{{"name":{self._message_name},"time":"{format_time(when)}","iKey":{self._ikey},"tags":{{{tags}}},'
-                 f'"data":{{"baseType":"MessageData","baseData":{{"ver":2,"message":{_json(stream)},'
-                 f'"severityLevel":{severity},"properties":{{{self._props_head}"Contents":{_json(contents)}}}'
-                 f'}}}}{sample}}}').encode()]
+        sample = b',"sampleRate":%a' % float(rate) if rate < 100.0 else b""
+        return [self._output_fmt % (self._time(when), tags, self._name(stream), severity, orjson.dumps(contents),
+                                    sample)]
 
     def _value(self, value: Any) -> Any:
         return value if isinstance(value, dict) else inline_or_blob(value, self.inline_limit, self.blobs)
@@ -145,19 +175,28 @@ class Templates:
             else:
                 row = row[1:]
             return self.request(row)  # type: ignore[arg-type]
-        _, when, stream, chunk, thread, operation_id, parent_id, name, rate = row
-        key = (stream, thread)
-        pending = self._pending.pop(key, "")
-        if not chunk.endswith("\n"):
-            pending += chunk
-            if len(pending) <= MAX_PENDING_CHARS:  # a line without end must not grow forever
-                self._pending[key] = pending
+        if row[0] == "n":  # a lone newline: ends the line of its stream and thread, if one was begun
+            begun = self._pending.pop((row[1], row[2]), None)
+            if begun is None:
                 return []
-            line = pending
-        else:
-            line = (pending + chunk)[:-1] if pending else chunk[:-1]
+            return self._line(begun[0], begun[1])
+        chunk = row[3]
+        key = (row[2], row[4])
+        begun = self._pending.pop(key, None)
+        if begun is not None:  # the line began earlier: it keeps its first chunk's time and operation
+            row = begun[1]
+            chunk = begun[0] + chunk
+        if chunk.endswith("\n"):
+            return self._line(chunk[:-1], row)
+        if len(chunk) <= MAX_PENDING_CHARS:  # a line without end must not grow forever
+            self._pending[key] = (chunk, row)
+            return []
+        return self._line(chunk, row)
+
+    def _line(self, line: str, row: tuple[Any, ...]) -> list[bytes]:
         if not line.strip():
             return []
+        _, when, stream, _, _, operation_id, parent_id, name, rate = row
         contents = self._value(line) if len(line) > self.inline_limit // 4 else line
         return self.output((when, stream, contents, operation_id, parent_id, name, rate, self.inline_limit))
 
