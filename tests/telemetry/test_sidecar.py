@@ -81,8 +81,9 @@ def test_shutdown_does_not_hang_on_a_stuck_exporter_process_and_spools_leftovers
     assert stuck is not None
     os.kill(stuck.pid, signal.SIGSTOP)  # reads nothing: the pipe fills, the writer blocks
     try:
-        writer = threading.Thread(target=lambda: [exporter.export([("R", request_row(i))] * 200) for i in range(200)],
-                                  daemon=True)
+        # 200 frames of ~20 KB: more than the pipe holds (1 MiB where the pipe can be grown, else 64 KiB).
+        padded = ("R", (*request_row(0)[:11], "x" * 20_000, "[2]", 100.0, True))
+        writer = threading.Thread(target=lambda: [exporter.export([padded]) for _ in range(200)], daemon=True)
         writer.start()
         writer.join(2)
         assert writer.is_alive()  # blocked on the full pipe, as the telemetry thread would be

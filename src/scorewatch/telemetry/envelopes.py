@@ -8,6 +8,7 @@ worker thread, never on the request path.
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from collections.abc import Mapping
@@ -50,6 +51,16 @@ def format_duration(ms: float) -> str:
 _second_cache: tuple[int, str] = (-1, "")
 
 
+def split_time(when: float) -> tuple[int, int]:
+    """Whole seconds and microseconds of a POSIX timestamp, rounded as ``datetime.fromtimestamp``
+    rounds (half to even, on the fraction): a float and the datetime made from it print the same."""
+    fraction, whole = math.modf(when)
+    micros = round(fraction * 1_000_000)
+    if micros >= 1_000_000:
+        return int(whole) + 1, micros - 1_000_000
+    return int(whole), micros
+
+
 def format_time(when: float | datetime) -> str:
     """ISO 8601 UTC with microseconds and ``Z``, from a POSIX timestamp or an aware datetime."""
     global _second_cache
@@ -57,9 +68,7 @@ def format_time(when: float | datetime) -> str:
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
         when = when.timestamp()
-    # Rounded to the microsecond, as datetime.fromtimestamp does: a float and the datetime made from it
-    # print the same.
-    second, micros = divmod(round(when * 1_000_000), 1_000_000)
+    second, micros = split_time(when)
     cached_second, prefix = _second_cache
     if second != cached_second:
         # strftime is most of the cost of an envelope: do it once per second, not once per item.

@@ -1,12 +1,13 @@
 """The real :class:`~scorewatch.scoring.monitor.Monitor`: what a monitored scoring service records.
 
-Producers (the scoring app through the seam, print/log capture, dependency spans, the public
-``track_*`` helpers and the azureml collectors) build a light tuple and put it on the
-:class:`BatchProcessor`'s queue; that is all the request path pays. On the processor's thread, payloads
-over the inline limit move into blobs and each tuple becomes either rows for the exporter process
-(:meth:`TelemetryMonitor.pack`: requests with their model data and printed lines, the per-request
-kinds) or serialized envelopes (:meth:`TelemetryMonitor.build`: everything, when exporting in-process,
-and the rarer kinds always: exceptions, logs, dependencies, events, metrics, collector traces).
+What every request makes (the request with its model data, and each write to stdout/stderr) is one
+plain tuple of values at hand, added to the :class:`BatchProcessor`'s row list (see
+``telemetry/templates.py`` for the row shapes): that is all the request path pays. The processor's
+thread ships each batch of rows as one marshal frame (:meth:`TelemetryMonitor.pack`) to the exporter
+process, which builds their envelopes with :class:`Templates`; payloads over the inline limit move to
+blobs on the thread first. The rarer kinds (exceptions, logs, dependencies, events, metrics,
+collector traces) are queued as records and become serialized envelopes on the thread
+(:meth:`TelemetryMonitor.build`); when exporting in-process, the thread builds everything.
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from scorewatch.telemetry.envelopes import (
     EnvelopeFactory,
     format_duration,
     format_time,
+    split_time,
 )
 
 # (start, operation_id, request_span_id, caller_span_id | None, name, url, duration_ms, status_code,
@@ -110,7 +111,7 @@ class Templates:
         self._second = (-1, b"")
 
     def _time(self, when: float) -> bytes:
-        second, micros = divmod(round(when * 1_000_000), 1_000_000)  # as format_time
+        second, micros = split_time(when)  # as format_time
         if second != self._second[0]:
             self._second = (second, format_time(second)[:-8].encode())  # "...T12:34:56"
         return b"%b.%06dZ" % (self._second[1], micros)
@@ -165,6 +166,11 @@ class Templates:
                                     sample)]
 
     def _value(self, value: Any) -> Any:
+        if value.__class__ is bytes and len(value) <= self.inline_limit:  # the common case, inline
+            try:
+                return value.decode()
+            except UnicodeDecodeError:
+                pass
         return value if isinstance(value, dict) else inline_or_blob(value, self.inline_limit, self.blobs)
 
     def raw(self, row: tuple[Any, ...]) -> list[bytes]:
