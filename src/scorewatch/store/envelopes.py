@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from scorewatch.store.schema import _BUCKETS
+from scorewatch.store.schema import PERFORMANCE_BUCKET_SLOWEST, PERFORMANCE_BUCKETS
 
 # Envelope tags → common columns.
 TAGS = {
@@ -96,8 +96,8 @@ MACROS = [
     "CREATE OR REPLACE TEMP MACRO sw_count(r) AS "
     "CASE WHEN r > 0 AND r < 100 THEN CAST(round(100 / r) AS INTEGER) ELSE 1 END",
     "CREATE OR REPLACE TEMP MACRO sw_bucket(d) AS CASE WHEN d IS NULL THEN NULL "
-    + " ".join(f"WHEN d < {limit} THEN '{label}'" for limit, label in _BUCKETS)
-    + " ELSE '>=5min' END",
+    + " ".join(f"WHEN d < {limit} THEN '{label}'" for limit, label in PERFORMANCE_BUCKETS)
+    + f" ELSE '{PERFORMANCE_BUCKET_SLOWEST}' END",
 ]
 
 

@@ -85,16 +85,10 @@ def column_types(table: str) -> dict[str, str]:
     return {c.name: c.type for c in TABLES[table]}
 
 
-def performance_bucket(duration_ms: float | None) -> str | None:
-    """Application Insights' duration bucket label for a duration in milliseconds."""
-    if duration_ms is None:
-        return None
-    for limit, label in _BUCKETS:
-        if duration_ms < limit:
-            return label
-    return ">=5min"
-
-
-_BUCKETS = ((250, "<250ms"), (500, "250ms-500ms"), (1000, "500ms-1sec"), (3000, "1sec-3sec"),
-            (7000, "3sec-7sec"), (15000, "7sec-15sec"), (30000, "15sec-30sec"), (60000, "30sec-1min"),
-            (120000, "1min-2min"), (300000, "2min-5min"))
+# Application Insights' duration buckets: (upper bound in ms, label); slower than the last bound is
+# PERFORMANCE_BUCKET_SLOWEST. The store computes performanceBucket from these at ingest.
+PERFORMANCE_BUCKETS = (
+    (250, "<250ms"), (500, "250ms-500ms"), (1000, "500ms-1sec"), (3000, "1sec-3sec"), (7000, "3sec-7sec"),
+    (15000, "7sec-15sec"), (30000, "15sec-30sec"), (60000, "30sec-1min"), (120000, "1min-2min"),
+    (300000, "2min-5min"))
+PERFORMANCE_BUCKET_SLOWEST = ">=5min"
