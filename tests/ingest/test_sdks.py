@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry.sdk.resources import Resource
@@ -40,6 +41,23 @@ def _spans(provider: TracerProvider, marker: str) -> tuple[str, str]:
     return format(req.get_span_context().trace_id, "032x"), format(dep.get_span_context().span_id, "016x")
 
 
+def _log_hello_and_exception(logger_provider: Any, marker: str, level: int,
+                             extra: dict[str, object] | None = None) -> None:
+    """Send "hello <marker>" at ``level`` and one logged exception through the SDK, then flush."""
+    from opentelemetry.sdk._logs import LoggingHandler
+
+    logger = logging.getLogger(f"scorewatch.tests.{marker}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(LoggingHandler(logger_provider=logger_provider))
+    logger.log(level, "hello %s", marker, extra=extra)
+    try:
+        raise ValueError(f"boom {marker}")
+    except ValueError:
+        logger.exception("scoring failed")
+    logger_provider.shutdown()
+
+
 def _check_spans(hub: RunningHub, marker: str, trace_id: str, dep_span_id: str) -> None:
     req = hub.one("SELECT * FROM requests WHERE operation_Id = ?", (trace_id,))
     assert req["url"] == f"http://127.0.0.1/score-{marker}"
@@ -68,7 +86,7 @@ def test_azure_monitor_opentelemetry_exporter(shared_hub: RunningHub) -> None:
         AzureMonitorMetricExporter,
         AzureMonitorTraceExporter,
     )
-    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -85,16 +103,7 @@ def test_azure_monitor_opentelemetry_exporter(shared_hub: RunningHub) -> None:
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(
         AzureMonitorLogExporter(connection_string=cs, disable_offline_storage=True)))
-    logger = logging.getLogger(f"scorewatch.tests.{marker}")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    logger.addHandler(LoggingHandler(logger_provider=logger_provider))
-    logger.warning("hello %s", marker, extra={"rows": 3})
-    try:
-        raise ValueError(f"boom {marker}")
-    except ValueError:
-        logger.exception("scoring failed")
-    logger_provider.shutdown()
+    _log_hello_and_exception(logger_provider, marker, logging.WARNING, extra={"rows": 3})
 
     reader = PeriodicExportingMetricReader(
         AzureMonitorMetricExporter(connection_string=cs, disable_offline_storage=True),
@@ -176,7 +185,7 @@ def test_opentelemetry_exporter_otlp_proto_http(shared_hub: RunningHub) -> None:
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs import LoggerProvider
     from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -193,16 +202,7 @@ def test_opentelemetry_exporter_otlp_proto_http(shared_hub: RunningHub) -> None:
     logger_provider = LoggerProvider(resource=resource)
     logger_provider.add_log_record_processor(SimpleLogRecordProcessor(
         OTLPLogExporter(endpoint=f"{hub.url}/v1/logs", headers=headers)))
-    logger = logging.getLogger(f"scorewatch.tests.{marker}")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    logger.addHandler(LoggingHandler(logger_provider=logger_provider))
-    logger.error("hello %s", marker)
-    try:
-        raise ValueError(f"boom {marker}")
-    except ValueError:
-        logger.exception("scoring failed")
-    logger_provider.shutdown()
+    _log_hello_and_exception(logger_provider, marker, logging.ERROR)
 
     reader = PeriodicExportingMetricReader(
         OTLPMetricExporter(endpoint=f"{hub.url}/v1/metrics", headers=headers), export_interval_millis=3_600_000)
