@@ -42,9 +42,9 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.serve import AZURE_LAUNCHER, ensure_azure_venv, wrk  # noqa: E402
 from tests.helpers import free_port, wait_for_http  # noqa: E402
 
-AZURE_VENV = ROOT / "bench" / ".venv-azureml"
 IKEY = "11111111-2222-3333-4444-555555555555"
 
 SCORE_PY = '''
@@ -109,29 +109,6 @@ def receiver_main(port: int) -> None:
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-def ensure_azure_venv() -> Path:
-    """``bench/.venv-azureml`` with azureml-inference-server-http (shared with the scoring bench)."""
-    server = AZURE_VENV / "bin" / "azmlinfsrv"
-    if not server.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(AZURE_VENV)], check=True)
-        subprocess.run([str(AZURE_VENV / "bin" / "pip"), "install", "-q", "azureml-inference-server-http", "numpy"],
-                       check=True)
-    return server
-
-
-def wrk(url: str, seconds: int, connections: int, script: Path) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
-                         capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    latency = {}
-    for pct in ("50", "99"):
-        value, unit = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)", out).groups()
-        latency[pct] = float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": latency["50"], "p99_ms": latency["99"],
-            "non2xx": float(errors.group(1)) if errors else 0.0}
-
-
 class Proc:
     def __init__(self, args: list[str], env: dict[str, str], cwd: Path, log: Path) -> None:
         self.log = open(log, "wb")  # noqa: SIM115 - closed in stop()
@@ -210,7 +187,7 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is needed: apt-get install -y wrk")
-    azmlinfsrv = ensure_azure_venv()
+    azure_python = ensure_azure_venv()
 
     work = Path(tempfile.mkdtemp(prefix="scorewatch-bench-"))
     (work / "svc").mkdir()
@@ -238,7 +215,7 @@ def main() -> None:
         env = {**quiet, "WORKER_COUNT": "1", "AML_APP_INSIGHTS_ENABLED": "true" if app_insights else "false"}
         if app_insights:
             env.update({"AML_APP_INSIGHTS_KEY": IKEY, "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string})
-        return [str(azmlinfsrv), "--entry_script", str(work / "svc" / "score.py"), "--port", str(port)], env, port
+        return [str(azure_python), "-c", AZURE_LAUNCHER, "--entry_script", str(work / "svc" / "score.py"), "--port", str(port)], env, port
 
     plan = [pair for _ in range(args.pairs) for pair in (("scorewatch off", ours(False)), ("scorewatch on", ours(True)))]
     plan += [("azureml off", azure(False)), ("azureml on", azure(True)),
@@ -256,10 +233,10 @@ def main() -> None:
             time.sleep(1.0)
             result["items"] = httpx.get(f"http://127.0.0.1:{receiver_port}/count").json()["items"] - before
             results.setdefault(name, []).append(result)
-            print(f"{name:21s} {result['rps']:9.0f} req/s  p50 {result['p50_ms']:7.3f} ms  "
-                  f"p99 {result['p99_ms']:7.3f} ms  server CPU {result['cpu_us_per_request']:5.0f} us/req "
+            print(f"{name:21s} {result['rps']:9.0f} req/s  p50 {result['p50']:7.3f} ms  "
+                  f"p99 {result['p99']:7.3f} ms  server CPU {result['cpu_us_per_request']:5.0f} us/req "
                   f"(worker {result['worker_cpu_us']:3.0f})  "
-                  f"non-2xx {result['non2xx']:.0f}  "
+                  f"non-2xx {result['errors']:.0f}  "
                   f"telemetry items received {result['items']:.0f}"
                   + (f"  dropped {result['dropped']:.0f}" if "dropped" in result else "")
                   + (f"  10 MiB inputs answered {result['big_ok']:.0f}" if name.endswith("+10MiB") else ""),
@@ -272,7 +249,7 @@ def main() -> None:
     off, on = best["scorewatch off"], best["scorewatch on"]
     print()
     print(f"full monitoring keeps {on['rps'] / off['rps']:.1%} of monitoring-off throughput (target >= 90%)")
-    print(f"full monitoring adds {on['p99_ms'] - off['p99_ms']:+.3f} ms to p99 (target <= +1 ms)")
+    print(f"full monitoring adds {on['p99'] - off['p99']:+.3f} ms to p99 (target <= +1 ms)")
     # CPU per request (worker plus its exporter process) is far steadier than req/s on a shared machine:
     # the least disturbed run of each says what a CPU-bound worker keeps.
     cpu_off = min(r["cpu_us_per_request"] for r in results["scorewatch off"])
@@ -285,13 +262,13 @@ def main() -> None:
     print(f"monitoring on vs azureml App Insights off: {on['rps'] / az_off['rps']:.1f}x (target >= 5x)")
     print(f"monitoring on vs azureml App Insights on:  {on['rps'] / az_on['rps']:.1f}x")
     print(f"azureml: App Insights on keeps {az_on['rps'] / az_off['rps']:.1%} of its own throughput, "
-          f"p99 {az_off['p99_ms']:.2f} -> {az_on['p99_ms']:.2f} ms")
+          f"p99 {az_off['p99']:.2f} -> {az_on['p99']:.2f} ms")
     if "scorewatch on +10MiB" not in best:
         return
     big_off, big_on = best["scorewatch off +10MiB"], best["scorewatch on +10MiB"]
     blobs = list((work / "ws" / "blobs").rglob("*"))
-    print(f"small requests while 10 MiB inputs arrive every 0.5 s: p99 {big_off['p99_ms']:.2f} ms monitoring off, "
-          f"{big_on['p99_ms']:.2f} ms on ({big_on['big_ok']:.0f} large inputs captured; "
+    print(f"small requests while 10 MiB inputs arrive every 0.5 s: p99 {big_off['p99']:.2f} ms monitoring off, "
+          f"{big_on['p99']:.2f} ms on ({big_on['big_ok']:.0f} large inputs captured; "
           f"{sum(1 for b in blobs if b.is_file())} blob file(s), equal inputs share one)")
 
 

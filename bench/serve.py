@@ -55,7 +55,8 @@ def ensure_azure_venv() -> Path:
         return python
     print(f"creating {AZURE_VENV} with azureml-inference-server-http ...", flush=True)
     subprocess.run([sys.executable, "-m", "venv", str(AZURE_VENV)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "azureml-inference-server-http"], check=True)
+    # numpy: the benchmarks' score.py files use it.
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "azureml-inference-server-http", "numpy"], check=True)
     return python
 
 
