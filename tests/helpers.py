@@ -7,9 +7,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -36,6 +39,31 @@ def wait_for_http(url: str, *, timeout: float = 30.0, proc: subprocess.Popen | N
             last = exc
         time.sleep(0.05)
     raise TimeoutError(f"{url} did not answer within {timeout}s (last error: {last})")
+
+
+@contextmanager
+def serve_in_thread(app: Any, *, port: int | None = None, timeout: float = 10.0, **config: Any) -> Iterator[str]:
+    """Serve an ASGI ``app`` with uvicorn on 127.0.0.1 (``port``, or a free one) in a thread; yields its URL.
+
+    ``config`` goes to ``uvicorn.Config`` (``lifespan="off"``, ``log_level``). On exit the server is
+    asked to stop and the thread joined, so each test stops the server it started.
+    """
+    import uvicorn
+
+    port = port or free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, **{"log_level": "warning", **config}))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if time.monotonic() > deadline or not thread.is_alive():
+                raise RuntimeError(f"server on port {port} did not start")
+            time.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 class ServerProcess:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -10,13 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from scorewatch.ingest.cli import ensure_default_app
 from scorewatch.ingest.hub import Hub, create_app, open_hub
 from scorewatch.settings import Settings
 from scorewatch.workspace import Workspace
-from tests.helpers import free_port, wait_for_http
+from tests.helpers import free_port, serve_in_thread, wait_for_http
 
 
 @dataclass
@@ -49,16 +47,9 @@ def running_hub(home: Path, **overrides: Any) -> Iterator[RunningHub]:
     workspace = Workspace(home)
     default = ensure_default_app(workspace, settings)
     hub = open_hub(workspace, settings)
-    server = uvicorn.Server(uvicorn.Config(create_app(hub), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with serve_in_thread(create_app(hub), port=port) as url:
         wait_for_http(url + "/health", expect_status=200)
         yield RunningHub(url, hub, workspace, default)
-    finally:
-        server.should_exit = True
-        thread.join(30)
 
 
 @pytest.fixture

@@ -118,36 +118,23 @@ class ApiServer:
     """query_routes around a DuckDBStore, served by uvicorn in a thread on 127.0.0.1."""
 
     def __init__(self, store: Any, **options: Any) -> None:
-        import uvicorn
         from starlette.applications import Starlette
 
         from scorewatch.http import EXCEPTION_HANDLERS
         from scorewatch.kql.api import query_routes
-        from tests.helpers import free_port
 
-        app = Starlette(routes=query_routes(store, authenticate, clock=lambda: NOW, **options),
-                        exception_handlers=EXCEPTION_HANDLERS)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="error",
-                                                    lifespan="off"))
+        self.app = Starlette(routes=query_routes(store, authenticate, clock=lambda: NOW, **options),
+                             exception_handlers=EXCEPTION_HANDLERS)
 
     def __enter__(self) -> ApiServer:
-        import threading
-        import time
+        from tests.helpers import serve_in_thread
 
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline or not self.thread.is_alive():
-                raise RuntimeError("query API server did not start")
-            time.sleep(0.02)
+        self._serving = serve_in_thread(self.app, log_level="error", lifespan="off")
+        self.url = self._serving.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
+        self._serving.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
@@ -17,7 +16,7 @@ from scorewatch.scoring.app import create_app
 from scorewatch.scoring.config import ServeConfig
 from scorewatch.scoring.monitor import ScoredRequest
 from scorewatch.settings import Settings
-from tests.helpers import free_port, wait_for_http
+from tests.helpers import serve_in_thread, wait_for_http
 from tests.scoring.conftest import SCRIPTS
 
 
@@ -61,18 +60,9 @@ def monitored(tmp_path: Path) -> Iterator[tuple[str, RecordingMonitor]]:
     monitor = RecordingMonitor()
     config = ServeConfig(entry_script=SCRIPTS / "slow" / "score.py", model_dir=None,
                          settings=Settings(home=tmp_path, scoring_timeout_ms=500))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config, monitor=monitor), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
+    with serve_in_thread(create_app(config, monitor=monitor)) as url:
         wait_for_http(f"{url}/health/ready", expect_status=200)
         yield url, monitor
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _next_finished(monitor: RecordingMonitor) -> ScoredRequest:
@@ -124,14 +114,8 @@ def test_monitor_routes_and_metrics_are_served(monitored: tuple[str, RecordingMo
 def test_monitor_is_shut_down_with_the_worker(tmp_path: Path) -> None:
     monitor = RecordingMonitor()
     config = ServeConfig(entry_script=SCRIPTS / "slow" / "score.py", model_dir=None, settings=Settings(home=tmp_path))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config, monitor=monitor), host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_http(f"http://127.0.0.1:{port}/health/ready", expect_status=200)
-    server.should_exit = True
-    thread.join(10)
+    with serve_in_thread(create_app(config, monitor=monitor)) as url:
+        wait_for_http(f"{url}/health/ready", expect_status=200)
     assert monitor.calls[-1][0] == "shutdown"
 
 
@@ -140,13 +124,8 @@ def test_init_failure_is_reported_to_the_monitor_and_the_hook(tmp_path: Path) ->
     reasons: list[str] = []
     config = ServeConfig(entry_script=SCRIPTS / "init_fail" / "score.py", model_dir=None,
                          settings=Settings(home=tmp_path))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(config, monitor=monitor, on_init_failure=reasons.append),
-                                           host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/health/live", expect_status=200)
+    with serve_in_thread(create_app(config, monitor=monitor, on_init_failure=reasons.append)) as url:
+        wait_for_http(f"{url}/health/live", expect_status=200)
         for _ in range(200):
             if reasons:
                 break
@@ -154,7 +133,4 @@ def test_init_failure_is_reported_to_the_monitor_and_the_hook(tmp_path: Path) ->
         assert reasons and "RuntimeError: model file is corrupt" in reasons[0]
         assert ("exception", ("RuntimeError", "init")) in monitor.calls
         assert ("shutdown", 5.0) in monitor.calls
-        assert httpx.get(f"http://127.0.0.1:{port}/health/ready").status_code == 503
-    finally:
-        server.should_exit = True
-        thread.join(10)
+        assert httpx.get(f"{url}/health/ready").status_code == 503
