@@ -24,7 +24,6 @@ Needs ``wrk`` (apt) and ``bench/.venv-azureml`` (created here with pip when miss
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import re
 import shutil
@@ -75,6 +74,7 @@ BODY = '{"data": [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]}'
 def receiver_main(port: int) -> None:
     import orjson
     import uvicorn
+    from isal import igzip
 
     # The receiver stands in for a remote endpoint (the hub or Application Insights on another
     # machine): at low priority it takes as little as possible from the servers measured, all alike.
@@ -93,7 +93,7 @@ def receiver_main(port: int) -> None:
             more = message.get("more_body", False)
         if scope["path"].endswith("/track"):
             if body[:2] == b"\x1f\x8b":
-                body = gzip.decompress(body)
+                body = igzip.decompress(body)  # ISA-L: a third of zlib's CPU, taken from the servers measured
             # Counting, not parsing: the receiver shares the 2 cores with the servers being measured.
             items = body.count(b'"iKey"')
             counts["items"] += items

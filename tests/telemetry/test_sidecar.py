@@ -100,3 +100,32 @@ def test_shutdown_does_not_hang_on_a_stuck_exporter_process_and_spools_leftovers
         writer.join(30)  # unblocked: the rest goes to a restarted exporter process
         stuck.wait()
         exporter.shutdown(10)
+
+
+def test_the_exporter_process_gives_the_cpu_away_between_rows_of_a_long_batch(monkeypatch):
+    # A niced process that wakes and works for ms holds a protected time slice; the scoring worker
+    # waits for it unless the exporter process yields (see sidecar.Courtesy).
+    from scorewatch.telemetry import sidecar
+
+    yields = []
+    monkeypatch.setattr(sidecar.os, "sched_yield", lambda: yields.append(time.perf_counter()))
+    pause = sidecar.Courtesy(every_s=0.001)
+    calls = []
+    templates = Templates("ikey-1", role="svc", role_instance="host", base_properties={}, models="m:1")
+    rows = [("r", *request_row(i)) for i in range(50)]
+    started = time.perf_counter()
+
+    def slow_pause() -> None:
+        calls.append(1)
+        deadline = time.perf_counter() + 0.0002  # 0.2 ms of "work" per row
+        while time.perf_counter() < deadline:
+            pass
+        pause()
+
+    envelopes = templates.build(("F", Templates.frame(rows), len(rows)), slow_pause)
+    elapsed = time.perf_counter() - started
+    assert len(envelopes) == 100 and len(calls) == 50          # one pause per row, envelopes unchanged
+    assert 0.5 * elapsed / 0.001 <= len(yields) <= elapsed / 0.001 + 1  # about once per ms of work
+    before = len(yields)
+    sidecar.Courtesy(every_s=3600)()  # little work since the last yield: no system call
+    assert len(yields) == before

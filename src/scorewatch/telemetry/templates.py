@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import marshal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import orjson
@@ -211,9 +211,10 @@ class Templates:
         """A batch of rows as one byte string: one C call, whatever the batch size."""
         return marshal.dumps(rows)
 
-    def build(self, item: Any) -> list[bytes]:
+    def build(self, item: Any, pause: Callable[[], None] | None = None) -> list[bytes]:
         """Envelopes for one shipped item: ``("F", frame, count)``, ``("R", RequestRow)``,
-        ``("O", OutputRow)`` or ready bytes."""
+        ``("O", OutputRow)`` or ready bytes. ``pause`` is called after each row of a frame (the
+        exporter process lets the scoring worker run there, see ``sidecar.Courtesy``)."""
         if isinstance(item, bytes):
             return [item]
         kind, row = item[0], item[1]
@@ -221,5 +222,7 @@ class Templates:
             out: list[bytes] = []
             for raw in marshal.loads(row):
                 out.extend(self.raw(raw))
+                if pause is not None:
+                    pause()
             return out
         return self.request(row) if kind == "R" else self.output(row)
