@@ -3,7 +3,9 @@
 ``sys.stdout`` and ``sys.stderr`` are replaced by :class:`StreamCapture` proxies that still write
 everything through to the real stream, and hand each write to the sink as ``STDOUT`` / ``STDERR``
 (the sink only queues it: ``print`` writes the text and the newline separately, and lines are put
-together per thread off the request path, in ``telemetry/templates.py``). :class:`LogCapture` is a root logging handler that hands records to the sink with their
+together per thread off the request path, in ``telemetry/templates.py``). A proxy's ``write`` is a
+function the sink makes for that stream (:meth:`Sink.writer`), set on the instance: ``print`` calls it
+directly, one Python call per write, and it does both the recording and the write-through. :class:`LogCapture` is a root logging handler that hands records to the sink with their
 level, logger name, file and line. The sink reads the current operation, so every line carries the
 ``operation_Id`` of the request it was printed for.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from typing import Any, Protocol, TextIO
 
 # Our own and the server's loggers are not the entry script's output (and recording them could loop).
@@ -21,24 +24,22 @@ EXCLUDED_LOGGERS = ("scorewatch", "uvicorn", "opentelemetry", "starlette", "asyn
 class Sink(Protocol):
     capturing: bool
 
-    def write(self, stream: str, text: str) -> None: ...
+    def writer(self, stream: str, write_through: Callable[[str], int]) -> Callable[[str], int]:
+        """The ``write`` of a proxy for ``stream`` (``STDOUT``/``STDERR``): records ``text`` when
+        capturing, and returns ``write_through(text)``."""
+        ...
+
     def log(self, record: logging.LogRecord) -> None: ...
 
 
 class StreamCapture:
-    """A text stream proxy: writes through, and reports each finished line to the sink."""
+    """A text stream proxy: writes through, and hands each write to the sink (see the module docstring)."""
 
     def __init__(self, stream: TextIO, name: str, sink: Sink) -> None:
         self._stream = stream
         self._name = name
         self._sink = sink
-        self._pending: dict[int, str] = {}
-
-    def write(self, text: str) -> int:
-        written = self._stream.write(text)
-        if text and self._sink.capturing:
-            self._sink.write(self._name, text)
-        return written
+        self.write = sink.writer(name, stream.write)
 
     def writelines(self, lines: Any) -> None:
         for line in lines:

@@ -18,7 +18,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from threading import get_ident
 from typing import Any
 
@@ -164,12 +164,14 @@ class TelemetryMonitor:
             processor.emit(("exception", 0, time.time(), exc, op, "run",
                             {**self.base_properties, "Request Id": op.request_id,
                              "Client Request Id": op.client_request_id}))
-        if not success or self._keep(op):
+        if not success or self.sampling >= 100.0 or self._keep(op):
             size, row = self._request_row(request)
             if size > self.inline_limit:  # large payloads go to blobs on the worker thread, counted in bytes
                 processor.emit(("large", size, row))
+            elif len(processor.rows) < processor.row_limit:
+                processor.rows.append(row)
             else:
-                processor.add(row)
+                processor.refused()
 
     def _request_row(self, request: ScoredRequest) -> tuple[int, tuple[Any, ...]]:
         """The payload size and the row of a finished request: one plain tuple (see templates.py);
@@ -226,26 +228,41 @@ class TelemetryMonitor:
             self.exporter.stats_path.unlink(missing_ok=True)
 
     # -- sinks for capture, dependencies, the public API and the azureml collectors ----------------
-    def write(self, stream: str, text: str) -> None:
-        """One write() to stdout/stderr (lines are put together later, see templates.py)."""
-        processor = self.processor
-        if processor is None:
-            return
-        if text == "\n":  # print() writes the newline on its own: the line's other facts came with its text
-            processor.add(("n", stream, get_ident()))
-            return
-        operation = current_operation.get()
-        if operation is None:
-            row = ("o", time.time(), stream, text, get_ident(), None, "", "", self.sampling)
-        elif self.sampling >= 100.0 or self._keep(operation):
-            row = ("o", time.time(), stream, text, get_ident(), operation.operation_id, operation.parent_id,
-                   operation.name, self.sampling)
-        else:
-            return
-        if len(text) > self.inline_limit // 4:
-            processor.emit(("large", len(text), row))
-        else:
-            processor.add(row)
+    def writer(self, stream: str, write_through: Callable[[str], int]) -> Callable[[str], int]:
+        """The ``write`` of the ``sys.stdout``/``sys.stderr`` proxy (see capture.py): every print() of an
+        entry script runs it twice (the text, then the newline), so it is one flat function with what
+        it needs bound in advance; lines are put together later (see templates.py)."""
+        processor = self.processor or self._start()
+        rows = processor.rows
+        append = rows.append
+        large = self.inline_limit // 4
+        now, thread, operation_of = time.time, get_ident, current_operation.get
+        newline = "\n"
+
+        def write(text: str) -> int:
+            if text and self.capturing:
+                if text == newline:  # print() writes it on its own: the line's other facts came with its text
+                    row: tuple[Any, ...] = ("n", stream, thread())
+                else:
+                    operation = operation_of()
+                    sampling = self.sampling
+                    if operation is None:
+                        row = ("o", now(), stream, text, thread(), None, "", "", sampling)
+                    elif sampling >= 100.0 or self._keep(operation):
+                        row = ("o", now(), stream, text, thread(), operation.operation_id, operation.parent_id,
+                               operation.name, sampling)
+                    else:
+                        return write_through(text)
+                    if len(text) > large:
+                        processor.emit(("large", len(text), row))
+                        return write_through(text)
+                if len(rows) < processor.row_limit:
+                    append(row)
+                else:
+                    processor.refused()
+            return write_through(text)
+
+        return write
 
     def log(self, record: Any) -> None:
         operation = current_operation.get()

@@ -1,12 +1,15 @@
 """The batch processor: a bounded queue between the request path and the exporter.
 
 Producers call :meth:`BatchProcessor.emit` with a light record (a tuple whose second element is the
-payload size in bytes), or, for the rows every request makes, :meth:`BatchProcessor.add` with a plain
-tuple of small values: one list append. The worker thread hands added rows on as one ``("rows", 0,
-[row, ...])`` record per batch, so whatever it does with them (``marshal.dumps`` for the exporter
-process) is one C call per batch, not Python per row: a thread holding the GIL delays the event loop. A worker thread, woken by an event when a batch is
-full and at least every ``interval_s``, turns records into envelopes (``build``) and hands batches to
-the exporter. The queue is bounded by items and by payload bytes: past either bound a record is
+payload size in bytes), or, for the rows every request makes, append a plain tuple of small values to
+:attr:`BatchProcessor.rows` (:meth:`BatchProcessor.add`, or the list's own ``append`` on the hottest
+paths, after checking ``len(rows) < row_limit``, calling :meth:`refused` when not): one list append, no lock, no wake-up. The worker
+thread picks rows up every ``pickup_s`` and hands them on as one ``("rows", 0, [row, ...])`` record per
+batch, so whatever it does with them (``marshal.dumps`` for the exporter process) is one C call per
+batch, not Python per row: a thread holding the GIL delays the event loop. The worker thread, woken
+by an event when enough records were emitted, on a flush, and at least every ``pickup_s``, turns
+records into envelopes (``build``) and hands batches to the exporter (a full batch at once, the rest
+at least every ``interval_s``). The queue is bounded by items and by payload bytes: past either bound a record is
 dropped and counted (``queue_full`` / ``queue_bytes``), a request is never blocked. After ``fork`` the
 child gets a fresh queue, locks and worker thread (``os.register_at_fork``), as OpenTelemetry's
 ``BatchSpanProcessor`` does.
@@ -30,6 +33,10 @@ from scorewatch.telemetry.metrics import ExporterStats
 log = logging.getLogger("scorewatch.telemetry")
 
 Record = tuple[Any, ...]
+
+ROWS_PER_RECORD = 128  # rows handed on as one record: one marshal call of ~50 us for the exporter process
+WORK_S = 0.0001        # the worker thread builds at most this long before it lets the GIL go ...
+BREATH_S = 0.0001      # ... for this long
 Builder = Callable[[Record], Iterable[bytes]]  # serialized envelopes
 
 
@@ -38,7 +45,7 @@ class BatchProcessor:
 
     def __init__(self, exporter: Exporter, build: Builder, *, stats: ExporterStats | None = None,
                  max_queue: int = 20_000, max_queue_bytes: int = 256 * 1024 * 1024, batch_size: int = 512,
-                 interval_s: float = 1.0, poll_s: float = 0.25,
+                 interval_s: float = 1.0, poll_s: float = 0.25, pickup_s: float = 0.025,
                  on_tick: Callable[[], None] | None = None) -> None:
         self.exporter = exporter
         self.build = build
@@ -48,15 +55,17 @@ class BatchProcessor:
         self.max_queue_bytes = max_queue_bytes
         self.batch_size = max(1, batch_size)
         self.interval_s = interval_s
-        self.poll_s = min(poll_s, interval_s)
+        self.poll_s = min(poll_s, interval_s)  # how often on_tick runs
+        self.pickup_s = min(pickup_s, self.poll_s)
         self.on_tick = on_tick
+        self.rows: list[Any] = []  # one list for the object's life: producers may hold its append
+        self.row_limit = max_queue  # 0 once shutting down
         self._init_state()
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
     def _init_state(self) -> None:
         self._queue: collections.deque[Record] = collections.deque()
-        self._rows: list[Any] = []
         self._bytes = 0
         self._bytes_lock = threading.Lock()
         self._wake = threading.Event()
@@ -69,6 +78,8 @@ class BatchProcessor:
 
     def _after_fork(self) -> None:
         # Records queued in the parent are the parent's to send.
+        self.rows.clear()
+        self.row_limit = self.max_queue
         self._init_state()
 
     # -- producer side (request path) --------------------------------------------------------------
@@ -95,27 +106,29 @@ class BatchProcessor:
 
     def add(self, row: Any) -> bool:
         """Queue one small row (see the module docstring); False when it was dropped."""
-        rows = self._rows
-        if len(rows) >= self.max_queue or self._stopping:
-            self.stats.drop("shutdown" if self._stopping else "queue_full")
+        rows = self.rows
+        if len(rows) >= self.row_limit:
+            self.refused()
             return False
         rows.append(row)
-        if len(rows) >= self.batch_size and not self._wake.is_set():
-            self._wake.set()
         return True
 
+    def refused(self) -> None:
+        """Count a row that could not be added (the rows are full, or the processor is shutting down)."""
+        self.stats.drop("shutdown" if self._stopping else "queue_full")
+
     def depth(self) -> int:
-        return len(self._queue) + len(self._rows)
+        return len(self._queue) + len(self.rows)
 
     def _move_rows(self) -> None:
         # Slice, then delete what was sliced: rows added in between (by other threads) stay for next time.
-        rows = self._rows
+        rows = self.rows
         n = len(rows)
         if n:
             batch = rows[:n]
             del rows[:n]
-            for start in range(0, n, self.batch_size):
-                self._queue.append(("rows", 0, batch[start:start + self.batch_size]))
+            for start in range(0, n, ROWS_PER_RECORD):
+                self._queue.append(("rows", 0, batch[start:start + ROWS_PER_RECORD]))
 
     # -- control -----------------------------------------------------------------------------------
     def force_flush(self, timeout_s: float = 10.0) -> bool:
@@ -138,6 +151,7 @@ class BatchProcessor:
         if send_timeout is not None:  # a slow receiver must not eat the whole deadline on one batch
             self.exporter.timeout_s = max(0.2, min(send_timeout, timeout_s / 3))  # type: ignore[attr-defined]
         self._stopping = True
+        self.row_limit = 0
         self._wake.set()
         self._thread.join(max(0.0, deadline - time.monotonic()))
         self._move_rows()
@@ -156,21 +170,24 @@ class BatchProcessor:
 
     # -- worker side -------------------------------------------------------------------------------
     def _run(self) -> None:
-        next_flush = time.monotonic() + self.interval_s
+        started = time.monotonic()
+        next_flush, next_tick = started + self.interval_s, started + self.poll_s
         while not self._stopping:
-            self._wake.wait(self.poll_s)
+            self._wake.wait(self.pickup_s)
             self._wake.clear()
             now = time.monotonic()
             flush_target = self._flush_requested
-            if (len(self._queue) + len(self._rows) >= self.batch_size or now >= next_flush or flush_target > self._flushed
-                    or self._stopping):
+            if (len(self._queue) + len(self.rows) >= self.batch_size or now >= next_flush
+                    or flush_target > self._flushed or self._stopping):
                 self._drain()
                 next_flush = now + self.interval_s
                 if flush_target > self._flushed:
                     with self._cond:
                         self._flushed = flush_target
                         self._cond.notify_all()
-            self._tick()
+            if now >= next_tick:
+                self._tick()
+                next_tick = now + self.poll_s
         self._drain()
         with self._cond:
             self._flushed = self._flush_requested
@@ -214,11 +231,14 @@ class BatchProcessor:
 
     def _envelopes(self, records: list[Record]) -> list[bytes]:
         envelopes: list[bytes] = []
-        for n, record in enumerate(records, 1):
-            if not n % 64:
-                # Building is pure Python: hand the GIL to the request path every ~0.3 ms of it, or it
-                # would wait for the interpreter's 5 ms switch interval and show up in p99.
-                time.sleep(0)
+        worked_since = time.perf_counter()
+        for record in records:
+            if time.perf_counter() - worked_since >= WORK_S:
+                # This thread holds the GIL while it builds: the event loop, woken meanwhile, would wait
+                # for all of it (up to the interpreter's 5 ms switch interval). A real sleep hands the
+                # GIL over; sleep(0) releases it and usually takes it straight back.
+                time.sleep(BREATH_S)
+                worked_since = time.perf_counter()
             try:
                 built = list(self.build(record))
             except Exception:
