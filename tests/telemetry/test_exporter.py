@@ -139,3 +139,14 @@ def test_server_errors_are_retried(tmp_path, receiver, status):
     assert exporter.export(envelopes(2)) is ExportResult.FAILURE
     assert exporter.force_flush(5)
     assert messages(receiver.items) == ["m0", "m1"]
+
+
+@pytest.mark.parametrize("count", [0, 1, 128, 129, 300])
+def test_encode_is_one_gzip_json_array_of_the_envelopes_whatever_the_slicing(count):
+    import gzip
+
+    envelopes = [orjson.dumps({"name": f"e{i}", "data": {"n": i, "text": "x" * (i % 7)}}) for i in range(count)]
+    body = encode(envelopes)
+    assert body[:2] == b"\x1f\x8b"  # a gzip member, as /v2.1/track takes with Content-Encoding: gzip
+    assert orjson.loads(gzip.decompress(body)) == [orjson.loads(e) for e in envelopes]
+    assert decode(body) == [orjson.dumps(orjson.loads(e)) for e in envelopes]
