@@ -83,3 +83,37 @@ def test_inline_builders_escape_user_text_and_mark_samples(settings):  # noqa: F
                                                        100.0)))
     assert line["data"]["baseData"]["properties"]["Contents"] == 'say "hi"\n\ttab'
     assert "ai.operation.id" not in line["tags"] and line["data"]["baseData"]["severityLevel"] == 2
+
+
+def test_rows_in_a_batch_make_the_same_envelopes_as_one_by_one():
+    # Templates.rows takes a print's text and its newline together when they follow each other; with
+    # writes split, interleaved between threads or holding several lines, it falls back on the
+    # pending-line table. Either way the envelopes are those of the rows taken one at a time.
+    from scorewatch.telemetry.templates import Templates
+
+    def templates() -> Templates:
+        return Templates("ikey-1", role="svc", role_instance="host", base_properties={"Service Name": "svc"},
+                         models="m:1")
+
+    def out(when, stream, text, thread, op="a" * 32):
+        return ("o", when, stream, text, thread, op, "b" * 16, "POST /score", 100.0)
+
+    rows = [
+        out(1.5, "STDOUT", "plain", 1), ("n", "STDOUT", 1),                     # print("plain")
+        out(1.6, "STDOUT", '{"k": 1}', 1), ("n", "STDOUT", 1),                  # printed JSON
+        out(1.7, "STDOUT", "part one, ", 1), out(1.8, "STDOUT", "two", 1),       # one line, two writes
+        out(1.9, "STDOUT", "other thread", 2), ("n", "STDOUT", 2),              # meanwhile, thread 2
+        ("n", "STDOUT", 1),
+        out(2.0, "STDERR", "to stderr", 1), ("n", "STDOUT", 1),                 # a newline of another stream
+        ("n", "STDERR", 1),
+        out(2.1, "STDOUT", "a\nb\n", 1), ("n", "STDOUT", 1),                    # whole lines, then a blank
+        out(2.2, "STDOUT", "   ", 1), ("n", "STDOUT", 1),                       # only blanks: nothing
+        out(2.3, "STDOUT", "last", 3),                                          # the batch ends mid-line
+    ]
+    one_by_one = templates()
+    expected = [envelope for row in rows for envelope in one_by_one.raw(row)]
+    batched = templates()
+    assert batched.rows(rows) == expected
+    assert [orjson.loads(e)["data"]["baseData"]["properties"]["Contents"] for e in expected] == [
+        "plain", {"k": 1}, "other thread", "part one, two", "to stderr", "a\nb"]
+    assert batched._pending.keys() == one_by_one._pending.keys() == {("STDOUT", 3)}

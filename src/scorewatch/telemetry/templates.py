@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import marshal
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -24,7 +25,6 @@ from scorewatch.telemetry.envelopes import (
     EnvelopeFactory,
     format_duration,
     format_time,
-    split_time,
 )
 
 # (start, operation_id, request_span_id, caller_span_id | None, name, url, duration_ms, status_code,
@@ -43,6 +43,7 @@ OutputRow = tuple[float, str, Any, "str | None", str, str, float, int]
 #       one write() to stdout/stderr; lines are put together here, per stream and thread;
 #   ("n", stream, thread_id): a write() of just "\n" (print() writes it on its own).
 MAX_PENDING_CHARS = 64 * 1024
+_JSON_STARTS = ("{", "[")
 
 
 def _json(value: Any) -> str:
@@ -111,7 +112,12 @@ class Templates:
         self._second = (-1, b"")
 
     def _time(self, when: float) -> bytes:
-        second, micros = split_time(when)  # as format_time
+        # split_time (as format_time rounds), inlined: this runs for every envelope.
+        fraction, whole = math.modf(when)
+        micros = round(fraction * 1_000_000)
+        second = int(whole)
+        if micros >= 1_000_000:
+            second, micros = second + 1, micros - 1_000_000
         if second != self._second[0]:
             self._second = (second, format_time(second)[:-8].encode())  # "...T12:34:56"
         return b"%b.%06dZ" % (self._second[1], micros)
@@ -150,8 +156,9 @@ class Templates:
 
     def output(self, row: OutputRow) -> list[bytes]:
         when, stream, contents, operation_id, parent_id, operation_name, rate, inline_limit = row
-        if isinstance(contents, str) and len(contents) <= inline_limit and (
-                contents[:1] in ("{", "[") or contents.lstrip()[:1] in ("{", "[")):
+        first = contents[:1] if isinstance(contents, str) else ""
+        if first and len(contents) <= inline_limit and (
+                first in _JSON_STARTS or (first.isspace() and contents.lstrip()[:1] in _JSON_STARTS)):
             # Printed JSON is kept as a nested object, so KQL can reach into it.
             with contextlib.suppress(orjson.JSONDecodeError):
                 contents = orjson.loads(contents)
@@ -200,7 +207,7 @@ class Templates:
         return self._line(chunk, row)
 
     def _line(self, line: str, row: tuple[Any, ...]) -> list[bytes]:
-        if not line.strip():
+        if not line or line.isspace():
             return []
         _, when, stream, _, _, operation_id, parent_id, name, rate = row
         contents = self._value(line) if len(line) > self.inline_limit // 4 else line
@@ -219,10 +226,34 @@ class Templates:
             return [item]
         kind, row = item[0], item[1]
         if kind == "F":
-            out: list[bytes] = []
-            for raw in marshal.loads(row):
-                out.extend(self.raw(raw))
-                if pause is not None:
-                    pause()
-            return out
+            return self.rows(marshal.loads(row), pause)
         return self.request(row) if kind == "R" else self.output(row)
+
+    def rows(self, rows: list[tuple[Any, ...]], pause: Callable[[], None] | None = None,
+             on_error: Callable[[], None] | None = None) -> list[bytes]:
+        """Envelopes for rows the request path recorded; ``pause`` is called after each (see
+        :meth:`build`). A row that cannot be built is skipped and reported to ``on_error``."""
+        out: list[bytes] = []
+        pending = self._pending
+        i, n = 0, len(rows)
+        while i < n:
+            row = rows[i]
+            i += 1
+            try:
+                if row[0] == "o" and i < n:
+                    # The common print(): its text, then its newline, one after the other (so no line
+                    # of that stream and thread is pending): the line, without the pending table.
+                    after = rows[i]
+                    if (after[0] == "n" and after[1] == row[2] and after[2] == row[4]
+                            and (row[2], row[4]) not in pending and row[3][-1:] != "\n"):
+                        i += 1
+                        out.extend(self._line(row[3], row))
+                        continue
+                out.extend(self.raw(row))
+            except Exception:
+                if on_error is None:
+                    raise
+                on_error()
+            if pause is not None:
+                pause()
+        return out
