@@ -129,3 +129,50 @@ def test_the_exporter_process_gives_the_cpu_away_between_rows_of_a_long_batch(mo
     before = len(yields)
     sidecar.Courtesy(every_s=3600)()  # little work since the last yield: no system call
     assert len(yields) == before
+
+
+def test_frames_reach_the_pipe_whole_and_in_order_even_when_writes_are_partial(monkeypatch):
+    from scorewatch.telemetry import sidecar
+
+    real_writev = os.writev
+    monkeypatch.setattr(sidecar.os, "writev", lambda fd, buffers: real_writev(fd, [b"".join(buffers)[:7]]))
+    read_end, write_end = os.pipe()
+    try:
+        buffers = [b"header", b"", b"x" * 20, b"tail"]
+        sidecar._write_all(write_end, list(buffers))
+        assert os.read(read_end, 100) == b"".join(buffers)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+def test_the_reader_takes_row_frames_and_messages_split_across_reads():
+    import io
+    import marshal
+    import pickle
+
+    from scorewatch.telemetry import sidecar
+
+    rows = [("n", "STDOUT", 1), ("n", "STDERR", 2)]
+    frame = marshal.dumps(rows)
+    message = pickle.dumps(("flush", 7, 1.0))
+    data = (sidecar._HEADER.pack(sidecar.ROWS, len(frame)) + frame
+            + sidecar._HEADER.pack(sidecar.MESSAGE, len(message)) + message)
+
+    class Trickle(io.RawIOBase):  # a pipe that hands over 5 bytes at a time
+        def __init__(self) -> None:
+            self.data = data
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer) -> int:
+            n = min(5, len(self.data))
+            buffer[:n], self.data = self.data[:n], self.data[n:]
+            return n
+
+    reader = sidecar._FrameReader(Trickle())
+    messages = []
+    while (got := reader.read()) is not None:
+        messages += got
+    assert messages == [("rows", rows), ("flush", 7, 1.0)] and not reader.buffer
