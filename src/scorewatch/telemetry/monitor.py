@@ -26,7 +26,7 @@ import orjson
 from starlette.routing import BaseRoute
 
 from scorewatch.errors import ConfigError
-from scorewatch.scoring.monitor import ScoredRequest, ServiceInfo, get_input
+from scorewatch.scoring.monitor import ScoredRequest, ServiceInfo, get_input, request_url
 from scorewatch.settings import Settings
 from scorewatch.telemetry import api, dependencies
 from scorewatch.telemetry.blobs import BlobStore, inline_or_blob
@@ -94,6 +94,7 @@ class TelemetryMonitor:
         self._apply(self.control.state)
         self.capture = Capture(self)
         self.processor: BatchProcessor | None = None
+        self._names_and_urls: dict[tuple[Any, ...], tuple[str, str]] = {}
 
     # -- state -------------------------------------------------------------------------------------
     def _apply(self, state: TelemetryState) -> None:
@@ -191,10 +192,15 @@ class TelemetryMonitor:
             value = output = None
             size = 0
         query = scope["query_string"]
-        server = scope.get("server") or ("127.0.0.1", 80)
-        url = f"{scope.get('scheme', 'http')}://{server[0]}:{server[1]}{scope['path']}"
+        key = (scope["method"], scope["path"], scope.get("server"), scope.get("scheme"))
+        known = self._names_and_urls.get(key)
+        if known is None:  # a handful per worker: made once, not for every request
+            known = (f"{key[0]} /score", request_url({**scope, "query_string": b""}))
+            if len(self._names_and_urls) < 64:
+                self._names_and_urls[key] = known
+        name, url = known
         return size, ("r", request.start_ts, op.operation_id, op.parent_id, op.extra.get("parent_span_id"),
-                      f"{scope['method']} /score", f"{url}?{query.decode('latin-1')}" if query else url,
+                      name, f"{url}?{query.decode('latin-1')}" if query else url,
                       request.duration_ms, status, success, op.request_id, op.client_request_id, value, output,
                       self.sampling if success else 100.0, model_data)
 
