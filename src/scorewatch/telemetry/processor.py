@@ -35,7 +35,7 @@ log = logging.getLogger("scorewatch.telemetry")
 Record = tuple[Any, ...]
 
 ROWS_PER_RECORD = 128  # rows handed on as one record: one marshal call of ~50 us for the exporter process
-WORK_S = 0.0001        # the worker thread builds at most this long before it lets the GIL go ...
+WORK_S = 0.0003        # the worker thread builds at most this long before it lets the GIL go ...
 BREATH_S = 0.0001      # ... for this long
 Builder = Callable[[Record], Iterable[bytes]]  # serialized envelopes
 
@@ -45,7 +45,7 @@ class BatchProcessor:
 
     def __init__(self, exporter: Exporter, build: Builder, *, stats: ExporterStats | None = None,
                  max_queue: int = 20_000, max_queue_bytes: int = 256 * 1024 * 1024, batch_size: int = 512,
-                 interval_s: float = 1.0, poll_s: float = 0.25, pickup_s: float = 0.025,
+                 interval_s: float = 1.0, poll_s: float = 0.25, pickup_s: float = 0.1,
                  on_tick: Callable[[], None] | None = None) -> None:
         self.exporter = exporter
         self.build = build
