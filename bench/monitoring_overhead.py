@@ -12,7 +12,13 @@ each, the same wrk load:
 
 Our two configurations run ``--pairs`` times, interleaved (off, on, off, on, ...), and the best run of
 each counts, so a noisy neighbour on a shared machine does not decide the ratio; the server's CPU time
-per request (worker plus exporter process) is printed too, as the steadier measure. Targets: full monitoring keeps
+per request (worker plus exporter process) is printed too, as the steadier measure.
+
+The load generator and the receiver stand in for other machines: on a machine with more than one CPU
+they are kept on the last CPU (``taskset``, ``--load-cpus``; ``--load-cpus ''`` leaves them anywhere),
+for every configuration alike. On 2 CPUs, unpinned, the scheduler often queues wrk and the server's
+``run()`` thread on one CPU while the other idles, and which one it queues decides more than the
+servers measured do. Targets: full monitoring keeps
 >= 90% of monitoring-off throughput and adds <= 1 ms to p99; monitoring on is >= 5x Azure with
 App Insights off.
 
@@ -45,6 +51,7 @@ from bench.serve import AZURE_LAUNCHER, ensure_azure_venv, wrk  # noqa: E402
 from tests.helpers import free_port, wait_for_http  # noqa: E402
 
 IKEY = "11111111-2222-3333-4444-555555555555"
+LOAD_CPUS: str | None = None  # set in main() from --load-cpus
 
 SCORE_PY = '''
 import json
@@ -153,7 +160,7 @@ def measure(name: str, args: list[str], env: dict[str, str], port: int, work: Pa
         url = f"http://127.0.0.1:{port}/score"
         check = httpx.post(url, content=BODY, headers={"content-type": "application/json"}, timeout=30)
         assert check.status_code == 200, check.text
-        wrk(url, 2, connections, script)  # warm-up
+        wrk(url, 2, connections, script, LOAD_CPUS)  # warm-up
         server = psutil.Process(proc.proc.pid)
         processes = [server, *server.children(recursive=True)]
         cpu_before = [sum(p.cpu_times()[:2]) for p in processes]
@@ -162,7 +169,7 @@ def measure(name: str, args: list[str], env: dict[str, str], port: int, work: Pa
         if poster is not None:
             poster.start()
         try:
-            result = wrk(url, seconds, connections, script)
+            result = wrk(url, seconds, connections, script, LOAD_CPUS)
         finally:
             stop.set()
             if poster is not None:
@@ -188,8 +195,13 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3, help="interleaved off/on runs of scorewatch")
     parser.add_argument("--only", choices=["scorewatch", "azureml"], help="run one server's configurations")
     parser.add_argument("--no-big", action="store_true", help="skip the runs with 10 MiB inputs")
+    last_cpu = str(max(os.sched_getaffinity(0)))
+    parser.add_argument("--load-cpus", default=last_cpu if len(os.sched_getaffinity(0)) > 1 else "",
+                        help="CPU list for wrk and the receiver (default: the last CPU; '' for anywhere)")
     parser.add_argument("--receiver", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    global LOAD_CPUS
+    LOAD_CPUS = args.load_cpus or None
     if args.receiver:
         receiver_main(args.receiver)
         return
@@ -204,7 +216,9 @@ def main() -> None:
     script.write_text(f'wrk.method = "POST"\nwrk.body = \'{BODY}\'\n'
                       'wrk.headers["Content-Type"] = "application/json"\n')
     receiver_port = free_port()
-    receiver = Proc([sys.executable, __file__, "--receiver", str(receiver_port)], {}, work, work / "receiver.log")
+    pin = ["taskset", "-c", LOAD_CPUS] if LOAD_CPUS else []
+    receiver = Proc([*pin, sys.executable, __file__, "--receiver", str(receiver_port)], {}, work, work / "receiver.log")
+    print(f"wrk and the receiver on CPU {LOAD_CPUS}" if LOAD_CPUS else "wrk and the receiver anywhere", flush=True)
     wait_for_http(f"http://127.0.0.1:{receiver_port}/count", proc=receiver.proc)
     connection_string = f"InstrumentationKey={IKEY};IngestionEndpoint=http://127.0.0.1:{receiver_port}"
     os.environ.pop("PYTHONUNBUFFERED", None)  # any value, even "0", would make print() unbuffered
