@@ -98,7 +98,7 @@ class ScoredRequest:
     def headers(self) -> Mapping[str, str]:
         from starlette.datastructures import Headers
 
-        return Headers(scope=self.scope)
+        return Headers(raw=list(self.scope.get("headers") or []))
 
     @property
     def input(self) -> bytes | str:

@@ -182,11 +182,13 @@ class TelemetryMonitor:
         success = status < 400
         model_data = self.model_data
         scope = request.scope
+        value: bytes | str | None
+        output: Any
         if model_data:
             value = request.body if scope["method"] != "GET" else get_input(scope)
             output = request.output
             if output is not None and output.__class__ is not bytes and output.__class__ is not str:
-                output = bytes(output)
+                output = bytes(output)  # a bytearray or memoryview from run()
             size = len(value) + (len(output) if output is not None else 0)
         else:
             value = output = None

@@ -58,7 +58,7 @@ class Templates:
                  blobs: BlobStore | None = None) -> None:
         self.inline_limit = inline_limit
         self.blobs = blobs
-        self._pending: dict[tuple[str, int], str] = {}  # unfinished printed lines
+        self._pending: dict[tuple[str, int], tuple[str, tuple[Any, ...]]] = {}  # unfinished lines, their first row
         factory = EnvelopeFactory(instrumentation_key, role=role, role_instance=role_instance)
         self._ikey = _json(instrumentation_key)
         self._request_name = _json(factory.request_name)
@@ -134,24 +134,25 @@ class Templates:
         (start, operation_id, span_id, caller, name, url, duration_ms, status, success, request_id,
          client_request_id, input_value, prediction, rate, model_data) = row
         dumps = orjson.dumps
-        request_id, client_request_id = dumps(request_id), dumps(client_request_id)
-        name = self._name(name)
+        request_id_json, client_request_id_json = dumps(request_id), dumps(client_request_id)
+        name_json = self._name(name)
         when = self._time(start)
-        operation_id = operation_id.encode()
-        span_id = span_id.encode()
+        operation_id_hex = operation_id.encode()
+        span_id_hex = span_id.encode()
         sample = b',"sampleRate":%a' % float(rate) if success and rate < 100.0 else b""
         micros = max(0, round(duration_ms * 1000))
         duration = (b"0.00:00:%02d.%06d" % divmod(micros, 1_000_000) if micros < 60_000_000
                     else format_duration(duration_ms).encode())
         out = [self._request_fmt % (
-            when, operation_id, b',"ai.operation.parentId":"%b"' % caller.encode() if caller else b"", name,
-            span_id, name, dumps(url), duration, int(status), b"true" if success else b"false", request_id,
-            client_request_id, sample)]
+            when, operation_id_hex, b',"ai.operation.parentId":"%b"' % caller.encode() if caller else b"",
+            name_json, span_id_hex, name_json, dumps(url), duration, int(status), b"true" if success else b"false",
+            request_id_json, client_request_id_json, sample)]
         if model_data:
-            prediction = dumps(prediction)
-            error = b',"Error":%b,"Status Code":"%d"' % (prediction, int(status)) if not success else b""
-            out.append(self._model_data_fmt % (when, operation_id, span_id, name, request_id, client_request_id,
-                                               dumps(input_value), prediction, error, sample))
+            prediction_json = dumps(prediction)
+            error = b',"Error":%b,"Status Code":"%d"' % (prediction_json, int(status)) if not success else b""
+            out.append(self._model_data_fmt % (when, operation_id_hex, span_id_hex, name_json, request_id_json,
+                                               client_request_id_json, dumps(input_value), prediction_json, error,
+                                               sample))
         return out
 
     def output(self, row: OutputRow) -> list[bytes]:
