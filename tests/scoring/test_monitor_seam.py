@@ -86,6 +86,7 @@ def test_monitor_sees_every_request_with_its_input_output_and_operation(
     assert done.request_id == r.headers["x-request-id"] and done.client_request_id == "c-1"
     assert done.duration_ms > 0 and done.start.tzinfo is not None
     assert done.url.endswith("/score")
+    assert done.headers["x-ms-client-request-id"] == "c-1" and done.headers["traceparent"].startswith("00-")
 
     bad = httpx.post(f"{url}/score", content=b'{"sleep": "x"}')
     failed = _next_finished(monitor)
