@@ -108,6 +108,8 @@ def test_rows_in_a_batch_make_the_same_envelopes_as_one_by_one():
         ("n", "STDERR", 1),
         out(2.1, "STDOUT", "a\nb\n", 1), ("n", "STDOUT", 1),                    # whole lines, then a blank
         out(2.2, "STDOUT", "   ", 1), ("n", "STDOUT", 1),                       # only blanks: nothing
+        ("l", *out(2.4, "STDOUT", "a whole line", 1)[1:]),                      # text + newline, as the worker
+        out(2.5, "STDOUT", "begun, ", 1), ("l", *out(2.6, "STDOUT", "ended", 1)[1:]),  # ships them
         out(2.3, "STDOUT", "last", 3),                                          # the batch ends mid-line
     ]
     one_by_one = templates()
@@ -115,5 +117,5 @@ def test_rows_in_a_batch_make_the_same_envelopes_as_one_by_one():
     batched = templates()
     assert batched.rows(rows) == expected
     assert [orjson.loads(e)["data"]["baseData"]["properties"]["Contents"] for e in expected] == [
-        "plain", {"k": 1}, "other thread", "part one, two", "to stderr", "a\nb"]
+        "plain", {"k": 1}, "other thread", "part one, two", "to stderr", "a\nb", "a whole line", "begun, ended"]
     assert batched._pending.keys() == one_by_one._pending.keys() == {("STDOUT", 3)}

@@ -96,6 +96,34 @@ def test_request_and_model_data_fields(monitor):
     assert md["tags"]["ai.operation.id"] == op.operation_id
 
 
+def test_writes_become_lines_however_they_are_split(monitor):
+    import sys
+    import threading
+
+    def other_thread() -> None:
+        print("from a thread", end="")  # a text held back on its own thread ...
+        print(" of its own")            # ... and its line's end, never mixed with the main thread's
+
+    def work():
+        print("one")                                   # text, then newline: one row
+        sys.stdout.write("two, ")                      # a line in three writes
+        sys.stdout.write("and ")
+        sys.stdout.write("three\n")
+        sys.stdout.write("four\nfive\n")              # whole lines in one write
+        print("six", end="")
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        thread.join()
+        print(" and seven")                            # ends the line begun before the thread ran
+        print()                                        # a blank line: nothing
+
+    op = new_op()
+    serve(monitor, op, work)
+    lines = [i["data"]["baseData"]["properties"]["Contents"] for i in items(monitor, "MessageData", "STDOUT")]
+    assert sorted(lines) == sorted(["one", "two, and three", "four\nfive", "from a thread of its own",
+                                    "six and seven"])
+
+
 def test_print_log_and_exception_share_the_operation_id(monitor):
     op = new_op()
 

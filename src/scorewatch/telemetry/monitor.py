@@ -239,31 +239,47 @@ class TelemetryMonitor:
     def writer(self, stream: str, write_through: Callable[[str], int]) -> Callable[[str], int]:
         """The ``write`` of the ``sys.stdout``/``sys.stderr`` proxy (see capture.py): every print() of an
         entry script runs it twice (the text, then the newline), so it is one flat function with what
-        it needs bound in advance; lines are put together later (see templates.py)."""
+        it needs bound in advance. A text is held back (one per thread) until the next write of its
+        thread: the newline makes it one ``"l"`` row, the whole line; anything else ships it as an
+        ``"o"`` chunk, and templates.py puts such chunks together."""
         processor = self.processor or self._start()
         rows = processor.rows
         append = rows.append
         large = self.inline_limit // 4
         now, thread, operation_of = time.time, get_ident, current_operation.get
         newline = "\n"
+        held: dict[int, tuple[Any, ...]] = {}  # thread id -> its text's row, while a newline may follow
 
         def write(text: str) -> int:
             if text and self.capturing:
-                if text == newline:  # print() writes it on its own: the line's other facts came with its text
-                    row: tuple[Any, ...] = ("n", stream, thread())
+                tid = thread()
+                row = held.pop(tid, None)
+                if text == newline:  # print() writes it on its own, just after the text
+                    if row is None:
+                        row = ("n", stream, tid)
                 else:
+                    if row is not None:  # text after text: the earlier one is a chunk of a longer line
+                        row = ("o", *row[1:])
+                        if len(rows) < processor.row_limit:
+                            append(row)
+                        else:
+                            processor.refused()
                     operation = operation_of()
                     sampling = self.sampling
                     if operation is None:
-                        row = ("o", now(), stream, text, thread(), None, "", "", sampling)
+                        row = ("l", now(), stream, text, tid, None, "", "", sampling)
                     elif sampling >= 100.0 or self._keep(operation):
-                        row = ("o", now(), stream, text, thread(), operation.operation_id, operation.parent_id,
+                        row = ("l", now(), stream, text, tid, operation.operation_id, operation.parent_id,
                                operation.name, sampling)
                     else:
                         return write_through(text)
                     if len(text) > large:
-                        processor.emit(("large", len(text), row))
+                        processor.emit(("large", len(text), ("o", *row[1:])))
                         return write_through(text)
+                    if text[-1] != newline:
+                        held[tid] = row
+                        return write_through(text)
+                    row = ("o", *row[1:])  # it ends its own line: the chunk path takes it (and any before it)
                 if len(rows) < processor.row_limit:
                     append(row)
                 else:

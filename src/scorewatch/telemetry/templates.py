@@ -41,7 +41,8 @@ OutputRow = tuple[float, str, Any, "str | None", str, str, float, int]
 #   ("r", *RequestRow) with input/prediction still raw (bytes | str | marker dict | None);
 #   ("o", time, stream, chunk, thread_id, operation_id | None, parent_id, operation_name, sample_rate):
 #       one write() to stdout/stderr; lines are put together here, per stream and thread;
-#   ("n", stream, thread_id): a write() of just "\n" (print() writes it on its own).
+#   ("n", stream, thread_id): a write() of just "\n" (print() writes it on its own);
+#   ("l", <as "o">): a write() and the "\n" that came right after it on its thread: a whole line.
 MAX_PENDING_CHARS = 64 * 1024
 _JSON_STARTS = ("{", "[")
 
@@ -189,6 +190,8 @@ class Templates:
             else:
                 row = row[1:]
             return self.request(row)  # type: ignore[arg-type]
+        if row[0] == "l":  # a text and its newline: a line, or the end of one begun by earlier chunks
+            return self.raw(("o", *row[1:])) + self.raw(("n", row[2], row[4]))
         if row[0] == "n":  # a lone newline: ends the line of its stream and thread, if one was begun
             begun = self._pending.pop((row[1], row[2]), None)
             if begun is None:
@@ -241,16 +244,17 @@ class Templates:
             row = rows[i]
             i += 1
             try:
-                if row[0] == "o" and i < n:
-                    # The common print(): its text, then its newline, one after the other (so no line
-                    # of that stream and thread is pending): the line, without the pending table.
-                    after = rows[i]
-                    if (after[0] == "n" and after[1] == row[2] and after[2] == row[4]
-                            and (row[2], row[4]) not in pending and row[3][-1:] != "\n"):
-                        i += 1
-                        out.extend(self._line(row[3], row))
-                        continue
-                out.extend(self.raw(row))
+                kind = row[0]
+                if kind == "l" and (row[2], row[4]) not in pending and row[3][-1:] != "\n":
+                    out.extend(self._line(row[3], row))  # the common print(): a whole line
+                elif (kind == "o" and i < n and rows[i][0] == "n" and rows[i][1] == row[2] and rows[i][2] == row[4]
+                        and (row[2], row[4]) not in pending and row[3][-1:] != "\n"):
+                    # A text, then its newline, one after the other (so no line of that stream and
+                    # thread is pending): the line, without the pending table.
+                    i += 1
+                    out.extend(self._line(row[3], row))
+                else:
+                    out.extend(self.raw(row))
             except Exception:
                 if on_error is None:
                     raise
