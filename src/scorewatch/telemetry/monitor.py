@@ -169,10 +169,8 @@ class TelemetryMonitor:
             size, row = self._request_row(request)
             if size > self.inline_limit:  # large payloads go to blobs on the worker thread, counted in bytes
                 processor.emit(("large", size, row))
-            elif len(processor.rows) < processor.row_limit:
-                processor.rows.append(row)
             else:
-                processor.refused()
+                processor.add(row)
 
     def _request_row(self, request: ScoredRequest) -> tuple[int, tuple[Any, ...]]:
         """The payload size and the row of a finished request: one plain tuple (see templates.py);
@@ -259,11 +257,7 @@ class TelemetryMonitor:
                         row = ("n", stream, tid)
                 else:
                     if row is not None:  # text after text: the earlier one is a chunk of a longer line
-                        row = ("o", *row[1:])
-                        if len(rows) < processor.row_limit:
-                            append(row)
-                        else:
-                            processor.refused()
+                        processor.add(("o", *row[1:]))
                     operation = operation_of()
                     sampling = self.sampling
                     if operation is None:
@@ -280,7 +274,7 @@ class TelemetryMonitor:
                         held[tid] = row
                         return write_through(text)
                     row = ("o", *row[1:])  # it ends its own line: the chunk path takes it (and any before it)
-                if len(rows) < processor.row_limit:
+                if len(rows) < processor.row_limit:  # processor.add, inlined: this runs for every print()
                     append(row)
                 else:
                     processor.refused()

@@ -239,20 +239,10 @@ class Templates:
         :meth:`build`). A row that cannot be built is skipped and reported to ``on_error``."""
         out: list[bytes] = []
         pending = self._pending
-        i, n = 0, len(rows)
-        while i < n:
-            row = rows[i]
-            i += 1
+        for row in rows:
             try:
-                kind = row[0]
-                if kind == "l" and (row[2], row[4]) not in pending and row[3][-1:] != "\n":
-                    out.extend(self._line(row[3], row))  # the common print(): a whole line
-                elif (kind == "o" and i < n and rows[i][0] == "n" and rows[i][1] == row[2] and rows[i][2] == row[4]
-                        and (row[2], row[4]) not in pending and row[3][-1:] != "\n"):
-                    # A text, then its newline, one after the other (so no line of that stream and
-                    # thread is pending): the line, without the pending table.
-                    i += 1
-                    out.extend(self._line(row[3], row))
+                if row[0] == "l" and (row[2], row[4]) not in pending and row[3][-1:] != "\n":
+                    out.extend(self._line(row[3], row))  # the common print(): a whole line, nothing begun
                 else:
                     out.extend(self.raw(row))
             except Exception:
