@@ -1,18 +1,19 @@
 """The batch processor: a bounded queue between the request path and the exporter.
 
 Producers call :meth:`BatchProcessor.emit` with a light record (a tuple whose second element is the
-payload size in bytes), or, for the rows every request makes, append a plain tuple of small values to
-:attr:`BatchProcessor.rows` (:meth:`BatchProcessor.add`, or the list's own ``append`` on the hottest
-paths, after checking ``len(rows) < row_limit``, calling :meth:`refused` when not): one list append, no lock, no wake-up. The worker
-thread picks rows up every ``pickup_s`` and hands them on as one ``("rows", 0, [row, ...])`` record per
-batch, so whatever it does with them (``marshal.dumps`` for the exporter process) is one C call per
-batch, not Python per row: a thread holding the GIL delays the event loop. The worker thread, woken
-by an event when enough records were emitted, on a flush, and at least every ``pickup_s``, turns
-records into envelopes (``build``) and hands batches to the exporter (a full batch at once, the rest
-at least every ``interval_s``). The queue is bounded by items and by payload bytes: past either bound a record is
-dropped and counted (``queue_full`` / ``queue_bytes``), a request is never blocked. After ``fork`` the
-child gets a fresh queue, locks and worker thread (``os.register_at_fork``), as OpenTelemetry's
-``BatchSpanProcessor`` does.
+payload size in bytes), or, for the rows every request makes, add a plain tuple of small values to
+:attr:`BatchProcessor.rows` with :meth:`BatchProcessor.add` (the hottest path, print capture, inlines
+it: ``len(rows) < row_limit``, then the list's ``append``, else :meth:`refused`): one list append, no
+lock, no wake-up. The worker thread picks rows up every ``pickup_s`` and hands them on as
+``("rows", 0, [row, ...])`` records of ``ROWS_PER_RECORD`` rows, so whatever it does with them
+(``marshal.dumps`` for the exporter process) is one C call per record, not Python per row: a thread
+holding the GIL delays the event loop, so it also sleeps briefly after every ``WORK_S`` of work. The
+worker thread, woken by an event when enough records were emitted, on a flush, and at least every
+``pickup_s``, turns records into envelopes (``build``) and hands batches to the exporter (as soon as a
+batch is full, the rest at least every ``interval_s``). The queue is bounded by items and by payload
+bytes: past either bound a record is dropped and counted (``queue_full`` / ``queue_bytes``), a
+request is never blocked. After ``fork`` the child gets a fresh queue, locks and worker thread
+(``os.register_at_fork``), as OpenTelemetry's ``BatchSpanProcessor`` does.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from scorewatch.telemetry.metrics import ExporterStats
 log = logging.getLogger("scorewatch.telemetry")
 
 Record = tuple[Any, ...]
+Builder = Callable[[Record], Iterable[bytes]]  # serialized envelopes
 
 ROWS_PER_RECORD = 128  # rows handed on as one record: one marshal call of ~50 us for the exporter process
 WORK_S = 0.0003        # the worker thread builds at most this long before it lets the GIL go ...
 BREATH_S = 0.0001      # ... for this long
-Builder = Callable[[Record], Iterable[bytes]]  # serialized envelopes
 
 
 class BatchProcessor:
