@@ -5,8 +5,9 @@ everything through to the real stream, and hand each write to the sink as ``STDO
 (the sink only queues it: ``print`` writes the text and the newline separately, and lines are put
 together per thread off the request path, in ``telemetry/templates.py``). A proxy's ``write`` is a
 function the sink makes for that stream (:meth:`Sink.writer`), set on the instance: ``print`` calls it
-directly, one Python call per write, and it does both the recording and the write-through. :class:`LogCapture` is a root logging handler that hands records to the sink with their
-level, logger name, file and line. The sink reads the current operation, so every line carries the
+directly, one Python call per write, and it does both the recording and the write-through.
+:class:`LogCapture` is a root logging handler that hands records to the sink with their level, logger
+name, file and line. The sink reads the current operation, so every line carries the
 ``operation_Id`` of the request it was printed for.
 """
 

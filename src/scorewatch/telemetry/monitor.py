@@ -260,20 +260,22 @@ class TelemetryMonitor:
                         processor.add(("o", *row[1:]))
                     operation = operation_of()
                     sampling = self.sampling
+                    # Held for its newline: a short text not ending its own line; anything else is a chunk
+                    # (templates.py takes a text ending in a newline, and any chunks before it, as a line).
+                    kind = "l" if len(text) <= large and text[-1] != newline else "o"
                     if operation is None:
-                        row = ("l", now(), stream, text, tid, None, "", "", sampling)
+                        row = (kind, now(), stream, text, tid, None, "", "", sampling)
                     elif sampling >= 100.0 or self._keep(operation):
-                        row = ("l", now(), stream, text, tid, operation.operation_id, operation.parent_id,
+                        row = (kind, now(), stream, text, tid, operation.operation_id, operation.parent_id,
                                operation.name, sampling)
                     else:
                         return write_through(text)
-                    if len(text) > large:
-                        processor.emit(("large", len(text), ("o", *row[1:])))
-                        return write_through(text)
-                    if text[-1] != newline:
+                    if kind == "l":
                         held[tid] = row
                         return write_through(text)
-                    row = ("o", *row[1:])  # it ends its own line: the chunk path takes it (and any before it)
+                    if len(text) > large:
+                        processor.emit(("large", len(text), row))
+                        return write_through(text)
                 if len(rows) < processor.row_limit:  # processor.add, inlined: this runs for every print()
                     append(row)
                 else:
