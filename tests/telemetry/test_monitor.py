@@ -124,6 +124,44 @@ def test_writes_become_lines_however_they_are_split(monitor):
                                     "six and seven"])
 
 
+def test_print_is_one_row_and_one_write_and_every_other_print_still_works(monitor, capsys):
+    import builtins
+    import contextlib
+    import io
+    import sys
+
+    builtin = builtins.print
+    redirected = io.StringIO()
+
+    def work():
+        assert builtins.print is not builtin  # the sink's print while capturing
+        rows_before = len(monitor.processor.rows)
+        print("plain", 2, {"a": 1})                    # values only: one "l" row, one write
+        assert monitor.processor.rows[rows_before:][-1][:4][::3] == ("l", "plain 2 {'a': 1}")
+        print("a", "b", sep="-", end="!\n")           # the builtin's way, through the proxy
+        print("to stderr", file=sys.stderr)
+        print("flushed", flush=True)
+        print("ends its own line\n")                  # a line and a blank one
+        with contextlib.redirect_stdout(redirected):
+            print("not ours")                          # sys.stdout is someone else's now
+
+    op = new_op()
+    serve(monitor, op, work)
+    traces = items(monitor, "MessageData")
+    stdout = [i["data"]["baseData"]["properties"]["Contents"] for i in traces
+              if i["data"]["baseData"]["message"] == "STDOUT"]
+    assert sorted(stdout) == sorted(["plain 2 {'a': 1}", "a-b!", "flushed", "ends its own line"])
+    assert all(i["tags"]["ai.operation.id"] == op.operation_id for i in traces
+               if i["data"]["baseData"]["message"] in ("STDOUT", "STDERR"))
+    assert [i["data"]["baseData"]["properties"]["Contents"] for i in traces
+            if i["data"]["baseData"]["message"] == "STDERR"] == ["to stderr"]
+    assert redirected.getvalue() == "not ours\n"
+    out = capsys.readouterr().out  # written through, as the builtin would have
+    assert out == "plain 2 {'a': 1}\na-b!\nflushed\nends its own line\n\n"
+    monitor.shutdown(5)
+    assert builtins.print is builtin  # given back
+
+
 def test_print_log_and_exception_share_the_operation_id(monitor):
     op = new_op()
 

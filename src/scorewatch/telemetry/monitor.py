@@ -17,6 +17,7 @@ import hashlib
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from threading import get_ident
@@ -95,6 +96,8 @@ class TelemetryMonitor:
         self.capture = Capture(self)
         self.processor: BatchProcessor | None = None
         self._names_and_urls: dict[tuple[Any, ...], tuple[str, str]] = {}
+        # Per stream: thread id -> the row of a text written there, held while its newline may follow.
+        self._held: dict[str, dict[int, tuple[Any, ...]]] = {"STDOUT": {}, "STDERR": {}}
 
     # -- state -------------------------------------------------------------------------------------
     def _apply(self, state: TelemetryState) -> None:
@@ -169,8 +172,10 @@ class TelemetryMonitor:
             size, row = self._request_row(request)
             if size > self.inline_limit:  # large payloads go to blobs on the worker thread, counted in bytes
                 processor.emit(("large", size, row))
+            elif len(processor.rows) < processor.row_limit:  # processor.add, inlined: once per request
+                processor.rows.append(row)
             else:
-                processor.add(row)
+                processor.refused()
 
     def _request_row(self, request: ScoredRequest) -> tuple[int, tuple[Any, ...]]:
         """The payload size and the row of a finished request: one plain tuple (see templates.py);
@@ -236,17 +241,17 @@ class TelemetryMonitor:
     # -- sinks for capture, dependencies, the public API and the azureml collectors ----------------
     def writer(self, stream: str, write_through: Callable[[str], int]) -> Callable[[str], int]:
         """The ``write`` of the ``sys.stdout``/``sys.stderr`` proxy (see capture.py): every print() of an
-        entry script runs it twice (the text, then the newline), so it is one flat function with what
-        it needs bound in advance. A text is held back (one per thread) until the next write of its
-        thread: the newline makes it one ``"l"`` row, the whole line; anything else ships it as an
-        ``"o"`` chunk, and templates.py puts such chunks together."""
+        entry script that does not take :meth:`printer`'s way runs it twice (the text, then the newline),
+        so it is one flat function with what it needs bound in advance. A text is held back (one per
+        thread) until the next write of its thread: the newline makes it one ``"l"`` row, the whole line;
+        anything else ships it as an ``"o"`` chunk, and templates.py puts such chunks together."""
         processor = self.processor or self._start()
         rows = processor.rows
         append = rows.append
         large = self.inline_limit // 4
         now, thread, operation_of = time.time, get_ident, current_operation.get
         newline = "\n"
-        held: dict[int, tuple[Any, ...]] = {}  # thread id -> its text's row, while a newline may follow
+        held = self._held[stream]
 
         def write(text: str) -> int:
             if text and self.capturing:
@@ -283,6 +288,56 @@ class TelemetryMonitor:
             return write_through(text)
 
         return write
+
+    def printer(self, stdout: Any, write_through: Callable[[str], int],
+                builtin: Callable[..., None]) -> Callable[..., None]:
+        """The ``print`` installed while capturing (see capture.py). The common call, values and nothing
+        else, to the proxy ``stdout``, makes the ``"l"`` row of its line at once and writes the line
+        through in one write, where the builtin calls the proxy's ``write`` twice (the text, then the
+        newline): half the Python calls on the path every print() of an entry script takes. Any other
+        call (``sep``, ``end``, ``file``, ``flush``, ``sys.stdout`` replaced, a line that is long or
+        ends its own line) is the builtin's, through the proxy, as before."""
+        processor = self.processor or self._start()
+        rows = processor.rows
+        append = rows.append
+        large = self.inline_limit // 4
+        now, thread, operation_of = time.time, get_ident, current_operation.get
+        held = self._held["STDOUT"]
+        system = sys
+
+        def print(*values: Any, sep: str | None = None, end: str | None = None, file: Any = None,
+                  flush: bool = False) -> None:
+            if (not values or sep is not None or end is not None or file is not None or flush
+                    or system.stdout is not stdout):
+                return builtin(*values, sep=sep, end=end, file=file, flush=flush)
+            text = str(values[0]) if len(values) == 1 else " ".join(map(str, values))
+            if not self.capturing or not text or len(text) > large or text[-1] == "\n":
+                stdout.write(text)  # what the builtin writes, str() already taken
+                stdout.write("\n")
+                return None
+            tid = thread()
+            row = held.pop(tid, None) if held else None
+            if row is not None:  # a text written before on this thread: this line continues it
+                processor.add(("o", *row[1:]))
+            operation = operation_of()
+            sampling = self.sampling
+            # As write() makes a held text's row, followed by its newline (see writer).
+            if operation is None:
+                row = ("l", now(), "STDOUT", text, tid, None, "", "", sampling)
+            elif sampling >= 100.0 or self._keep(operation):
+                row = ("l", now(), "STDOUT", text, tid, operation.operation_id, operation.parent_id,
+                       operation.name, sampling)
+            else:
+                row = None
+            if row is not None:
+                if len(rows) < processor.row_limit:
+                    append(row)
+                else:
+                    processor.refused()
+            write_through(text + "\n")
+            return None
+
+        return print
 
     def log(self, record: Any) -> None:
         operation = current_operation.get()
