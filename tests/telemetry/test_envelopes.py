@@ -110,12 +110,19 @@ def test_rows_in_a_batch_make_the_same_envelopes_as_one_by_one():
         out(2.2, "STDOUT", "   ", 1), ("n", "STDOUT", 1),                       # only blanks: nothing
         ("l", *out(2.4, "STDOUT", "a whole line", 1)[1:]),                      # text + newline, as the worker
         out(2.5, "STDOUT", "begun, ", 1), ("l", *out(2.6, "STDOUT", "ended", 1)[1:]),  # ships them
+        ("r", 2.25, "a" * 32, "b" * 16, None, "POST /score", "http://h/score", 1.5, 200, True, "r-1", "",
+         b'{"x": 1}', b"[2]", 100.0, True),                                    # a request, its model data
+        ("l", *out(2.26, "STDOUT", '{"k": 2}', 1)[1:]),                         # a JSON line, whole
         out(2.3, "STDOUT", "last", 3),                                          # the batch ends mid-line
     ]
     one_by_one = templates()
     expected = [envelope for row in rows for envelope in one_by_one.raw(row)]
     batched = templates()
     assert batched.rows(rows) == expected
-    assert [orjson.loads(e)["data"]["baseData"]["properties"]["Contents"] for e in expected] == [
-        "plain", {"k": 1}, "other thread", "part one, two", "to stderr", "a\nb", "a whole line", "begun, ended"]
+    envelopes = [orjson.loads(e) for e in expected]
+    assert [e["data"]["baseData"].get("message", "request") for e in envelopes[8:10]] == [
+        "request", "model_data_collection"]
+    assert [e["data"]["baseData"]["properties"]["Contents"] for e in envelopes[:8] + envelopes[10:]] == [
+        "plain", {"k": 1}, "other thread", "part one, two", "to stderr", "a\nb", "a whole line", "begun, ended",
+        {"k": 2}]
     assert batched._pending.keys() == one_by_one._pending.keys() == {("STDOUT", 3)}
