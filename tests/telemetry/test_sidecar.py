@@ -11,7 +11,7 @@ import orjson
 from scorewatch.telemetry.exporter import ExportResult
 from scorewatch.telemetry.metrics import ExporterStats
 from scorewatch.telemetry.sidecar import SidecarExporter
-from scorewatch.telemetry.templates import Templates
+from scorewatch.telemetry.templates import ROWS_PER_PAUSE, Templates
 
 
 def make(tmp_path, receiver) -> SidecarExporter:
@@ -117,14 +117,15 @@ def test_the_exporter_process_gives_the_cpu_away_between_rows_of_a_long_batch(mo
 
     def slow_pause() -> None:
         calls.append(1)
-        deadline = time.perf_counter() + 0.0002  # 0.2 ms of "work" per row
+        deadline = time.perf_counter() + 0.0002  # 0.2 ms of "work" per ROWS_PER_PAUSE rows
         while time.perf_counter() < deadline:
             pass
         pause()
 
     envelopes = templates.build(("F", Templates.frame(rows), len(rows)), slow_pause)
     elapsed = time.perf_counter() - started
-    assert len(envelopes) == 100 and len(calls) == 50          # one pause per row, envelopes unchanged
+    # one pause per ROWS_PER_PAUSE rows (and one after the last), envelopes unchanged
+    assert len(envelopes) == 100 and len(calls) == -(-50 // ROWS_PER_PAUSE)
     assert 0.5 * elapsed / 0.001 <= len(yields) <= elapsed / 0.001 + 1  # about once per ms of work
     before = len(yields)
     sidecar.Courtesy(every_s=3600)()  # little work since the last yield: no system call
