@@ -117,7 +117,7 @@ def test_the_exporter_process_gives_the_cpu_away_between_rows_of_a_long_batch(mo
 
     def slow_pause() -> None:
         calls.append(1)
-        deadline = time.perf_counter() + 0.0002  # 0.2 ms of "work" per ROWS_PER_PAUSE rows
+        deadline = time.perf_counter() + 0.001  # 1 ms of "work" per ROWS_PER_PAUSE rows
         while time.perf_counter() < deadline:
             pass
         pause()
