@@ -38,8 +38,8 @@ class RecordingMonitor:
     def worker_started(self) -> None:
         self.calls.append(("worker_started", None))
 
-    def request_finished(self, request: ScoredRequest) -> None:
-        self.calls.append(("request_finished", request))
+    def request_finished(self, *facts: Any) -> None:
+        self.calls.append(("request_finished", ScoredRequest(*facts)))
         self.finished.set()
 
     def exception(self, exc: BaseException, *, during: str) -> None:

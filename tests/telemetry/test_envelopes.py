@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from scorewatch.errors import ConfigError
+from scorewatch.scoring.monitor import ScoredRequest
 from scorewatch.telemetry.connection import parse_connection_string
 from scorewatch.telemetry.envelopes import SEVERITY_INFO, format_duration, format_time, severity_for_level
 from scorewatch.telemetry.exporter import InMemoryExporter
@@ -50,8 +51,9 @@ def test_connection_strings():
 def test_inline_request_builder_matches_the_factory(settings):  # noqa: F811
     monitor = create_monitor(settings, INFO, exporter=InMemoryExporter())
     op = new_op()
-    request = scored(op)
-    fast_request, fast_trace = map(orjson.loads, monitor.templates.raw(monitor._request_row(request)[1]))
+    facts = scored(op)
+    request = ScoredRequest(*facts)  # its derived properties, for the factory
+    fast_request, fast_trace = map(orjson.loads, monitor.templates.raw(monitor._request_row(*facts[:7])[1]))
     props = {**monitor.base_properties, "Request Id": "req-1", "Client Request Id": "client-1"}
     expected = monitor.factory.request(
         when=request.start, id=op.parent_id, name="POST /score", url=request.url, duration_ms=12.5,
@@ -73,9 +75,9 @@ def test_inline_builders_escape_user_text_and_mark_samples(settings):  # noqa: F
     monitor = create_monitor(settings, INFO, exporter=InMemoryExporter())
     op = new_op()
     request = scored(op, status=200, body='{"q": "\\"quoted\\" \u2028 </script>"}'.encode(), output=b"\xff\xfe")
-    request.scope["query_string"] = b'a="b"'
+    request[1]["query_string"] = b'a="b"'
     monitor.sampling = 25.0
-    fast_request, fast_trace = map(orjson.loads, monitor.templates.raw(monitor._request_row(request)[1]))
+    fast_request, fast_trace = map(orjson.loads, monitor.templates.raw(monitor._request_row(*request[:7])[1]))
     assert fast_request["data"]["baseData"]["url"] == 'http://127.0.0.1:5999/score?a="b"' and fast_request["sampleRate"] == 25.0
     assert orjson.loads(fast_trace["data"]["baseData"]["properties"]["Input"])["q"].startswith('"quoted"')
     assert fast_trace["data"]["baseData"]["properties"]["Prediction"]["size"] == 2  # not UTF-8: a blob

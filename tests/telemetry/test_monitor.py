@@ -13,7 +13,7 @@ import pytest
 import requests
 import urllib3
 
-from scorewatch.scoring.monitor import ScoredRequest, ServiceInfo
+from scorewatch.scoring.monitor import ServiceInfo
 from scorewatch.settings import Settings
 from scorewatch.telemetry.blobs import BlobStore
 from scorewatch.telemetry.context import Operation, current_operation, new_span_id, new_trace_id
@@ -52,10 +52,11 @@ def items(monitor, base_type=None, message=None):
 
 
 def scored(op, *, status=200, body=b'{"data": [1]}', output=b"[2]", exc=None):
+    """The facts the endpoint gives ``request_finished`` for one request."""
     scope = {"type": "http", "method": "POST", "scheme": "http", "server": ("127.0.0.1", 5999), "path": "/score",
              "query_string": b"", "headers": []}
     op = dataclasses.replace(op, request_id="req-1", client_request_id="client-1")
-    return ScoredRequest(op, scope, time.time(), 12.5, status, body, output, exc)
+    return (op, scope, time.time(), 12.5, status, body, output, exc)
 
 
 def new_op():
@@ -75,7 +76,7 @@ def serve(monitor, op, work, **kwargs):
         monitor.exception(e, during="run")
     finally:
         current_operation.reset(token)
-    monitor.request_finished(scored(op, exc=exc, status=500 if exc else 200, **kwargs))
+    monitor.request_finished(*scored(op, exc=exc, status=500 if exc else 200, **kwargs))
 
 
 def test_request_and_model_data_fields(monitor):
@@ -203,7 +204,7 @@ def test_exception_without_context_is_recorded_once_with_the_request(monitor):
         raise RuntimeError("boom")
     except RuntimeError as e:
         monitor.exception(e, during="run")  # called outside the request's context
-        monitor.request_finished(scored(op, status=500, exc=e, output=b'{"message": "boom"}'))
+        monitor.request_finished(*scored(op, status=500, exc=e, output=b'{"message": "boom"}'))
     [exc] = items(monitor, "ExceptionData")
     assert exc["tags"]["ai.operation.id"] == op.operation_id
     [md] = items(monitor, "MessageData", "model_data_collection")
@@ -343,7 +344,7 @@ def test_queue_overflow_drops_and_counts(settings):
     try:
         m.capturing = True
         for _ in range(20):
-            m.request_finished(scored(new_op()))
+            m.request_finished(*scored(new_op()))
         assert m.stats.dropped["queue_full"] == 15
     finally:
         m.shutdown(5)

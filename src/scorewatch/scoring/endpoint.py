@@ -30,7 +30,6 @@ from scorewatch.errors import (
     UnsupportedMediaType,
 )
 from scorewatch.scoring.entry import EntryScript, RunFailed, ScoreInput, ScoreOutput
-from scorewatch.scoring.monitor import ScoredRequest
 from scorewatch.telemetry.context import Operation, current_operation, parse_traceparent
 
 if TYPE_CHECKING:
@@ -226,9 +225,9 @@ class ScoreEndpoint:
         bare facts (no datetime, URL or headers object: the monitor derives what it needs)."""
         now = time.perf_counter()
         try:
-            self.service.monitor.request_finished(ScoredRequest(
+            self.service.monitor.request_finished(
                 operation, scope, time.time() - (now - started), (now - started) * 1000.0, output.status, body,
-                output.body, error))
+                output.body, error)
         except Exception:  # telemetry must never hurt serving
             log.exception("monitor.request_finished failed")
 

@@ -9,7 +9,7 @@ Call order inside one worker process::
 
     worker_started()                          # in the worker, before init()
     exception(exc, during="init")             # only if init() raised
-    request_finished(ScoredRequest)           # after each /score response is complete
+    request_finished(operation, scope, ...)   # after each /score response is complete (see Monitor)
     exception(exc, during="run")              # before request_finished, if run() raised
     shutdown(timeout_s)                       # on SIGTERM, after in-flight requests finished
 """
@@ -43,12 +43,11 @@ class ServiceInfo:
 
 
 class ScoredRequest:
-    """One finished call to /score, as the monitor sees it.
+    """One finished call to /score: a view of the facts :meth:`Monitor.request_finished` is given.
 
-    Built for every request with monitoring on, so it only keeps what the endpoint already has (the
-    ASGI scope, a start time as a float, the bodies); the rest are properties computed when read. A
-    monitor that ships rows reads the raw slots (``start_ts``, ``body``...) and never pays for a
-    ``datetime``, a URL string or a ``Headers`` object.
+    It only keeps what the endpoint already has (the ASGI scope, a start time as a float, the bodies);
+    the rest are properties computed when read. The endpoint does not build one (a monitor that ships
+    rows reads the facts as they come); a monitor or a test that wants the properties makes its own.
     """
 
     __slots__ = ("operation", "scope", "start_ts", "duration_ms", "status_code", "body", "output", "exception")
@@ -127,7 +126,12 @@ def get_input(scope: Mapping[str, Any]) -> str:
 
 class Monitor(Protocol):
     def worker_started(self) -> None: ...
-    def request_finished(self, request: ScoredRequest) -> None: ...
+    def request_finished(self, operation: Operation, scope: Mapping[str, Any], start_ts: float, duration_ms: float,
+                         status_code: int, body: bytes, output: bytes | str | None,
+                         exception: BaseException | None) -> None:
+        """The facts of one finished call to /score, as positional values: no object is built for
+        every request. ``ScoredRequest(*facts)`` is a view of them with derived properties."""
+        ...
     def exception(self, exc: BaseException, *, during: str) -> None: ...
     def routes(self) -> list[BaseRoute]: ...
     def metrics_text(self) -> str: ...
@@ -140,7 +144,9 @@ class NullMonitor:
     def worker_started(self) -> None:
         pass
 
-    def request_finished(self, request: ScoredRequest) -> None:
+    def request_finished(self, operation: Operation, scope: Mapping[str, Any], start_ts: float, duration_ms: float,
+                         status_code: int, body: bytes, output: bytes | str | None,
+                         exception: BaseException | None) -> None:
         pass
 
     def exception(self, exc: BaseException, *, during: str) -> None:

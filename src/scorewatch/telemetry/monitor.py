@@ -27,7 +27,7 @@ import orjson
 from starlette.routing import BaseRoute
 
 from scorewatch.errors import ConfigError
-from scorewatch.scoring.monitor import ScoredRequest, ServiceInfo, get_input, request_url
+from scorewatch.scoring.monitor import ServiceInfo, get_input, request_url
 from scorewatch.settings import Settings
 from scorewatch.telemetry import api, dependencies
 from scorewatch.telemetry.blobs import BlobStore, inline_or_blob
@@ -157,19 +157,19 @@ class TelemetryMonitor:
         dependencies.install(self)
         api.set_recorder(self)
 
-    def request_finished(self, request: ScoredRequest) -> None:
+    def request_finished(self, operation: Operation, scope: Mapping[str, Any], start_ts: float, duration_ms: float,
+                         status_code: int, body: bytes, output: bytes | str | None,
+                         exception: BaseException | None = None) -> None:
         if not self.capturing:
             return
         processor = self.processor or self._start()
-        op = request.operation
-        exc = request.exception
-        success = request.status_code < 400
-        if exc is not None and not getattr(exc, _RECORDED, False):
-            processor.emit(("exception", 0, time.time(), exc, op, "run",
-                            {**self.base_properties, "Request Id": op.request_id,
-                             "Client Request Id": op.client_request_id}))
-        if not success or self.sampling >= 100.0 or self._keep(op):
-            size, row = self._request_row(request)
+        success = status_code < 400
+        if exception is not None and not getattr(exception, _RECORDED, False):
+            processor.emit(("exception", 0, time.time(), exception, operation, "run",
+                            {**self.base_properties, "Request Id": operation.request_id,
+                             "Client Request Id": operation.client_request_id}))
+        if not success or self.sampling >= 100.0 or self._keep(operation):
+            size, row = self._request_row(operation, scope, start_ts, duration_ms, status_code, body, output)
             if size > self.inline_limit:  # large payloads go to blobs on the worker thread, counted in bytes
                 processor.emit(("large", size, row))
             elif len(processor.rows) < processor.row_limit:  # processor.add, inlined: once per request
@@ -177,19 +177,15 @@ class TelemetryMonitor:
             else:
                 processor.refused()
 
-    def _request_row(self, request: ScoredRequest) -> tuple[int, tuple[Any, ...]]:
+    def _request_row(self, op: Operation, scope: Mapping[str, Any], start_ts: float, duration_ms: float,
+                     status: int, body: bytes, output: Any) -> tuple[int, tuple[Any, ...]]:
         """The payload size and the row of a finished request: one plain tuple (see templates.py);
         payloads stay raw here and become text or blobs later, off the request path."""
-        op = request.operation
-        status = request.status_code
         success = status < 400
         model_data = self.model_data
-        scope = request.scope
         value: bytes | str | None
-        output: Any
         if model_data:
-            value = request.body if scope["method"] != "GET" else get_input(scope)
-            output = request.output
+            value = body if scope["method"] != "GET" else get_input(scope)
             if output is not None and output.__class__ is not bytes and output.__class__ is not str:
                 output = bytes(output)  # a bytearray or memoryview from run()
             size = len(value) + (len(output) if output is not None else 0)
@@ -204,9 +200,9 @@ class TelemetryMonitor:
             if len(self._names_and_urls) < 64:
                 self._names_and_urls[key] = known
         name, url = known
-        return size, ("r", request.start_ts, op.operation_id, op.parent_id, op.extra.get("parent_span_id"),
+        return size, ("r", start_ts, op.operation_id, op.parent_id, op.extra.get("parent_span_id"),
                       name, f"{url}?{query.decode('latin-1')}" if query else url,
-                      request.duration_ms, status, success, op.request_id, op.client_request_id, value, output,
+                      duration_ms, status, success, op.request_id, op.client_request_id, value, output,
                       self.sampling if success else 100.0, model_data)
 
     def exception(self, exc: BaseException, *, during: str) -> None:
