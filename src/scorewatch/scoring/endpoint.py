@@ -175,8 +175,13 @@ class ScoreEndpoint:
             headers.append((b"www-authenticate", b"Bearer"))
         await self._send(send, output, headers)
         metrics.observe(output.status, time.perf_counter() - started)
-        if service.monitoring:
-            self._finished(scope, operation, started, body, output, error)
+        if service.monitoring:  # after the response is sent: the bare facts, the monitor derives the rest
+            elapsed = time.perf_counter() - started
+            try:
+                service.monitor.request_finished(operation, scope, time.time() - elapsed, elapsed * 1000.0,
+                                                 output.status, body, output.body, error)
+            except Exception:  # telemetry must never hurt serving
+                log.exception("monitor.request_finished failed")
 
     @staticmethod
     async def _send(send: Callable[..., Any], output: ScoreOutput, headers: list[tuple[bytes, bytes]]) -> None:
@@ -218,18 +223,6 @@ class ScoreEndpoint:
         assert runner is not None
         context = contextvars.copy_context()
         return await runner.call(context.run, _run_with_operation, operation, entry.invoke, score_input)
-
-    def _finished(self, scope: dict[str, Any], operation: Operation, started: float, body: bytes,
-                  output: ScoreOutput, error: BaseException | None) -> None:
-        """Tell the monitor, after the response is sent. Only runs with monitoring on; kept to the
-        bare facts (no datetime, URL or headers object: the monitor derives what it needs)."""
-        now = time.perf_counter()
-        try:
-            self.service.monitor.request_finished(
-                operation, scope, time.time() - (now - started), (now - started) * 1000.0, output.status, body,
-                output.body, error)
-        except Exception:  # telemetry must never hurt serving
-            log.exception("monitor.request_finished failed")
 
 
 def _check_json(content_type: str | None) -> None:
