@@ -128,3 +128,19 @@ def test_rows_in_a_batch_make_the_same_envelopes_as_one_by_one():
         "plain", {"k": 1}, "other thread", "part one, two", "to stderr", "a\nb", "a whole line", "begun, ended",
         {"k": 2}]
     assert batched._pending.keys() == one_by_one._pending.keys() == {("STDOUT", 3)}
+
+
+def test_urls_with_a_query_do_not_fill_the_name_cache():
+    from scorewatch.telemetry.templates import Templates
+
+    templates = Templates("ikey-1", role="svc", role_instance="host", base_properties={}, models="m:1")
+
+    def row(url):
+        return ("r", 1.7e9, "a" * 32, "b" * 16, None, "GET /score", url, 1.0, 200, True, "r", "", None, None,
+                100.0, False)
+
+    for i in range(100):  # every GET with its own query
+        [envelope] = templates.rows([row(f"http://h/score?x={i}")])
+        assert orjson.loads(envelope)["data"]["baseData"]["url"] == f"http://h/score?x={i}"
+    templates.rows([row("http://h/score")])
+    assert set(templates._names) == {"GET /score", "http://h/score"}  # names and the plain URL, cached once

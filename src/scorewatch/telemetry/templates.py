@@ -118,16 +118,6 @@ class Templates:
         self._second = (second, format_time(second)[:-8].encode())  # "...T12:34:56"
         return self._second[1]
 
-    def _time(self, when: float) -> bytes:
-        # split_time (as format_time rounds), inlined: this runs for every envelope.
-        fraction, whole = modf(when)
-        micros = round(fraction * 1_000_000)
-        second = int(whole)
-        if micros >= 1_000_000:
-            second, micros = second + 1, micros - 1_000_000
-        prefix = self._second[1] if second == self._second[0] else self._second_prefix(second)
-        return b"%b.%06dZ" % (prefix, micros)
-
     def _name(self, name: str) -> bytes:
         cached = self._names.get(name)
         if cached is None:
@@ -149,8 +139,9 @@ class Templates:
         names = self._names
         request_id_json, client_request_id_json = dumps(request_id), dumps(client_request_id)
         name_json = names.get(name) or self._name(name)
-        url_json = names.get(url) or self._name(url)
-        fraction, whole = modf(start)  # _time, inlined
+        # A URL is the same for every request unless it has a query: only URLs without one are cached.
+        url_json = names.get(url) or (self._name(url) if "?" not in url else dumps(url))
+        fraction, whole = modf(start)  # split_time (as format_time rounds), inlined
         micros = round(fraction * 1_000_000)
         second = int(whole)
         if micros >= 1_000_000:
@@ -203,7 +194,7 @@ class Templates:
             else:
                 tags = b',"ai.operation.id":"%b","ai.operation.parentId":"%b"' % (
                     operation_id.encode(), parent_id.encode())
-        fraction, whole = modf(when)  # _time, inlined
+        fraction, whole = modf(when)  # split_time (as format_time rounds), inlined
         micros = round(fraction * 1_000_000)
         second = int(whole)
         if micros >= 1_000_000:
