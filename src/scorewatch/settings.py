@@ -68,6 +68,8 @@ class Settings:
     control_key: str = setting("", "Extra key for the telemetry control route (/control/telemetry).")
     exporter_process: bool = setting(
         True, "Build and send telemetry in a helper process per worker, off the worker's GIL.")
+    exporter_cpus: str = setting(
+        "", "CPUs the exporter processes may run on, as a Linux CPU list ('3', '2-3', '0,2'); empty: any.")
 
     # Hub (`scorewatch hub`)
     hub_host: str = setting("127.0.0.1", "Address the hub binds to.")

@@ -7,19 +7,21 @@ import signal
 import time
 
 import orjson
+import pytest
 
+from scorewatch.errors import ConfigError
 from scorewatch.telemetry.exporter import ExportResult
 from scorewatch.telemetry.metrics import ExporterStats
-from scorewatch.telemetry.sidecar import SidecarExporter
+from scorewatch.telemetry.sidecar import SidecarExporter, parse_cpus
 from scorewatch.telemetry.templates import ROWS_PER_PAUSE, Templates
 
 
-def make(tmp_path, receiver) -> SidecarExporter:
+def make(tmp_path, receiver, **extra) -> SidecarExporter:
     templates = Templates("ikey-1", role="svc", role_instance="host", base_properties={"Service Name": "svc"},
                           models="m:1")
     config = {"track_url": receiver.url + "/v2.1/track", "spool_dir": str(tmp_path / "spool"),
               "spool_max_bytes": 10_000_000, "retry_max_s": 0.2, "batch_size": 100, "interval_s": 60.0,
-              "stats_path": str(tmp_path / "exporter.json"), "templates": templates.config()}
+              "stats_path": str(tmp_path / "exporter.json"), "templates": templates.config(), **extra}
     return SidecarExporter(config, ExporterStats())
 
 
@@ -45,6 +47,24 @@ def test_rows_become_envelopes_at_the_receiver(tmp_path, receiver):
     finally:
         exporter.shutdown(10)
     assert exporter._proc is not None and exporter._proc.returncode == 0
+
+
+def test_the_exporter_process_keeps_to_the_cpus_it_is_given(tmp_path, receiver):
+    cpu = max(os.sched_getaffinity(0))
+    exporter = make(tmp_path, receiver, cpus=parse_cpus(str(cpu)))
+    try:
+        assert exporter.export([("R", request_row(1))]) is ExportResult.SUCCESS
+        assert exporter.force_flush(10)  # it is up and has read its config
+        assert os.sched_getaffinity(exporter._proc.pid) == {cpu}
+        assert len(receiver.items) == 2
+    finally:
+        exporter.shutdown(10)
+
+
+@pytest.mark.parametrize("text", ["x", "0-", "2-1", "1,,2", "100000"])
+def test_a_bad_cpu_list_is_a_clear_error(text):
+    with pytest.raises(ConfigError, match="exporter_cpus"):
+        parse_cpus(text)
 
 
 def test_closing_sends_what_the_process_holds(tmp_path, receiver):

@@ -44,7 +44,7 @@ from scorewatch.telemetry.envelopes import (
 from scorewatch.telemetry.exporter import AppInsightsExporter, Exporter
 from scorewatch.telemetry.metrics import ExporterStats, merge, render
 from scorewatch.telemetry.processor import BatchProcessor, Record
-from scorewatch.telemetry.sidecar import SidecarExporter
+from scorewatch.telemetry.sidecar import SidecarExporter, parse_cpus
 from scorewatch.telemetry.spool import Spool
 from scorewatch.telemetry.templates import Templates
 from scorewatch.workspace import Workspace
@@ -66,6 +66,7 @@ class TelemetryMonitor:
     def _setup(self, settings: Settings, info: ServiceInfo, exporter: Exporter | None,
                key_digests: list[str] | None) -> None:
         connection = parse_connection_string(settings.connection_string)
+        self.exporter_cpus = parse_cpus(settings.exporter_cpus)  # checked here: a bad list stops the start
         workspace = Workspace(settings.home)
         self.settings = settings
         self.info = info
@@ -119,6 +120,7 @@ class TelemetryMonitor:
                       "spool_max_bytes": s.spool_max_bytes, "retry_max_s": s.exporter_retry_max_s,
                       "batch_size": s.exporter_batch_size, "interval_s": s.exporter_interval_ms / 1000.0,
                       "stats_path": str(self.services_dir / f"{self.stem}.{os.getpid()}.exporter.json"),
+                      "cpus": self.exporter_cpus,
                       "templates": self.templates.config()}
             try:
                 self.exporter = SidecarExporter(config, self.stats, spool=self.spool, templates=self.templates)

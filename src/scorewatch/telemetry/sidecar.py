@@ -38,6 +38,7 @@ from typing import Any
 
 import orjson
 
+from scorewatch.errors import ConfigError
 from scorewatch.telemetry.exporter import AppInsightsExporter, ExportResult, encode
 from scorewatch.telemetry.metrics import ExporterStats
 from scorewatch.telemetry.spool import Spool
@@ -53,6 +54,27 @@ GULP_S = 0.02
 PIPE_BYTES = 1 << 20  # ~0.4 s of rows of a worker at 10k requests/s
 IOV_MAX = 512  # buffers per writev (Linux takes up to 1024)
 COURTESY_S = 0.0001
+
+
+def parse_cpus(text: str) -> list[int]:
+    """A Linux CPU list (``"3"``, ``"2-3"``, ``"0,2-3"``) as the CPUs it names, each one this process
+    may use; ``""`` is none (no affinity asked). Raises :class:`ConfigError` saying what is wrong."""
+    text = text.strip()
+    if not text:
+        return []
+    if not hasattr(os, "sched_setaffinity"):
+        raise ConfigError("exporter_cpus needs Linux (sched_setaffinity)")
+    cpus: set[int] = set()
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        if not low.isdigit() or (dash and (not high.isdigit() or int(high) < int(low))):
+            raise ConfigError(f"exporter_cpus={text!r} is not a CPU list such as '3', '2-3' or '0,2-3'")
+        cpus.update(range(int(low), int(high or low) + 1))
+    unavailable = sorted(cpus - os.sched_getaffinity(0))
+    if unavailable:
+        raise ConfigError(f"exporter_cpus={text!r} names CPUs this process cannot use: {unavailable} "
+                          f"(available: {sorted(os.sched_getaffinity(0))})")
+    return sorted(cpus)
 
 
 class Courtesy:
@@ -251,6 +273,11 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     config = orjson.loads(os.environ[ENV_VAR])
+    if config.get("cpus"):  # an operator's choice (exporter_cpus), checked by the worker already
+        try:
+            os.sched_setaffinity(0, config["cpus"])
+        except OSError as exc:
+            log.warning("exporter process: could not keep to CPUs %s: %s", config["cpus"], exc)
     stats = ExporterStats()
     spool = Spool(config["spool_dir"], config["spool_max_bytes"], stats)
     exporter = AppInsightsExporter(config["track_url"], spool=spool, stats=stats,
