@@ -160,18 +160,11 @@ class Templates:
         if not model_data:
             return [request]
         # The payloads as rows keep them: raw bytes (small ones are text here), or text or a blob marker.
-        if input_value.__class__ is not bytes or len(input_value) > self.inline_limit:
-            input_value = self._value(input_value)
-        else:
-            try:
-                input_value = input_value.decode()
-            except UnicodeDecodeError:
-                input_value = self._value(input_value)
         prediction_json = dumps(self._value(prediction))
         error = b',"Error":%b,"Status Code":"%d"' % (prediction_json, status) if not success else b""
         return [request, self._model_data_fmt % (when, operation_id_hex, span_id_hex, name_json, request_id_json,
-                                                 client_request_id_json, dumps(input_value), prediction_json,
-                                                 error, sample)]
+                                                 client_request_id_json, dumps(self._value(input_value)),
+                                                 prediction_json, error, sample)]
 
     def output(self, row: OutputRow) -> list[bytes]:
         return [self._message(*row)]
