@@ -61,7 +61,7 @@ def test_the_exporter_process_keeps_to_the_cpus_it_is_given(tmp_path, receiver):
         exporter.shutdown(10)
 
 
-@pytest.mark.parametrize("text", ["x", "0-", "2-1", "1,,2", "100000"])
+@pytest.mark.parametrize("text", ["x", "0-", "2-1", "1,,2", "100000", "0-999999999999"])
 def test_a_bad_cpu_list_is_a_clear_error(text):
     with pytest.raises(ConfigError, match="exporter_cpus"):
         parse_cpus(text)

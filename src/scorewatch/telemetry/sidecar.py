@@ -64,16 +64,21 @@ def parse_cpus(text: str) -> list[int]:
         return []
     if not hasattr(os, "sched_setaffinity"):
         raise ConfigError("exporter_cpus needs Linux (sched_setaffinity)")
+    available = os.sched_getaffinity(0)
     cpus: set[int] = set()
     for part in text.split(","):
         low, dash, high = part.strip().partition("-")
         if not low.isdigit() or (dash and (not high.isdigit() or int(high) < int(low))):
             raise ConfigError(f"exporter_cpus={text!r} is not a CPU list such as '3', '2-3' or '0,2-3'")
-        cpus.update(range(int(low), int(high or low) + 1))
-    unavailable = sorted(cpus - os.sched_getaffinity(0))
+        first, last = int(low), int(high or low)
+        if last > max(available):  # before the range is made: '0-999999999' must not build a huge set
+            raise ConfigError(f"exporter_cpus={text!r} names CPUs this process cannot use: up to {last} "
+                              f"(available: {sorted(available)})")
+        cpus.update(range(first, last + 1))
+    unavailable = sorted(cpus - available)
     if unavailable:
         raise ConfigError(f"exporter_cpus={text!r} names CPUs this process cannot use: {unavailable} "
-                          f"(available: {sorted(os.sched_getaffinity(0))})")
+                          f"(available: {sorted(available)})")
     return sorted(cpus)
 
 
