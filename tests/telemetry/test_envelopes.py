@@ -133,7 +133,8 @@ def test_rows_in_a_batch_make_the_same_envelopes_as_one_by_one():
 def test_urls_with_a_query_do_not_fill_the_name_cache():
     from scorewatch.telemetry.templates import Templates
 
-    templates = Templates("ikey-1", role="svc", role_instance="host", base_properties={}, models="m:1")
+    # The name cache is the Python writer's (native=False); the C writer escapes names as it goes.
+    templates = Templates("ikey-1", role="svc", role_instance="host", base_properties={}, models="m:1", native=False)
 
     def row(url):
         return ("r", 1.7e9, "a" * 32, "b" * 16, None, "GET /score", url, 1.0, 200, True, "r", "", None, None,

@@ -6,12 +6,17 @@ text always goes through orjson (so it is escaped); ids are hex. The tuples are 
 same templates run in the service's telemetry thread or in the exporter process
 (``scorewatch.telemetry.sidecar``). ``tests/telemetry/test_envelopes.py`` checks them against
 :class:`~scorewatch.telemetry.envelopes.EnvelopeFactory`.
+
+The common rows (a request, a whole printed line) are written by a small C extension when it was
+built (``_rows.c``, about a tenth of the Python cost); every other row, and every row when it was not
+built, takes the Python code here, which is the reference the C is tested against byte for byte.
 """
 
 from __future__ import annotations
 
 import contextlib
 import marshal
+import re
 from collections.abc import Callable, Mapping
 from math import modf
 from typing import Any
@@ -36,6 +41,11 @@ RequestRow = tuple[float, str, str, "str | None", str, str, float, int, bool, st
 # contents: the printed text, or a blob marker dict when it was too large to keep inline.
 OutputRow = tuple[float, str, Any, "str | None", str, str, float, int]
 
+try:  # built from _rows.c when a C compiler was at hand at install time; optional
+    from scorewatch.telemetry import _rows
+except ImportError:  # pragma: no cover - depends on the install
+    _rows = None  # type: ignore[assignment]
+
 # What the request path records, as plain tuples (marshal-able: str, bytes, float, int, bool, None),
 # shipped in batches (:meth:`Templates.frame`) and turned into envelopes by :meth:`Templates.raw`:
 #   ("r", *RequestRow) with input/prediction still raw (bytes | str | marker dict | None);
@@ -46,6 +56,28 @@ OutputRow = tuple[float, str, Any, "str | None", str, str, float, int]
 MAX_PENDING_CHARS = 64 * 1024
 ROWS_PER_PAUSE = 8  # rows built between two calls of a pause (about 50 us of work: see sidecar.Courtesy)
 _JSON_STARTS = ("{", "[")
+# The envelopes' optional parts (the envelopes themselves: Templates._compile).
+PARENT_TAG = b',"ai.operation.parentId":"%b"'
+OPERATION_TAGS = b',"ai.operation.id":"%b","ai.operation.parentId":"%b"'
+NAMED_OPERATION_TAGS = OPERATION_TAGS + b',"ai.operation.name":%b'
+MODEL_DATA_ERROR = b',"Error":%b,"Status Code":"%d"'
+SAMPLE_RATE = b',"sampleRate":%a'
+_SLOT = re.compile(rb"%(%|b|d|06d|a)")
+
+
+def _pieces(template: bytes) -> tuple[bytes, ...]:
+    """The literal parts of a bytes %-format around its slots, ``%%`` read as ``%`` (for ``_rows``)."""
+    pieces, literal, at = [], b"", 0
+    for slot in _SLOT.finditer(template):
+        literal += template[at:slot.start()]
+        at = slot.end()
+        if slot.group(1) == b"%":
+            literal += b"%"
+        else:
+            pieces.append(literal)
+            literal = b""
+    pieces.append(literal + template[at:])
+    return tuple(pieces)
 
 
 def _json(value: Any) -> str:
@@ -57,7 +89,7 @@ class Templates:
 
     def __init__(self, instrumentation_key: str, *, role: str, role_instance: str,
                  base_properties: Mapping[str, str], models: str, inline_limit: int = 64 * 1024,
-                 blobs: BlobStore | None = None) -> None:
+                 blobs: BlobStore | None = None, native: bool = True) -> None:
         self.inline_limit = inline_limit
         self.blobs = blobs
         self._pending: dict[tuple[str, int], tuple[str, tuple[Any, ...]]] = {}  # unfinished lines, their first row
@@ -72,6 +104,16 @@ class Templates:
         self._names: dict[str, bytes] = {}
         self._streams = {"STDOUT": (b'"STDOUT"', SEVERITY_INFO), "STDERR": (b'"STDERR"', SEVERITY_WARNING)}
         self._compile()
+        self._native = _rows.Builder(
+            _pieces(self._request_fmt), _pieces(self._model_data_fmt), _pieces(self._output_fmt),
+            _pieces(PARENT_TAG), _pieces(OPERATION_TAGS), _pieces(NAMED_OPERATION_TAGS),
+            _pieces(MODEL_DATA_ERROR), _pieces(SAMPLE_RATE), self._streams, inline_limit,
+        ) if native and _rows is not None else None
+
+    @property
+    def native(self) -> bool:
+        """Whether the C writer (``_rows``) builds the common rows' envelopes."""
+        return self._native is not None
 
     def config(self) -> dict[str, Any]:
         """What a :class:`Templates` in another process needs (see :meth:`from_config`)."""
@@ -149,19 +191,19 @@ class Templates:
         when = b"%b.%06dZ" % (self._second[1] if second == self._second[0] else self._second_prefix(second), micros)
         operation_id_hex = operation_id.encode()
         span_id_hex = span_id.encode()
-        sample = b',"sampleRate":%a' % float(rate) if success and rate < 100.0 else b""
+        sample = SAMPLE_RATE % float(rate) if success and rate < 100.0 else b""
         micros = max(0, round(duration_ms * 1000))
         duration = (b"0.00:00:%02d.%06d" % divmod(micros, 1_000_000) if micros < 60_000_000
                     else format_duration(duration_ms).encode())
         request = self._request_fmt % (
-            when, operation_id_hex, b',"ai.operation.parentId":"%b"' % caller.encode() if caller else b"",
+            when, operation_id_hex, PARENT_TAG % caller.encode() if caller else b"",
             name_json, span_id_hex, name_json, url_json, duration, status, b"true" if success else b"false",
             request_id_json, client_request_id_json, sample)
         if not model_data:
             return [request]
         # The payloads as rows keep them: raw bytes (small ones are text here), or text or a blob marker.
         prediction_json = dumps(self._value(prediction))
-        error = b',"Error":%b,"Status Code":"%d"' % (prediction_json, status) if not success else b""
+        error = MODEL_DATA_ERROR % (prediction_json, status) if not success else b""
         return [request, self._model_data_fmt % (when, operation_id_hex, span_id_hex, name_json, request_id_json,
                                                  client_request_id_json, dumps(self._value(input_value)),
                                                  prediction_json, error, sample)]
@@ -181,12 +223,10 @@ class Templates:
         tags = b""
         if operation_id:
             if operation_name:
-                tags = b',"ai.operation.id":"%b","ai.operation.parentId":"%b","ai.operation.name":%b' % (
-                    operation_id.encode(), parent_id.encode(), self._names.get(operation_name)
-                    or self._name(operation_name))
+                tags = NAMED_OPERATION_TAGS % (operation_id.encode(), parent_id.encode(),
+                                               self._names.get(operation_name) or self._name(operation_name))
             else:
-                tags = b',"ai.operation.id":"%b","ai.operation.parentId":"%b"' % (
-                    operation_id.encode(), parent_id.encode())
+                tags = OPERATION_TAGS % (operation_id.encode(), parent_id.encode())
         fraction, whole = modf(when)  # split_time (as format_time rounds), inlined
         micros = round(fraction * 1_000_000)
         second = int(whole)
@@ -195,7 +235,7 @@ class Templates:
         stream_json, severity = self._streams.get(stream) or (self._name(stream), SEVERITY_WARNING)
         return self._output_fmt % (
             self._second[1] if second == self._second[0] else self._second_prefix(second), micros, tags,
-            stream_json, severity, orjson.dumps(contents), b',"sampleRate":%a' % float(rate) if rate < 100.0 else b"")
+            stream_json, severity, orjson.dumps(contents), SAMPLE_RATE % float(rate) if rate < 100.0 else b"")
 
     def _value(self, value: Any) -> Any:
         if value.__class__ is bytes and len(value) <= self.inline_limit:  # the common case, inline
@@ -257,25 +297,14 @@ class Templates:
         """Envelopes for rows the request path recorded; ``pause`` is called after every
         ``ROWS_PER_PAUSE`` of them (see :meth:`build`). A row that cannot be built is skipped and
         reported to ``on_error``."""
+        if self._native is not None:  # the same, with the common rows written in C
+            return self._native.rows(rows if rows.__class__ is list else list(rows), self._pending, self._row,
+                                     pause, on_error, ROWS_PER_PAUSE)
         out: list[bytes] = []
-        append = out.append
-        pending = self._pending
-        limit = self.inline_limit
-        quarter = limit // 4
         for start in range(0, len(rows), ROWS_PER_PAUSE):
             for row in rows[start:start + ROWS_PER_PAUSE]:
                 try:
-                    kind = row[0]
-                    if kind == "r":
-                        out.extend(self._request(row))
-                    elif (kind == "l" and (not pending or (row[2], row[4]) not in pending)
-                          and row[3][-1:] != "\n" and len(row[3]) <= quarter):
-                        # The common print(): a whole line, nothing begun before it, short enough to keep inline.
-                        _, when, stream, text, _, operation_id, parent_id, name, rate = row
-                        if text and not text.isspace():
-                            append(self._message(when, stream, text, operation_id, parent_id, name, rate, limit))
-                    else:
-                        out.extend(self.raw(row))
+                    out.extend(self._row(row))
                 except Exception:
                     if on_error is None:
                         raise
@@ -283,3 +312,16 @@ class Templates:
             if pause is not None:
                 pause()
         return out
+
+    def _row(self, row: tuple[Any, ...]) -> list[bytes]:
+        kind = row[0]
+        if kind == "r":
+            return self._request(row)
+        if (kind == "l" and (not self._pending or (row[2], row[4]) not in self._pending)
+                and row[3][-1:] != "\n" and len(row[3]) <= self.inline_limit // 4):
+            # The common print(): a whole line, nothing begun before it, short enough to keep inline.
+            _, when, stream, text, _, operation_id, parent_id, name, rate = row
+            if not text or text.isspace():
+                return []
+            return [self._message(when, stream, text, operation_id, parent_id, name, rate, self.inline_limit)]
+        return self.raw(row)

@@ -1,0 +1,604 @@
+/* The envelopes of the common telemetry rows, written in C: the fast path of Templates.rows.
+
+Every scored request becomes two or three envelopes in the exporter process. Built in Python (bytes
+%-formatting, orjson calls and the bytecode between them) that is ~16k instructions an envelope,
+most of what monitoring costs the machine. This module writes the same bytes directly.
+
+It takes only rows whose envelopes it can write exactly as templates.py does; every other row goes,
+in order, to the Python fallback it is given, which stays the reference (blob markers, printed JSON,
+lines split over several writes, non-UTF-8 payloads, durations of a minute or more, odd types).
+tests/telemetry/test_rows_native.py checks both ways byte for byte. The envelope layouts live in
+templates.py only: they are handed in as the literal pieces between the slots this file fills.
+*/
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#define FALLBACK 0  /* a writer's answer: not a row for this path, ask Python */
+#define WRITTEN 1
+#define MAX_SECOND 253402300799LL  /* 9999-12-31T23:59:59: four-digit years only */
+
+/* -- a growing output buffer ------------------------------------------------------------------ */
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Buf;
+
+static int reserve(Buf *b, Py_ssize_t extra) {
+    if (b->len + extra <= b->cap) return 0;
+    Py_ssize_t cap = b->cap ? b->cap : 4096;
+    while (cap < b->len + extra) cap *= 2;
+    char *data = PyMem_Realloc(b->data, cap);
+    if (data == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    b->data = data;
+    b->cap = cap;
+    return 0;
+}
+
+static int put(Buf *b, const char *s, Py_ssize_t n) {
+    if (reserve(b, n) < 0) return -1;
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+static int put_again(Buf *b, Py_ssize_t at, Py_ssize_t n) {  /* a copy of what the buffer holds at ``at`` */
+    if (reserve(b, n) < 0) return -1;  /* first: it may move the data */
+    memcpy(b->data + b->len, b->data + at, n);
+    b->len += n;
+    return 0;
+}
+
+static int put_bytes(Buf *b, PyObject *bytes) {  /* a literal piece (always exact bytes) */
+    return put(b, PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes));
+}
+
+static int put_digits(Buf *b, long long value, int width) {  /* zero-padded, value >= 0 */
+    char digits[24];
+    int n = 0;
+    do {
+        digits[n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0 || n < width);
+    if (reserve(b, n) < 0) return -1;
+    while (n > 0) b->data[b->len++] = digits[--n];
+    return 0;
+}
+
+/* A JSON string, escaped as orjson escapes it: '"', '\\' and the C0 controls; UTF-8 kept as is. */
+static const char HEX[] = "0123456789abcdef";
+
+static int put_json(Buf *b, const char *s, Py_ssize_t n) {
+    if (reserve(b, 2 + 6 * n) < 0) return -1;
+    char *out = b->data + b->len;
+    *out++ = '"';
+    for (Py_ssize_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            *out++ = (char)c;
+            continue;
+        }
+        *out++ = '\\';
+        switch (c) {
+            case '"': *out++ = '"'; break;
+            case '\\': *out++ = '\\'; break;
+            case '\b': *out++ = 'b'; break;
+            case '\t': *out++ = 't'; break;
+            case '\n': *out++ = 'n'; break;
+            case '\f': *out++ = 'f'; break;
+            case '\r': *out++ = 'r'; break;
+            default:
+                *out++ = 'u'; *out++ = '0'; *out++ = '0';
+                *out++ = HEX[c >> 4]; *out++ = HEX[c & 15];
+        }
+    }
+    *out++ = '"';
+    b->len = out - b->data;
+    return 0;
+}
+
+/* -- reading a row's fields: each answers FALLBACK (no error set) when the value is not the plain case */
+static int utf8_of(PyObject *text, const char **s, Py_ssize_t *n) {  /* an exact str -> its UTF-8 */
+    if (!PyUnicode_CheckExact(text)) return FALLBACK;
+    *s = PyUnicode_AsUTF8AndSize(text, n);
+    if (*s == NULL) {  /* lone surrogates: orjson refuses them, and so does the fallback */
+        PyErr_Clear();
+        return FALLBACK;
+    }
+    return WRITTEN;
+}
+
+static int put_text(Buf *b, PyObject *text) {  /* orjson.dumps(text) */
+    const char *s;
+    Py_ssize_t n;
+    if (utf8_of(text, &s, &n) == FALLBACK) return FALLBACK;
+    return put_json(b, s, n) < 0 ? -1 : WRITTEN;
+}
+
+static int put_raw_text(Buf *b, PyObject *text) {  /* text.encode(): ids, which are hex */
+    const char *s;
+    Py_ssize_t n;
+    if (utf8_of(text, &s, &n) == FALLBACK) return FALLBACK;
+    return put(b, s, n) < 0 ? -1 : WRITTEN;
+}
+
+static int is_utf8(const char *s, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] >= 0x80) {  /* not all ASCII: let CPython's decoder judge */
+            PyObject *decoded = PyUnicode_DecodeUTF8(s, n, "strict");
+            if (decoded == NULL) {
+                PyErr_Clear();
+                return 0;
+            }
+            Py_DECREF(decoded);
+            return 1;
+        }
+    }
+    return 1;
+}
+
+static int as_double(PyObject *value, double *out) {  /* an exact float or int, finite */
+    if (PyFloat_CheckExact(value)) {
+        *out = PyFloat_AS_DOUBLE(value);
+    } else if (PyLong_CheckExact(value)) {
+        *out = PyLong_AsDouble(value);
+        if (*out == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return FALLBACK;
+        }
+    } else {
+        return FALLBACK;
+    }
+    return isfinite(*out) ? WRITTEN : FALLBACK;
+}
+
+/* -- the builder ------------------------------------------------------------------------------- */
+typedef struct {
+    PyObject_HEAD
+    PyObject *request;     /* pieces of Templates._request_fmt: 14 around its 13 slots */
+    PyObject *model_data;  /* pieces of _model_data_fmt: 11 around 10 slots */
+    PyObject *output;      /* pieces of _output_fmt: 8 around 7 slots */
+    PyObject *parent_tag;  /* pieces of PARENT_TAG: 2 */
+    PyObject *tags;        /* pieces of OPERATION_TAGS: 3 (id, parent id) */
+    PyObject *named_tags;  /* pieces of NAMED_OPERATION_TAGS: 4 (id, parent id, name) */
+    PyObject *error;       /* pieces of MODEL_DATA_ERROR: 3 (prediction, status) */
+    PyObject *sample;      /* pieces of SAMPLE_RATE: 2 */
+    PyObject *streams;     /* Templates._streams: {"STDOUT": (b'"STDOUT"', severity), ...} */
+    Py_ssize_t inline_limit;
+    long long second;      /* the second whose "YYYY-MM-DDTHH:MM:SS" is in prefix */
+    char prefix[32];
+    Buf buf;
+} Builder;
+
+#define PIECE(tuple, i) PyTuple_GET_ITEM((tuple), (i))
+
+static int put_time(Builder *self, Buf *b, double when, PyObject *pieces, int slot) {
+    /* "<prefix>.<micros>" with pieces[slot] between them (envelopes.split_time, format_time). */
+    double whole;
+    double fraction = modf(when, &whole);
+    long long micros = (long long)nearbyint(fraction * 1000000.0);  /* round(): half to even */
+    long long second = (long long)whole;
+    if (micros >= 1000000) {
+        second += 1;
+        micros -= 1000000;
+    }
+    if (second != self->second) {
+        time_t t = (time_t)second;
+        struct tm tm;
+        if (gmtime_r(&t, &tm) == NULL
+                || strftime(self->prefix, sizeof self->prefix, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+            return FALLBACK;
+        self->second = second;
+    }
+    if (put(b, self->prefix, (Py_ssize_t)strlen(self->prefix)) < 0
+            || (pieces != NULL && put_bytes(b, PIECE(pieces, slot)) < 0))
+        return -1;
+    if (pieces == NULL) {  /* the request's own "%b" slot holds the whole time */
+        if (put(b, ".", 1) < 0 || put_digits(b, micros, 6) < 0 || put(b, "Z", 1) < 0) return -1;
+    } else if (put_digits(b, micros, 6) < 0) {
+        return -1;
+    }
+    return WRITTEN;
+}
+
+static int time_ok(double when) {
+    return isfinite(when) && when >= 0 && when < (double)MAX_SECOND;
+}
+
+static int put_sample(Builder *self, Buf *b, double rate) {  /* ',"sampleRate":%a' % float(rate) */
+    char *repr = PyOS_double_to_string(rate, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
+    if (repr == NULL) return -1;
+    int failed = put_bytes(b, PIECE(self->sample, 0)) < 0 || put(b, repr, (Py_ssize_t)strlen(repr)) < 0;
+    PyMem_Free(repr);
+    return failed ? -1 : 0;
+}
+
+static int put_payload(Builder *self, Buf *b, PyObject *value) {
+    /* Templates._value then orjson.dumps, for inline bytes that are UTF-8 and short str. */
+    if (PyBytes_CheckExact(value)) {
+        const char *s = PyBytes_AS_STRING(value);
+        Py_ssize_t n = PyBytes_GET_SIZE(value);
+        if (n > self->inline_limit || !is_utf8(s, n)) return FALLBACK;  /* a blob, or kept whole */
+        return put_json(b, s, n) < 0 ? -1 : WRITTEN;
+    }
+    if (PyUnicode_CheckExact(value) && PyUnicode_GET_LENGTH(value) <= self->inline_limit / 4)
+        return put_text(b, value);
+    return FALLBACK;
+}
+
+/* Each step returns FALLBACK or -1 from the enclosing writer. */
+#define STEP(call) do { int _r = (call); if (_r == FALLBACK) return FALLBACK; if (_r < 0) return -1; } while (0)
+#define PUT(call) do { if ((call) < 0) return -1; } while (0)
+
+/* ("r", start, operation_id, span_id, caller, name, url, duration_ms, status, success, request_id,
+    client_request_id, input, prediction, sample_rate, model_data): Templates._request. */
+static int write_request(Builder *self, PyObject *row, PyObject *out) {
+    if (PyTuple_GET_SIZE(row) != 16) return FALLBACK;
+    PyObject *op = PIECE(row, 2), *span = PIECE(row, 3), *caller = PIECE(row, 4), *name = PIECE(row, 5),
+             *url = PIECE(row, 6), *status_obj = PIECE(row, 8), *success = PIECE(row, 9),
+             *request_id = PIECE(row, 10), *client_request_id = PIECE(row, 11), *model_data = PIECE(row, 15);
+    double start, duration_ms, rate;
+    if (as_double(PIECE(row, 1), &start) == FALLBACK || !time_ok(start)
+            || as_double(PIECE(row, 7), &duration_ms) == FALLBACK || as_double(PIECE(row, 14), &rate) == FALLBACK
+            || !PyLong_CheckExact(status_obj) || !PyBool_Check(success) || !PyBool_Check(model_data)
+            || (caller != Py_None && !PyUnicode_CheckExact(caller)))
+        return FALLBACK;
+    long status = PyLong_AsLong(status_obj);
+    if (status < 0) {  /* not an HTTP status (or too large for a long): the fallback formats it */
+        PyErr_Clear();
+        return FALLBACK;
+    }
+    long long micros = (long long)nearbyint(duration_ms * 1000.0);
+    if (micros < 0) micros = 0;
+    if (micros >= 60000000) return FALLBACK;  /* a minute or more: format_duration's long form */
+    int ok = success == Py_True;
+    int sampled = rate < 100.0;
+    Buf *b = &self->buf;
+    PyObject *P = self->request;
+
+    b->len = 0;
+    PUT(put_bytes(b, PIECE(P, 0)));
+    STEP(put_time(self, b, start, NULL, 0));
+    PUT(put_bytes(b, PIECE(P, 1)));
+    STEP(put_raw_text(b, op));
+    PUT(put_bytes(b, PIECE(P, 2)));
+    if (caller != Py_None && PyUnicode_GET_LENGTH(caller) > 0) {
+        PUT(put_bytes(b, PIECE(self->parent_tag, 0)));
+        STEP(put_raw_text(b, caller));
+        PUT(put_bytes(b, PIECE(self->parent_tag, 1)));
+    }
+    PUT(put_bytes(b, PIECE(P, 3)));
+    STEP(put_text(b, name));
+    PUT(put_bytes(b, PIECE(P, 4)));
+    STEP(put_raw_text(b, span));
+    PUT(put_bytes(b, PIECE(P, 5)));
+    STEP(put_text(b, name));
+    PUT(put_bytes(b, PIECE(P, 6)));
+    STEP(put_text(b, url));
+    PUT(put_bytes(b, PIECE(P, 7)));
+    PUT(put(b, "0.00:00:", 8));  /* format_duration, under a minute */
+    PUT(put_digits(b, micros / 1000000, 2));
+    PUT(put(b, ".", 1));
+    PUT(put_digits(b, micros % 1000000, 6));
+    PUT(put_bytes(b, PIECE(P, 8)));
+    PUT(put_digits(b, status, 1));
+    PUT(put_bytes(b, PIECE(P, 9)));
+    PUT(ok ? put(b, "true", 4) : put(b, "false", 5));
+    PUT(put_bytes(b, PIECE(P, 10)));
+    Py_ssize_t ids_at = b->len;  /* request id and client request id: copied into the model data */
+    STEP(put_text(b, request_id));
+    PUT(put_bytes(b, PIECE(P, 11)));
+    Py_ssize_t client_at = b->len;
+    STEP(put_text(b, client_request_id));
+    Py_ssize_t ids_end = b->len;
+    PUT(put_bytes(b, PIECE(P, 12)));
+    if (ok && sampled) PUT(put_sample(self, b, rate));
+    PUT(put_bytes(b, PIECE(P, 13)));
+    Py_ssize_t request_len = b->len;
+    if (model_data == Py_True) {
+        /* the model data envelope goes after the request's, in the same buffer */
+        PyObject *M = self->model_data;
+        Py_ssize_t time_at = PyBytes_GET_SIZE(PIECE(P, 0));
+        Py_ssize_t time_len = (Py_ssize_t)strlen(self->prefix) + 8;  /* ".ffffffZ" */
+        PUT(put_bytes(b, PIECE(M, 0)));
+        PUT(put_again(b, time_at, time_len));
+        PUT(put_bytes(b, PIECE(M, 1)));
+        STEP(put_raw_text(b, op));
+        PUT(put_bytes(b, PIECE(M, 2)));
+        STEP(put_raw_text(b, span));
+        PUT(put_bytes(b, PIECE(M, 3)));
+        STEP(put_text(b, name));
+        PUT(put_bytes(b, PIECE(M, 4)));
+        PUT(put_again(b, ids_at, client_at - ids_at - PyBytes_GET_SIZE(PIECE(P, 11))));
+        PUT(put_bytes(b, PIECE(M, 5)));
+        PUT(put_again(b, client_at, ids_end - client_at));
+        PUT(put_bytes(b, PIECE(M, 6)));
+        STEP(put_payload(self, b, PIECE(row, 12)));
+        PUT(put_bytes(b, PIECE(M, 7)));
+        Py_ssize_t prediction_at = b->len;
+        STEP(put_payload(self, b, PIECE(row, 13)));
+        Py_ssize_t prediction_end = b->len;
+        PUT(put_bytes(b, PIECE(M, 8)));
+        if (!ok) {
+            PUT(put_bytes(b, PIECE(self->error, 0)));
+            PUT(put_again(b, prediction_at, prediction_end - prediction_at));
+            PUT(put_bytes(b, PIECE(self->error, 1)));
+            PUT(put_digits(b, status, 1));
+            PUT(put_bytes(b, PIECE(self->error, 2)));
+        }
+        PUT(put_bytes(b, PIECE(M, 9)));
+        if (ok && sampled) PUT(put_sample(self, b, rate));
+        PUT(put_bytes(b, PIECE(M, 10)));
+    }
+    PyObject *request = PyBytes_FromStringAndSize(b->data, request_len);
+    if (request == NULL || PyList_Append(out, request) < 0) {
+        Py_XDECREF(request);
+        return -1;
+    }
+    Py_DECREF(request);
+    if (b->len > request_len) {
+        PyObject *envelope = PyBytes_FromStringAndSize(b->data + request_len, b->len - request_len);
+        if (envelope == NULL || PyList_Append(out, envelope) < 0) {
+            Py_XDECREF(envelope);
+            return -1;
+        }
+        Py_DECREF(envelope);
+    }
+    return WRITTEN;
+}
+
+/* ("l", time, stream, text, thread_id, operation_id, parent_id, operation_name, sample_rate): a whole
+   printed line, when no line of any stream is half written (Templates.rows' fast path, _message). */
+static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject *out) {
+    if (PyTuple_GET_SIZE(row) != 9 || !PyDict_CheckExact(pending) || PyDict_GET_SIZE(pending) != 0)
+        return FALLBACK;
+    PyObject *stream = PIECE(row, 2), *text = PIECE(row, 3), *op = PIECE(row, 5), *parent = PIECE(row, 6),
+             *name = PIECE(row, 7);
+    double when, rate;
+    if (as_double(PIECE(row, 1), &when) == FALLBACK || !time_ok(when) || as_double(PIECE(row, 8), &rate) == FALLBACK
+            || !PyUnicode_CheckExact(text) || !PyUnicode_CheckExact(stream))
+        return FALLBACK;
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    if (length == 0 || length > self->inline_limit / 4) return FALLBACK;
+    Py_UCS4 first = PyUnicode_READ_CHAR(text, 0);
+    /* printed JSON becomes a nested object, a blank line no envelope: both for the fallback */
+    if (first == '{' || first == '[' || Py_UNICODE_ISSPACE(first) || PyUnicode_READ_CHAR(text, length - 1) == '\n')
+        return FALLBACK;
+    PyObject *known = PyDict_GetItemWithError(self->streams, stream);  /* (b'"STDOUT"', severity) */
+    if (known == NULL) {
+        PyErr_Clear();
+        return FALLBACK;
+    }
+    if (!PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2 || !PyBytes_CheckExact(PIECE(known, 0))
+            || !PyLong_CheckExact(PIECE(known, 1)))
+        return FALLBACK;
+    int has_op = 0, has_name = 0;
+    if (op != Py_None) {
+        if (!PyUnicode_CheckExact(op)) return FALLBACK;
+        has_op = PyUnicode_GET_LENGTH(op) > 0;
+    }
+    if (has_op) {
+        if (!PyUnicode_CheckExact(parent) || !PyUnicode_CheckExact(name)) return FALLBACK;
+        has_name = PyUnicode_GET_LENGTH(name) > 0;
+    }
+    long severity = PyLong_AsLong(PIECE(known, 1));
+    if (severity < 0) {
+        PyErr_Clear();
+        return FALLBACK;
+    }
+    Buf *b = &self->buf;
+    PyObject *P = self->output;
+
+    b->len = 0;
+    PUT(put_bytes(b, PIECE(P, 0)));
+    STEP(put_time(self, b, when, P, 1));
+    PUT(put_bytes(b, PIECE(P, 2)));
+    if (has_op) {
+        PyObject *T = has_name ? self->named_tags : self->tags;
+        PUT(put_bytes(b, PIECE(T, 0)));
+        STEP(put_raw_text(b, op));
+        PUT(put_bytes(b, PIECE(T, 1)));
+        STEP(put_raw_text(b, parent));
+        PUT(put_bytes(b, PIECE(T, 2)));
+        if (has_name) {
+            STEP(put_text(b, name));
+            PUT(put_bytes(b, PIECE(T, 3)));
+        }
+    }
+    PUT(put_bytes(b, PIECE(P, 3)));
+    PUT(put_bytes(b, PIECE(known, 0)));
+    PUT(put_bytes(b, PIECE(P, 4)));
+    PUT(put_digits(b, severity, 1));
+    PUT(put_bytes(b, PIECE(P, 5)));
+    STEP(put_text(b, text));
+    PUT(put_bytes(b, PIECE(P, 6)));
+    if (rate < 100.0) PUT(put_sample(self, b, rate));
+    PUT(put_bytes(b, PIECE(P, 7)));
+    PyObject *envelope = PyBytes_FromStringAndSize(b->data, b->len);
+    if (envelope == NULL || PyList_Append(out, envelope) < 0) {
+        Py_XDECREF(envelope);
+        return -1;
+    }
+    Py_DECREF(envelope);
+    return WRITTEN;
+}
+
+static int write_row(Builder *self, PyObject *row, PyObject *pending, PyObject *out) {
+    if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) == 0) return FALLBACK;
+    PyObject *kind = PIECE(row, 0);
+    if (!PyUnicode_CheckExact(kind) || PyUnicode_GET_LENGTH(kind) != 1) return FALLBACK;
+    Py_UCS4 k = PyUnicode_READ_CHAR(kind, 0);
+    if (k == 'r') return write_request(self, row, out);
+    if (k == 'l') return write_line(self, row, pending, out);
+    return FALLBACK;
+}
+
+PyDoc_STRVAR(rows_doc,
+"rows(rows, pending, fallback, pause, on_error, every) -> list[bytes]\n\n"
+"The envelopes of ``rows``, in order: the common rows written here, any other given to\n"
+"``fallback(row) -> list[bytes]``. ``pending`` is the Templates' dict of half-written lines.\n"
+"``pause()`` is called after every ``every`` rows (None: never); an exception of ``fallback`` goes to\n"
+"``on_error()`` and the row is skipped (None: it propagates).");
+
+static PyObject *Builder_rows(Builder *self, PyObject *args) {
+    PyObject *rows, *pending, *fallback, *pause, *on_error;
+    Py_ssize_t every;
+    if (!PyArg_ParseTuple(args, "O!OOOOn:rows", &PyList_Type, &rows, &pending, &fallback, &pause, &on_error, &every))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        Py_INCREF(row);  /* the fallback may run any code: keep the row alive */
+        int written = write_row(self, row, pending, out);
+        if (written == FALLBACK) {
+            PyObject *envelopes = PyObject_CallOneArg(fallback, row);
+            if (envelopes == NULL) {
+                if (on_error == Py_None || !PyErr_ExceptionMatches(PyExc_Exception)) {
+                    Py_DECREF(row);
+                    goto error;
+                }
+                PyErr_Clear();
+                PyObject *result = PyObject_CallNoArgs(on_error);
+                if (result == NULL) {
+                    Py_DECREF(row);
+                    goto error;
+                }
+                Py_DECREF(result);
+            } else {
+                Py_ssize_t end = PyList_GET_SIZE(out);
+                int failed = PyList_SetSlice(out, end, end, envelopes);  /* out.extend(envelopes) */
+                Py_DECREF(envelopes);
+                if (failed < 0) {
+                    Py_DECREF(row);
+                    goto error;
+                }
+            }
+        } else if (written < 0) {
+            Py_DECREF(row);
+            goto error;
+        }
+        Py_DECREF(row);
+        if (pause != Py_None && every > 0 && ((i + 1) % every == 0 || i + 1 == PyList_GET_SIZE(rows))) {
+            PyObject *result = PyObject_CallNoArgs(pause);
+            if (result == NULL) goto error;
+            Py_DECREF(result);
+        }
+    }
+    return out;
+error:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static int check_pieces(PyObject *pieces, Py_ssize_t count, const char *what) {
+    if (!PyTuple_CheckExact(pieces) || PyTuple_GET_SIZE(pieces) != count) {
+        PyErr_Format(PyExc_ValueError, "%s: expected a tuple of %zd bytes pieces", what, count);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!PyBytes_CheckExact(PIECE(pieces, i))) {
+            PyErr_Format(PyExc_TypeError, "%s: piece %zd is not bytes", what, i);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int Builder_init(Builder *self, PyObject *args, PyObject *kwargs) {
+    static char *names[] = {"request", "model_data", "output", "parent_tag", "tags", "named_tags", "error",
+                            "sample", "streams", "inline_limit", NULL};
+    PyObject *parts[9];
+    Py_ssize_t inline_limit;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOO!n:Builder", names, &parts[0], &parts[1], &parts[2],
+                                     &parts[3], &parts[4], &parts[5], &parts[6], &parts[7], &PyDict_Type,
+                                     &parts[8], &inline_limit))
+        return -1;
+    static const Py_ssize_t counts[] = {14, 11, 8, 2, 3, 4, 3, 2};
+    for (int i = 0; i < 8; i++)
+        if (check_pieces(parts[i], counts[i], names[i]) < 0) return -1;
+    PyObject **slots[] = {&self->request, &self->model_data, &self->output, &self->parent_tag, &self->tags,
+                          &self->named_tags, &self->error, &self->sample, &self->streams};
+    for (int i = 0; i < 9; i++) {
+        Py_INCREF(parts[i]);
+        Py_XSETREF(*slots[i], parts[i]);
+    }
+    self->inline_limit = inline_limit;
+    self->second = -1;
+    return 0;
+}
+
+static int Builder_traverse(Builder *self, visitproc visit, void *arg) {
+    Py_VISIT(self->request);
+    Py_VISIT(self->model_data);
+    Py_VISIT(self->output);
+    Py_VISIT(self->parent_tag);
+    Py_VISIT(self->tags);
+    Py_VISIT(self->named_tags);
+    Py_VISIT(self->error);
+    Py_VISIT(self->sample);
+    Py_VISIT(self->streams);
+    return 0;
+}
+
+static int Builder_clear(Builder *self) {
+    Py_CLEAR(self->request);
+    Py_CLEAR(self->model_data);
+    Py_CLEAR(self->output);
+    Py_CLEAR(self->parent_tag);
+    Py_CLEAR(self->tags);
+    Py_CLEAR(self->named_tags);
+    Py_CLEAR(self->error);
+    Py_CLEAR(self->sample);
+    Py_CLEAR(self->streams);
+    return 0;
+}
+
+static void Builder_dealloc(Builder *self) {
+    PyObject_GC_UnTrack(self);
+    Builder_clear(self);
+    PyMem_Free(self->buf.data);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMethodDef Builder_methods[] = {
+    {"rows", (PyCFunction)Builder_rows, METH_VARARGS, rows_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject BuilderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "scorewatch.telemetry._rows.Builder",
+    .tp_doc = PyDoc_STR("Writes the envelopes of the common rows; see templates.Templates."),
+    .tp_basicsize = sizeof(Builder),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Builder_init,
+    .tp_dealloc = (destructor)Builder_dealloc,
+    .tp_traverse = (traverseproc)Builder_traverse,
+    .tp_clear = (inquiry)Builder_clear,
+    .tp_methods = Builder_methods,
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_rows", "The envelopes of common telemetry rows, in C (see templates.py).", -1, NULL,
+};
+
+PyMODINIT_FUNC PyInit__rows(void) {
+    if (PyType_Ready(&BuilderType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    Py_INCREF(&BuilderType);
+    if (PyModule_AddObject(m, "Builder", (PyObject *)&BuilderType) < 0) {
+        Py_DECREF(&BuilderType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
