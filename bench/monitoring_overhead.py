@@ -10,9 +10,10 @@ each, the same wrk load:
 4. the same with App Insights on, pointed at the same receiver (its exporter takes the endpoint from
    ``APPLICATIONINSIGHTS_CONNECTION_STRING``).
 
-Our two configurations run ``--pairs`` times, interleaved (off, on, off, on, ...); the ratio is the median
-over the pairs of each "on" run against the "off" run just before it, so a noisy neighbour on a shared
-machine does not decide it (the best runs' ratio is printed too); the server's CPU time per request
+Our two configurations run ``--pairs`` times, interleaved, each pair in the other order than the one
+before (off, on, on, off, off, on, ...: a drift of the machine during the run favours neither); the
+ratio is the median over the pairs of each "on" run against the "off" run beside it, so a noisy
+neighbour on a shared machine does not decide it (the best runs' ratio is printed too); the server's CPU time per request
 (worker plus exporter process) is printed as well. ``bench/monitoring_instructions.py`` counts
 instructions instead, which no neighbour disturbs.
 
@@ -242,7 +243,8 @@ def main() -> None:
             env.update({"AML_APP_INSIGHTS_KEY": IKEY, "APPLICATIONINSIGHTS_CONNECTION_STRING": connection_string})
         return [str(azure_python), "-c", AZURE_LAUNCHER, "--entry_script", str(work / "svc" / "score.py"), "--port", str(port)], env, port
 
-    plan = [pair for _ in range(args.pairs) for pair in (("scorewatch off", ours(False)), ("scorewatch on", ours(True)))]
+    plan = [run for i in range(args.pairs)
+            for run in (("scorewatch off", ours(False)), ("scorewatch on", ours(True)))[::1 if i % 2 == 0 else -1]]
     plan += [("azureml off", azure(False)), ("azureml on", azure(True)),
             ("scorewatch off +10MiB", ours(False)), ("scorewatch on +10MiB", ours(True))]
     if args.only:
@@ -272,7 +274,7 @@ def main() -> None:
     if "scorewatch on" not in best:
         return
     off, on = best["scorewatch off"], best["scorewatch on"]
-    # Each "on" run against the "off" run just before it: the pairs ran seconds apart, so the median
+    # Each "on" run against the "off" run beside it: the pairs ran seconds apart, so the median
     # of their ratios is what a noisy machine says most steadily (the best runs can be one lucky run).
     pairs = list(zip(results["scorewatch off"], results["scorewatch on"], strict=True))
     ratios = sorted(b["rps"] / a["rps"] for a, b in pairs)
