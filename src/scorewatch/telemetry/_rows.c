@@ -254,9 +254,9 @@ static int write_request(Builder *self, PyObject *row, PyObject *out) {
         PyErr_Clear();
         return FALLBACK;
     }
-    long long micros = (long long)nearbyint(duration_ms * 1000.0);
-    if (micros < 0) micros = 0;
-    if (micros >= 60000000) return FALLBACK;  /* a minute or more: format_duration's long form */
+    double scaled = nearbyint(duration_ms * 1000.0);  /* round(): half to even */
+    if (scaled >= 60000000.0) return FALLBACK;  /* a minute or more: format_duration's long form */
+    long long micros = scaled > 0 ? (long long)scaled : 0;
     int ok = success == Py_True;
     int sampled = rate < 100.0;
     Buf *b = &self->buf;
