@@ -25,7 +25,7 @@ servers measured do. Targets: full monitoring keeps
 >= 90% of monitoring-off throughput and adds <= 1 ms to p99; monitoring on is >= 5x Azure with
 App Insights off.
 
-    python bench/monitoring_overhead.py [--pairs 5] [--seconds 8] [--connections 8]
+    python bench/monitoring_overhead.py [--pairs 8] [--seconds 8] [--connections 8]
 
 Needs ``wrk`` (apt) and ``bench/.venv-azureml`` (created here with pip when missing).
 """
@@ -196,7 +196,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--pairs", type=int, default=5, help="interleaved off/on runs of scorewatch")
+    parser.add_argument("--pairs", type=int, default=8, help="interleaved off/on runs of scorewatch")
     parser.add_argument("--only", choices=["scorewatch", "azureml"], help="run one server's configurations")
     parser.add_argument("--no-big", action="store_true", help="skip the runs with 10 MiB inputs")
     last_cpu = str(max(os.sched_getaffinity(0)))
