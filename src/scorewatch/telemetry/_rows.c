@@ -178,8 +178,8 @@ typedef struct {
 
 #define PIECE(tuple, i) PyTuple_GET_ITEM((tuple), (i))
 
-static int put_time(Builder *self, Buf *b, double when, PyObject *pieces, int slot) {
-    /* "<prefix>.<micros>" with pieces[slot] between them (envelopes.split_time, format_time). */
+static int put_time(Builder *self, Buf *b, double when, const char *middle, Py_ssize_t middle_len) {
+    /* "<YYYY-MM-DDTHH:MM:SS><middle><micros>", rounded as envelopes.split_time and format_time do */
     double whole;
     double fraction = modf(when, &whole);
     long long micros = (long long)nearbyint(fraction * 1000000.0);  /* round(): half to even */
@@ -196,14 +196,9 @@ static int put_time(Builder *self, Buf *b, double when, PyObject *pieces, int sl
             return FALLBACK;
         self->second = second;
     }
-    if (put(b, self->prefix, (Py_ssize_t)strlen(self->prefix)) < 0
-            || (pieces != NULL && put_bytes(b, PIECE(pieces, slot)) < 0))
+    if (put(b, self->prefix, (Py_ssize_t)strlen(self->prefix)) < 0 || put(b, middle, middle_len) < 0
+            || put_digits(b, micros, 6) < 0)
         return -1;
-    if (pieces == NULL) {  /* the request's own "%b" slot holds the whole time */
-        if (put(b, ".", 1) < 0 || put_digits(b, micros, 6) < 0 || put(b, "Z", 1) < 0) return -1;
-    } else if (put_digits(b, micros, 6) < 0) {
-        return -1;
-    }
     return WRITTEN;
 }
 
@@ -264,7 +259,8 @@ static int write_request(Builder *self, PyObject *row, PyObject *out) {
 
     b->len = 0;
     PUT(put_bytes(b, PIECE(P, 0)));
-    STEP(put_time(self, b, start, NULL, 0));
+    STEP(put_time(self, b, start, ".", 1));  /* the whole time is one "%b" of the request's */
+    PUT(put(b, "Z", 1));
     PUT(put_bytes(b, PIECE(P, 1)));
     STEP(put_raw_text(b, op));
     PUT(put_bytes(b, PIECE(P, 2)));
@@ -397,7 +393,8 @@ static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject 
 
     b->len = 0;
     PUT(put_bytes(b, PIECE(P, 0)));
-    STEP(put_time(self, b, when, P, 1));
+    /* "%b.%06dZ": prefix and micros are two slots, with the piece "." between them */
+    STEP(put_time(self, b, when, PyBytes_AS_STRING(PIECE(P, 1)), PyBytes_GET_SIZE(PIECE(P, 1))));
     PUT(put_bytes(b, PIECE(P, 2)));
     if (has_op) {
         PyObject *T = has_name ? self->named_tags : self->tags;
@@ -587,7 +584,10 @@ static PyTypeObject BuilderType = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_rows", "The envelopes of common telemetry rows, in C (see templates.py).", -1, NULL,
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_rows",
+    .m_doc = "The envelopes of common telemetry rows, in C (see templates.py).",
+    .m_size = -1,
 };
 
 PyMODINIT_FUNC PyInit__rows(void) {
