@@ -163,7 +163,7 @@ typedef struct {
     PyObject_HEAD
     PyObject *request;     /* pieces of Templates._request_fmt: 14 around its 13 slots */
     PyObject *model_data;  /* pieces of _model_data_fmt: 11 around 10 slots */
-    PyObject *output;      /* pieces of _output_fmt: 8 around 7 slots */
+    PyObject *output;      /* pieces of _output_fmt: 7 around 6 slots */
     PyObject *parent_tag;  /* pieces of PARENT_TAG: 2 */
     PyObject *tags;        /* pieces of OPERATION_TAGS: 3 (id, parent id) */
     PyObject *named_tags;  /* pieces of NAMED_OPERATION_TAGS: 4 (id, parent id, name) */
@@ -178,8 +178,8 @@ typedef struct {
 
 #define PIECE(tuple, i) PyTuple_GET_ITEM((tuple), (i))
 
-static int put_time(Builder *self, Buf *b, double when, const char *middle, Py_ssize_t middle_len) {
-    /* "<YYYY-MM-DDTHH:MM:SS><middle><micros>", rounded as envelopes.split_time and format_time do */
+static int put_time(Builder *self, Buf *b, double when) {
+    /* "YYYY-MM-DDTHH:MM:SS.ffffffZ", rounded as envelopes.format_time rounds (split_time) */
     double whole;
     double fraction = modf(when, &whole);
     long long micros = (long long)nearbyint(fraction * 1000000.0);  /* round(): half to even */
@@ -196,8 +196,8 @@ static int put_time(Builder *self, Buf *b, double when, const char *middle, Py_s
             return FALLBACK;
         self->second = second;
     }
-    if (put(b, self->prefix, (Py_ssize_t)strlen(self->prefix)) < 0 || put(b, middle, middle_len) < 0
-            || put_digits(b, micros, 6) < 0)
+    if (put(b, self->prefix, (Py_ssize_t)strlen(self->prefix)) < 0 || put(b, ".", 1) < 0
+            || put_digits(b, micros, 6) < 0 || put(b, "Z", 1) < 0)
         return -1;
     return WRITTEN;
 }
@@ -259,8 +259,7 @@ static int write_request(Builder *self, PyObject *row, PyObject *out) {
 
     b->len = 0;
     PUT(put_bytes(b, PIECE(P, 0)));
-    STEP(put_time(self, b, start, ".", 1));  /* the whole time is one "%b" of the request's */
-    PUT(put(b, "Z", 1));
+    STEP(put_time(self, b, start));
     PUT(put_bytes(b, PIECE(P, 1)));
     STEP(put_raw_text(b, op));
     PUT(put_bytes(b, PIECE(P, 2)));
@@ -393,9 +392,8 @@ static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject 
 
     b->len = 0;
     PUT(put_bytes(b, PIECE(P, 0)));
-    /* "%b.%06dZ": prefix and micros are two slots, with the piece "." between them */
-    STEP(put_time(self, b, when, PyBytes_AS_STRING(PIECE(P, 1)), PyBytes_GET_SIZE(PIECE(P, 1))));
-    PUT(put_bytes(b, PIECE(P, 2)));
+    STEP(put_time(self, b, when));
+    PUT(put_bytes(b, PIECE(P, 1)));
     if (has_op) {
         PyObject *T = has_name ? self->named_tags : self->tags;
         PUT(put_bytes(b, PIECE(T, 0)));
@@ -408,15 +406,15 @@ static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject 
             PUT(put_bytes(b, PIECE(T, 3)));
         }
     }
-    PUT(put_bytes(b, PIECE(P, 3)));
+    PUT(put_bytes(b, PIECE(P, 2)));
     PUT(put_bytes(b, PIECE(known, 0)));
-    PUT(put_bytes(b, PIECE(P, 4)));
+    PUT(put_bytes(b, PIECE(P, 3)));
     PUT(put_digits(b, severity, 1));
-    PUT(put_bytes(b, PIECE(P, 5)));
+    PUT(put_bytes(b, PIECE(P, 4)));
     STEP(put_text(b, text));
-    PUT(put_bytes(b, PIECE(P, 6)));
+    PUT(put_bytes(b, PIECE(P, 5)));
     if (rate < 100.0) PUT(put_sample(self, b, rate));
-    PUT(put_bytes(b, PIECE(P, 7)));
+    PUT(put_bytes(b, PIECE(P, 6)));
     PyObject *envelope = PyBytes_FromStringAndSize(b->data, b->len);
     if (envelope == NULL || PyList_Append(out, envelope) < 0) {
         Py_XDECREF(envelope);
@@ -517,7 +515,7 @@ static int Builder_init(Builder *self, PyObject *args, PyObject *kwargs) {
                                      &parts[3], &parts[4], &parts[5], &parts[6], &parts[7], &PyDict_Type,
                                      &parts[8], &inline_limit))
         return -1;
-    static const Py_ssize_t counts[] = {14, 11, 8, 2, 3, 4, 3, 2};
+    static const Py_ssize_t counts[] = {14, 11, 7, 2, 3, 4, 3, 2};
     for (int i = 0; i < 8; i++)
         if (check_pieces(parts[i], counts[i], names[i]) < 0) return -1;
     PyObject **slots[] = {&self->request, &self->model_data, &self->output, &self->parent_tag, &self->tags,

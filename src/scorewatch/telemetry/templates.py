@@ -18,7 +18,6 @@ import contextlib
 import marshal
 import re
 from collections.abc import Callable, Mapping
-from math import modf
 from typing import Any
 
 import orjson
@@ -63,7 +62,7 @@ OPERATION_TAGS = b',"ai.operation.id":"%b","ai.operation.parentId":"%b"'
 NAMED_OPERATION_TAGS = OPERATION_TAGS + b',"ai.operation.name":%b'
 MODEL_DATA_ERROR = b',"Error":%b,"Status Code":"%d"'
 SAMPLE_RATE = b',"sampleRate":%a'
-_SLOT = re.compile(rb"%(%|b|d|06d|a)")
+_SLOT = re.compile(rb"%(%|b|d|a)")
 
 
 def _pieces(template: bytes) -> tuple[bytes, ...]:
@@ -151,15 +150,10 @@ class Templates:
                                 + b'"severityLevel":' + str(SEVERITY_INFO).encode() + b','
                                 + props + b'"Request Id":%b,"Client Request Id":%b,"Models":' + const(self._models)
                                 + b',"Input":%b,"Prediction":%b%b}}}%b}')
-        self._output_fmt = (b'{"name":' + const(self._message_name) + b',"time":"%b.%06dZ","iKey":' + const(self._ikey)
+        self._output_fmt = (b'{"name":' + const(self._message_name) + b',"time":"%b","iKey":' + const(self._ikey)
                             + b',"tags":{' + const(self._tags) + b'%b},"data":{"baseType":"MessageData",'
                             + b'"baseData":{"ver":2,"message":%b,"severityLevel":%d,' + props
                             + b'"Contents":%b}}}%b}')
-        self._second = (-1, b"")
-
-    def _second_prefix(self, second: int) -> bytes:
-        self._second = (second, format_time(second)[:-8].encode())  # "...T12:34:56"
-        return self._second[1]
 
     def _name(self, name: str) -> bytes:
         cached = self._names.get(name)
@@ -184,12 +178,7 @@ class Templates:
         name_json = names.get(name) or self._name(name)
         # A URL is the same for every request unless it has a query: only URLs without one are cached.
         url_json = names.get(url) or (self._name(url) if "?" not in url else dumps(url))
-        fraction, whole = modf(start)  # split_time (as format_time rounds), inlined
-        micros = round(fraction * 1_000_000)
-        second = int(whole)
-        if micros >= 1_000_000:
-            second, micros = second + 1, micros - 1_000_000
-        when = b"%b.%06dZ" % (self._second[1] if second == self._second[0] else self._second_prefix(second), micros)
+        when = format_time(start).encode()
         operation_id_hex = operation_id.encode()
         span_id_hex = span_id.encode()
         sample = SAMPLE_RATE % float(rate) if success and rate < 100.0 else b""
@@ -228,15 +217,9 @@ class Templates:
                                                self._names.get(operation_name) or self._name(operation_name))
             else:
                 tags = OPERATION_TAGS % (operation_id.encode(), parent_id.encode())
-        fraction, whole = modf(when)  # split_time (as format_time rounds), inlined
-        micros = round(fraction * 1_000_000)
-        second = int(whole)
-        if micros >= 1_000_000:
-            second, micros = second + 1, micros - 1_000_000
         stream_json, severity = self._streams.get(stream) or (self._name(stream), SEVERITY_WARNING)
         return self._output_fmt % (
-            self._second[1] if second == self._second[0] else self._second_prefix(second), micros, tags,
-            stream_json, severity, orjson.dumps(contents), SAMPLE_RATE % float(rate) if rate < 100.0 else b"")
+            format_time(when).encode(), tags, stream_json, severity, orjson.dumps(contents), SAMPLE_RATE % float(rate) if rate < 100.0 else b"")
 
     def _value(self, value: Any) -> Any:
         if value.__class__ is bytes and len(value) <= self.inline_limit:  # the common case, inline
@@ -320,9 +303,5 @@ class Templates:
             return self._request(row)
         if (kind == "l" and (not self._pending or (row[2], row[4]) not in self._pending)
                 and row[3][-1:] != "\n" and len(row[3]) <= self.inline_limit // 4):
-            # The common print(): a whole line, nothing begun before it, short enough to keep inline.
-            _, when, stream, text, _, operation_id, parent_id, name, rate = row
-            if not text or text.isspace():
-                return []
-            return [self._message(when, stream, text, operation_id, parent_id, name, rate, self.inline_limit)]
+            return self._line(row[3], row)  # the common print(): a whole line, nothing begun before it
         return self.raw(row)
