@@ -25,7 +25,10 @@ servers measured do. Targets: full monitoring keeps
 >= 90% of monitoring-off throughput and adds <= 1 ms to p99; monitoring on is >= 5x Azure with
 App Insights off.
 
-    python bench/monitoring_overhead.py [--pairs 8] [--seconds 8] [--connections 8]
+    python bench/monitoring_overhead.py [--pairs 8] [--seconds 8] [--connections 8] [--record FILE]
+
+Run to run, the median moves by a few percent on a shared machine: the script prints a 95%
+bootstrap interval of it, and ``--record`` pools the pairs of every run of the same commit.
 
 Needs ``wrk`` (apt) and ``bench/.venv-azureml`` (created here with pip when missing).
 """
@@ -33,7 +36,9 @@ Needs ``wrk`` (apt) and ``bench/.venv-azureml`` (created here with pip when miss
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -192,6 +197,30 @@ def measure(name: str, args: list[str], env: dict[str, str], port: int, work: Pa
     return result
 
 
+def median_interval(ratios: list[float], rounds: int = 4000) -> tuple[float, float]:
+    """A 95% bootstrap interval of the median of ``ratios`` (pairs drawn again with replacement; fixed
+    seed, so the same ratios give the same interval). On a noisy machine this says whether a median
+    near a target is above it or could as well be below."""
+    draw = random.Random(0).choices
+    medians = sorted(statistics.median(draw(ratios, k=len(ratios))) for _ in range(rounds))
+    return medians[int(0.025 * rounds)], medians[int(0.975 * rounds) - 1]
+
+
+def record(path: Path, ratios: list[float], p99_rises: list[float]) -> list[float]:
+    """Append this run's pairs to ``path``; every pair recorded there for the same commit (this one included)."""
+    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    with path.open("a") as out:
+        out.write(json.dumps({"commit": commit, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                              "ratios": ratios, "p99_rises_ms": p99_rises}) + "\n")
+    pooled: list[float] = []
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("commit") == commit:
+            pooled.extend(entry["ratios"])
+    return pooled
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=8)
@@ -199,6 +228,9 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=8, help="interleaved off/on runs of scorewatch")
     parser.add_argument("--only", choices=["scorewatch", "azureml"], help="run one server's configurations")
     parser.add_argument("--no-big", action="store_true", help="skip the runs with 10 MiB inputs")
+    parser.add_argument("--record", type=Path, metavar="FILE",
+                        help="append this run's pair ratios to FILE (JSON lines) and pool them with the "
+                             "earlier runs of the same commit recorded there")
     last_cpu = str(max(os.sched_getaffinity(0)))
     parser.add_argument("--load-cpus", default=last_cpu if len(os.sched_getaffinity(0)) > 1 else "",
                         help="CPU list for wrk and the receiver (default: the last CPU; '' for anywhere)")
@@ -283,6 +315,13 @@ def main() -> None:
     print(f"full monitoring keeps {statistics.median(ratios):.1%} of monitoring-off throughput, median of "
           f"{len(ratios)} pairs (range {ratios[0]:.1%}..{ratios[-1]:.1%}; best runs {on['rps'] / off['rps']:.1%}) "
           "(target >= 90%)")
+    low, high = median_interval(ratios)
+    print(f"  95% interval of that median (bootstrap over the pairs): {low:.1%}..{high:.1%}")
+    if args.record is not None:
+        pooled = record(args.record, ratios, p99s)
+        low, high = median_interval(pooled)
+        print(f"  pooled with the earlier runs of this commit in {args.record}: median {statistics.median(pooled):.1%} "
+              f"of {len(pooled)} pairs, 95% interval {low:.1%}..{high:.1%}")
     print(f"full monitoring adds {statistics.median(p99s):+.3f} ms to p99, median of pairs (best runs "
           f"{on['p99'] - off['p99']:+.3f} ms) (target <= +1 ms)")
     # CPU per request (worker plus its exporter process) is far steadier than req/s on a shared machine:
