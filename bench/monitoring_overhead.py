@@ -208,8 +208,11 @@ def median_interval(ratios: list[float], rounds: int = 4000) -> tuple[float, flo
 
 def record(path: Path, ratios: list[float], p99_rises: list[float]) -> list[float]:
     """Append this run's pairs to ``path``; every pair recorded there for the same commit (this one included)."""
-    commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"], capture_output=True,
+                                text=True).stdout.strip() or "unknown"
+    except OSError:  # no git: every run pools with the others made without it
+        commit = "unknown"
     with path.open("a") as out:
         out.write(json.dumps({"commit": commit, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                               "ratios": ratios, "p99_rises_ms": p99_rises}) + "\n")

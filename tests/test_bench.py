@@ -1,0 +1,29 @@
+"""The statistics bench/monitoring_overhead.py prints: its interval and the pooling of recorded runs."""
+
+import json
+import statistics
+
+from bench.monitoring_overhead import median_interval, record
+
+
+def test_the_interval_holds_the_median_and_narrows_with_more_pairs():
+    few = [0.80, 0.86, 0.88, 0.90, 0.91, 0.93, 0.97, 1.02]
+    many = few * 6
+    low, high = median_interval(few)
+    assert low <= statistics.median(few) <= high
+    assert low >= min(few) and high <= max(few)
+    wide, narrow = high - low, median_interval(many)[1] - median_interval(many)[0]
+    assert narrow < wide
+    assert median_interval(few) == (low, high)  # a fixed seed: the same pairs, the same interval
+
+
+def test_record_pools_the_runs_of_one_commit_only(tmp_path):
+    path = tmp_path / "results.jsonl"
+    path.write_text(json.dumps({"commit": "other", "ratios": [0.5, 0.5], "p99_rises_ms": [9.0, 9.0]}) + "\n")
+    first = record(path, [0.9, 0.95], [0.6, 0.7])
+    second = record(path, [0.85], [0.5])
+    assert sorted(first) == [0.9, 0.95]
+    assert sorted(second) == [0.85, 0.9, 0.95]  # the other commit's pairs stay out
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert len(lines) == 3 and lines[1]["p99_rises_ms"] == [0.6, 0.7]
+    assert lines[1]["commit"] == lines[2]["commit"] != "other"  # this checkout's commit (or "unknown")
