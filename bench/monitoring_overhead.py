@@ -213,14 +213,18 @@ def record(path: Path, ratios: list[float], p99_rises: list[float]) -> list[floa
                                 text=True).stdout.strip() or "unknown"
     except OSError:  # no git: every run pools with the others made without it
         commit = "unknown"
+    pooled = list(ratios)
+    lines = path.read_text().splitlines() if path.exists() else []
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+            if entry["commit"] == commit:
+                pooled.extend(float(ratio) for ratio in entry["ratios"])
+        except (ValueError, TypeError, KeyError):
+            sys.exit(f"{path}:{number}: not a run recorded by --record; pass another file")
     with path.open("a") as out:
-        out.write(json.dumps({"commit": commit, "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        out.write(json.dumps({"commit": commit, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                               "ratios": ratios, "p99_rises_ms": p99_rises}) + "\n")
-    pooled: list[float] = []
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        if entry.get("commit") == commit:
-            pooled.extend(entry["ratios"])
     return pooled
 
 

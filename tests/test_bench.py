@@ -3,6 +3,7 @@
 import json
 import statistics
 
+import pytest
 from bench.monitoring_overhead import median_interval, record
 
 
@@ -27,3 +28,11 @@ def test_record_pools_the_runs_of_one_commit_only(tmp_path):
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert len(lines) == 3 and lines[1]["p99_rises_ms"] == [0.6, 0.7]
     assert lines[1]["commit"] == lines[2]["commit"] != "other"  # this checkout's commit (or "unknown")
+
+
+def test_record_refuses_a_file_it_did_not_write(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("pairs from Tuesday\n")
+    with pytest.raises(SystemExit, match=r"notes.txt:1: not a run recorded by --record"):
+        record(path, [0.9], [0.6])
+    assert path.read_text() == "pairs from Tuesday\n"  # nothing appended to it
