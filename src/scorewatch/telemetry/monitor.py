@@ -473,10 +473,6 @@ def _dependency_operation(op: Operation | None) -> dict[str, Any]:
     return {"operation_id": op.operation_id, "parent_id": op.parent_id, "operation_name": op.name or None}
 
 
-def _size(value: bytes | str | None) -> int:
-    return len(value) if value is not None else 0
-
-
 def create_monitor(settings: Settings, info: ServiceInfo, **kwargs: Any) -> TelemetryMonitor:
     """The monitor ``scorewatch.scoring.monitor.load_monitor`` uses when a connection string is set.
 
