@@ -49,6 +49,11 @@ from scorewatch.telemetry.spool import Spool
 from scorewatch.telemetry.templates import Templates
 from scorewatch.workspace import Workspace
 
+try:  # built from _worker.c when a C compiler was at hand at install time; optional
+    from scorewatch.telemetry import _worker
+except ImportError:
+    _worker = None  # type: ignore[assignment]
+
 _RECORDED = "__scorewatch_recorded__"
 log = logging.getLogger("scorewatch.telemetry")
 
@@ -97,6 +102,8 @@ class TelemetryMonitor:
         self.capture = Capture(self)
         self.processor: BatchProcessor | None = None
         self._names_and_urls: dict[tuple[Any, ...], tuple[str, str]] = {}
+        # The Monitor protocol's request_finished: this Python method until the worker starts (see worker_started).
+        self.request_finished: Callable[..., None] = self._record_request
         # Per stream: thread id -> the row of a text written there, held while its newline may follow.
         self._held: dict[str, dict[int, tuple[Any, ...]]] = {"STDOUT": {}, "STDERR": {}}
 
@@ -154,14 +161,18 @@ class TelemetryMonitor:
 
     # -- Monitor protocol (the scoring app) --------------------------------------------------------
     def worker_started(self) -> None:
-        self._start()
+        processor = self._start()
+        if _worker is not None:  # the same, in C for the common request (see _worker.c)
+            self.request_finished = _worker.Recorder(self._record_request, processor.rows, self, processor,
+                                                     self._names_and_urls, self.inline_limit)
         self.capture.install()
         dependencies.install(self)
         api.set_recorder(self)
 
-    def request_finished(self, operation: Operation, scope: Mapping[str, Any], start_ts: float, duration_ms: float,
-                         status_code: int, body: bytes, output: bytes | str | None,
-                         exception: BaseException | None = None) -> None:
+    def _record_request(self, operation: Operation, scope: Mapping[str, Any], start_ts: float, duration_ms: float,
+                        status_code: int, body: bytes, output: bytes | str | None,
+                        exception: BaseException | None = None) -> None:
+        """``request_finished`` in Python: the reference, and every request the C recorder leaves to it."""
         if not self.capturing:
             return
         processor = self.processor or self._start()
@@ -335,7 +346,11 @@ class TelemetryMonitor:
             write_through(text + "\n")
             return None
 
-        return print
+        if _worker is None:
+            return print
+        # The same print, in C for its common call (one str, capturing, no sampling), this one for the rest.
+        return _worker.Printer(print, stdout, write_through, rows, held, self, processor, current_operation,
+                               large)
 
     def log(self, record: Any) -> None:
         operation = current_operation.get()
