@@ -56,6 +56,16 @@ static PyObject *call_initialized(PyObject *self, PyObject *args, PyObject *kwar
     return PyVectorcall_Call(self, args, kwargs);
 }
 
+/* 1 if the rows list has room (BatchProcessor.add's test), 0 if not, -1 on error */
+static int has_room(PyObject *processor, PyObject *rows) {
+    PyObject *limit = PyObject_GetAttr(processor, NAME_ROW_LIMIT);
+    if (limit == NULL) return -1;
+    Py_ssize_t n = PyLong_AsSsize_t(limit);
+    Py_DECREF(limit);
+    if (n == -1 && PyErr_Occurred()) return -1;
+    return PyList_GET_SIZE(rows) < n;
+}
+
 static double now(void) {  /* time.time(), as Python computes it */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -72,15 +82,15 @@ static int attr_true(PyObject *obj, PyObject *name) {
     return result;
 }
 
-/* The "l" row of ``text`` for the current operation, or NULL with no error when this call is not
-   one the fast path takes (then nothing was recorded). */
-static PyObject *line_row(Printer *self, PyObject *text, int *error) {
+/* The "l" row of ``text`` for the current operation, or NULL: with an error set on failure, without
+   one when the call is Python's (sampled). */
+static PyObject *line_row(Printer *self, PyObject *text) {
     PyObject *sampling = NULL, *op = NULL, *row = NULL, *tid = NULL, *when = NULL;
     PyObject *op_id = NULL, *parent_id = NULL, *name = NULL;
     sampling = PyObject_GetAttr(self->monitor, NAME_SAMPLING);
-    if (sampling == NULL) goto fail;
+    if (sampling == NULL) goto done;
     if (!PyFloat_CheckExact(sampling) || PyFloat_AS_DOUBLE(sampling) < 100.0) goto done;  /* sampled: Python */
-    if (PyContextVar_Get(self->operation, Py_None, &op) < 0) goto fail;
+    if (PyContextVar_Get(self->operation, Py_None, &op) < 0) goto done;
     if (op == Py_None) {
         op_id = Py_NewRef(Py_None);
         parent_id = Py_NewRef(STR_EMPTY);
@@ -89,16 +99,12 @@ static PyObject *line_row(Printer *self, PyObject *text, int *error) {
         if ((op_id = PyObject_GetAttr(op, NAME_OPERATION_ID)) == NULL
                 || (parent_id = PyObject_GetAttr(op, NAME_PARENT_ID)) == NULL
                 || (name = PyObject_GetAttr(op, NAME_NAME)) == NULL)
-            goto fail;
+            goto done;
     }
     if ((tid = PyLong_FromUnsignedLong(PyThread_get_thread_ident())) == NULL
             || (when = PyFloat_FromDouble(now())) == NULL)
-        goto fail;
+        goto done;
     row = PyTuple_Pack(9, STR_L, when, STR_STDOUT, text, tid, op_id, parent_id, name, sampling);
-    if (row == NULL) goto fail;
-    goto done;
-fail:
-    *error = 1;
 done:
     Py_XDECREF(sampling);
     Py_XDECREF(op);
@@ -110,17 +116,8 @@ done:
     return row;
 }
 
-/* 1 if the rows list has room (BatchProcessor.add's test), 0 if not, -1 on error */
-static int has_room(Printer *self) {
-    PyObject *limit = PyObject_GetAttr(self->processor, NAME_ROW_LIMIT);
-    if (limit == NULL) return -1;
-    Py_ssize_t n = PyLong_AsSsize_t(limit);
-    Py_DECREF(limit);
-    if (n == -1 && PyErr_Occurred()) return -1;
-    return PyList_GET_SIZE(self->rows) < n;
-}
-
-static PyObject *Printer_call(Printer *self, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+static PyObject *Printer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
+    Printer *self = (Printer *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (kwnames != NULL || nargs != 1 || !PyUnicode_CheckExact(args[0]))
         return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
@@ -133,12 +130,10 @@ static PyObject *Printer_call(Printer *self, PyObject *const *args, size_t nargs
     int capturing = attr_true(self->monitor, NAME_CAPTURING);
     if (capturing < 0) return NULL;
     if (!capturing) goto fallback;
-    int room = has_room(self);
+    int room = has_room(self->processor, self->rows);
     if (room < 0) return NULL;
     if (!room) goto fallback;  /* Python counts the refusal */
-    int error = 0;
-    PyObject *row = line_row(self, text, &error);
-    if (error) return NULL;
+    PyObject *row = line_row(self, text);
     if (row == NULL) goto fallback;
     int appended = PyList_Append(self->rows, row);
     Py_DECREF(row);
@@ -153,10 +148,6 @@ static PyObject *Printer_call(Printer *self, PyObject *const *args, size_t nargs
 fallback:
     if (PyErr_Occurred()) return NULL;
     return PyObject_Vectorcall(self->fallback, args, nargsf, kwnames);
-}
-
-static PyObject *Printer_vectorcall(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *kwnames) {
-    return Printer_call((Printer *)callable, args, nargsf, kwnames);
 }
 
 static int Printer_init(Printer *self, PyObject *args, PyObject *kwargs) {
@@ -353,19 +344,11 @@ static PyObject *Recorder_vectorcall(PyObject *callable, PyObject *const *args, 
     int capturing = attr_true(self->monitor, NAME_CAPTURING);
     if (capturing < 0) return NULL;
     if (!capturing) Py_RETURN_NONE;  /* as Python: nothing recorded */
+    int room = has_room(self->processor, self->rows);
+    if (room < 0) return NULL;
+    if (!room) goto fallback;  /* Python counts the refusal */
     PyObject *row = request_row(self, args, nargs);
     if (row == NULL) goto fallback;
-    PyObject *limit = PyObject_GetAttr(self->processor, NAME_ROW_LIMIT);
-    Py_ssize_t room = limit == NULL ? -1 : PyLong_AsSsize_t(limit);
-    Py_XDECREF(limit);
-    if (room == -1 && PyErr_Occurred()) {
-        Py_DECREF(row);
-        return NULL;
-    }
-    if (PyList_GET_SIZE(self->rows) >= room) {  /* full: Python counts the refusal */
-        Py_DECREF(row);
-        goto fallback;
-    }
     int appended = PyList_Append(self->rows, row);
     Py_DECREF(row);
     if (appended < 0) return NULL;
