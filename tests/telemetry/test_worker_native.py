@@ -226,6 +226,12 @@ REQUESTS = [
 ]
 
 
+def recorder(monitor, fallback):
+    """A Recorder over the monitor's rows, as worker_started makes it, with ``fallback`` for Python's calls."""
+    return _worker.Recorder(fallback, monitor.processor.rows, monitor, monitor.processor, monitor._names_and_urls,
+                            monitor.inline_limit)
+
+
 @pytest.mark.parametrize(("changes", "state", "native"), [case[1:] for case in REQUESTS],
                          ids=[case[0] for case in REQUESTS])
 def test_recorder_makes_the_rows_of_the_python_request_finished(monitor, changes, state, native):
@@ -234,8 +240,7 @@ def test_recorder_makes_the_rows_of_the_python_request_finished(monitor, changes
     monitor.capturing = state.get("capturing", True)
     monitor.processor.row_limit = state.get("row_limit", 1000)
     spy = Spy(monitor._record_request)
-    fast = _worker.Recorder(spy, monitor.processor.rows, monitor, monitor.processor, monitor._names_and_urls,
-                            monitor.inline_limit)
+    fast = recorder(monitor, spy)
     fast(*facts(new_op()))  # learns the common request's name and URL (from its fallback)
     op = dataclasses.replace(new_op(), operation_id=state.get("operation_id", new_op().operation_id),
                              extra=state.get("extra", {}))
@@ -245,8 +250,7 @@ def test_recorder_makes_the_rows_of_the_python_request_finished(monitor, changes
         if state.get("forget_names"):
             monitor._names_and_urls.clear()
             if record is fast:  # and forgets what it learnt: a new recorder
-                fast = record = _worker.Recorder(spy, monitor.processor.rows, monitor, monitor.processor,
-                                                 monitor._names_and_urls, monitor.inline_limit)
+                fast = record = recorder(monitor, spy)
         reset(monitor, Stream())
         spy.calls = 0
         assert record(*request) is None
@@ -263,8 +267,7 @@ def test_recorder_makes_the_rows_of_the_python_request_finished(monitor, changes
 
 def test_recorder_takes_the_facts_without_an_exception_and_hands_odd_calls_on(monitor):
     spy = Spy(monitor._record_request)
-    fast = _worker.Recorder(spy, monitor.processor.rows, monitor, monitor.processor, monitor._names_and_urls,
-                            monitor.inline_limit)
+    fast = recorder(monitor, spy)
     request = facts(new_op())
     monitor.request_finished(*request)  # names known
     fast(*request[:7])

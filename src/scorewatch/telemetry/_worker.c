@@ -287,17 +287,17 @@ static PyObject *request_row(Recorder *self, PyObject *const *args, Py_ssize_t n
     } else if (model_data != Py_False) {
         goto done;
     }
+    PyObject *parts[4] = {method, path, server, scheme};
     int same = self->last_key != NULL;  /* the request before had the same (method, path, server, scheme) */
     for (Py_ssize_t i = 0; same && i < 4; i++) {
-        PyObject *current = i == 0 ? method : i == 1 ? path : i == 2 ? server : scheme;
         PyObject *before = PyTuple_GET_ITEM(self->last_key, i);
-        same = current == before ? 1 : PyObject_RichCompareBool(current, before, Py_EQ);
+        same = parts[i] == before ? 1 : PyObject_RichCompareBool(parts[i], before, Py_EQ);
         if (same < 0) goto done;
     }
     if (same) {
         known = Py_NewRef(self->last_known);  /* held: an __eq__ may run anything, a request included */
     } else {
-        if ((key = PyTuple_Pack(4, method, path, server, scheme)) == NULL) goto done;
+        if ((key = PyTuple_Pack(4, parts[0], parts[1], parts[2], parts[3])) == NULL) goto done;
         known = PyDict_GetItemWithError(self->names_and_urls, key);
         if (known == NULL || !PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2) {
             known = NULL;
