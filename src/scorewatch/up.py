@@ -16,11 +16,12 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import FrameType
 
 import click
-import httpx
 import orjson
 
 from scorewatch.errors import ConfigError
@@ -63,9 +64,10 @@ def _wait(url: str, proc: subprocess.Popen[bytes], log: Path, what: str, timeout
             raise ConfigError(f"{what} exited with {proc.returncode} before it was ready; its log "
                               f"({log}) ends with:\n{tail}")
         try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
+            with urllib.request.urlopen(url, timeout=2.0) as response:  # noqa: S310 - our own child's URL
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.1)
     raise ConfigError(f"{what} did not answer {url} within {timeout:g}s (log: {log})")
