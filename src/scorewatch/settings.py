@@ -45,6 +45,8 @@ class Settings:
         1, "run() calls one worker executes at the same time (1 as Azure; raise only for thread-safe scripts).")
     scoring_queue_limit: int = setting(
         1000, "/score calls one worker holds waiting for a free run() thread; past it the answer is 429.")
+    graceful_timeout_s: float = setting(
+        30.0, "Longest a stopping service waits for requests in flight before it closes their connections.")
     auth: bool = setting(False, "Require 'Authorization: Bearer <key>' on /score (keys printed once at start).")
     auth_primary_key: str = setting("", "Primary key for --auth (empty: read from or generate into auth_keys_file).")
     auth_secondary_key: str = setting("", "Secondary key for --auth (empty: same source as the primary key).")

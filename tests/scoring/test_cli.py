@@ -71,4 +71,4 @@ def test_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
         proc = subprocess.run([sys.executable, "-m", "scorewatch", "serve", str(SCRIPTS / "slow" / "score.py"),
                                "--port", port], capture_output=True, text=True, timeout=60)
         assert proc.returncode != 0
-        assert f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+        assert f"cannot listen on 127.0.0.1:{port}: address already in use" in proc.stderr

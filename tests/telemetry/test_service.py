@@ -143,6 +143,8 @@ def test_every_record_kind_arrives_correlated(tmp_path, receiver):
     [exc] = of(failed_op, "ExceptionData")
     assert base(exc)["exceptions"][0]["typeName"] == "ValueError"
     assert base(exc)["exceptions"][0]["parsedStack"][0]["method"] == "run"
+    # the recorded stack starts at the user's frames: none of scorewatch's around run()
+    assert [f["fileName"].endswith("svc/score.py") for f in base(exc)["exceptions"][0]["parsedStack"]] == [True]
     assert base(exc)["severityLevel"] == 3
     [printed_before] = of(failed_op, "MessageData", "STDOUT")
     assert base(printed_before)["properties"]["Contents"] == {"seen": "before failing"}

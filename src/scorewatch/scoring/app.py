@@ -37,6 +37,7 @@ from scorewatch.scoring.entry import EntryScript
 from scorewatch.scoring.metrics import ScoringMetrics
 from scorewatch.scoring.monitor import Monitor, NullMonitor, ServiceInfo, load_monitor
 from scorewatch.scoring.runner import Runner
+from scorewatch.scoring.tracebacks import user_error
 
 log = logging.getLogger("scorewatch.scoring")
 
@@ -90,6 +91,8 @@ class ScoringService:
         self.on_init_failure = on_init_failure
         self.entry: EntryScript | None = None
         self.ready = False
+        self.failure: str | None = None   # why init() failed; then every call that needs it answers 503
+        self._waiting = 0                 # /score calls waiting for init()
         self._ready_event: asyncio.Event | None = None
         self.metrics = ScoringMetrics()
         self.keys = KeyChecker(config.key_digests) if config.key_digests else None
@@ -115,12 +118,17 @@ class ScoringService:
         loop = asyncio.get_running_loop()
         try:
             self.entry = await loop.run_in_executor(None, self._load_and_init)
+        except asyncio.CancelledError:
+            raise  # the server stops before init() returned (a signal): that is no failure of init()
         except BaseException as exc:
             script = self.config.entry_script
-            log.error("init() of %s failed", script, exc_info=exc)
+            log.error("init() of %s failed:\n%s", script, user_error(exc).rstrip())
             self.monitor.exception(exc, during="init")
             self.shutdown()
             reason = f"init() of {script} failed: {type(exc).__name__}: {exc}".splitlines()[0]
+            self.failure = reason
+            self._ready_event.set()  # the /score calls waiting for init() answer 503 now
+            await self._drain_waiting()
             print(f"scorewatch: {reason}", file=sys.stderr, flush=True)
             self.on_init_failure(reason)
             return
@@ -128,6 +136,13 @@ class ScoringService:
         self._ready_event.set()
         log.info("%s is ready (%s run, init took %.3fs)", self.info.service_name, self.entry.kind,
                  self.metrics.init_seconds or 0.0)
+
+    async def _drain_waiting(self, timeout_s: float = 1.0) -> None:
+        """Let the calls that waited for a failed init() send their 503 before the worker ends."""
+        deadline = time.monotonic() + timeout_s
+        while (self._waiting or self.metrics.in_flight) and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)  # their responses reach the socket
 
     def shutdown(self) -> None:
         if not self._shut_down:
@@ -150,29 +165,40 @@ class ScoringService:
             self.shutdown()
 
     async def wait_ready(self) -> EntryScript:
-        """The entry script, once init() has returned (requests that arrive earlier wait here)."""
+        """The entry script, once init() has returned (requests that arrive earlier wait here).
+        Raises a 503 error when init() failed."""
         assert self._ready_event is not None
-        await self._ready_event.wait()
-        assert self.entry is not None
+        self._waiting += 1
+        try:
+            await self._ready_event.wait()
+        finally:
+            self._waiting -= 1
+        if self.entry is None or not self.ready:
+            raise ScorewatchError(self.failure or "the entry script is not loaded", status=503,
+                                  code="ServiceUnavailable")
         return self.entry
 
     # --- other routes -----------------------------------------------------------------------------
 
     async def root(self, request: Request) -> Response:
-        return PlainTextResponse("Healthy")
+        """Azure's only probe: 200 ``Healthy`` once init() has returned, never before or after a failure."""
+        if self.ready:
+            return PlainTextResponse("Healthy")
+        return message(self.failure or "init() of the entry script has not returned yet", 503)
 
     async def live(self, request: Request) -> Response:
-        return Response(b'{"status":"live"}', media_type="application/json")
+        return Response(orjson.dumps({"status": "live", "pid": os.getpid()}), media_type="application/json")
 
     async def health_ready(self, request: Request) -> Response:
         if self.ready:
-            return Response(b'{"status":"ready"}', media_type="application/json")
-        return Response(b'{"status":"initializing"}', 503, media_type="application/json")
+            return Response(orjson.dumps({"status": "ready", "pid": os.getpid()}), media_type="application/json")
+        status = "failed" if self.failure else "initializing"
+        return Response(orjson.dumps({"status": status, "pid": os.getpid()}), 503, media_type="application/json")
 
     async def swagger(self, request: Request) -> Response:
         version = request.query_params.get("version", "2")
-        run = self.entry.run if self.entry is not None else None
-        document = schema.swagger(run, version, service_name=self.info.service_name,
+        entry = await self.wait_ready()  # a decorated run() is typed only once the script is loaded
+        document = schema.swagger(entry.run, version, service_name=self.info.service_name,
                                   script_dir=self.config.script_dir, auth=self.keys is not None)
         return Response(document, media_type="application/json")
 

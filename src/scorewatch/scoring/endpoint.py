@@ -139,7 +139,7 @@ class ScoreEndpoint:
                     exec_ms = seconds * 1000.0
                     failed = output.status >= 500  # a response object run() returned, as Azure counts it
         except RunFailed as exc:
-            failed, error = True, exc.original
+            failed, error, exec_ms = True, exc.original, exc.seconds * 1000.0
             metrics.run_failures += 1
             log.error("run() failed (request %s)", request_id, exc_info=exc.original)
             try:

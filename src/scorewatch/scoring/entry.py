@@ -21,6 +21,7 @@ import inspect
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -29,16 +30,19 @@ from inference_schema.schema_util import is_schema_decorated
 from scorewatch.errors import BadRequest, ConfigError
 from scorewatch.scoring import schema
 from scorewatch.scoring.compat.aml_request import RAWHTTP_ATTR, AMLRequest
+from scorewatch.scoring.tracebacks import trim
 
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
 
 class RunFailed(Exception):
-    """``run()`` raised: ``original`` is the script's exception."""
+    """``run()`` raised: ``original`` is the script's exception (its traceback starts at the script's
+    frames), ``seconds`` how long ``run()`` ran before it raised."""
 
-    def __init__(self, original: BaseException) -> None:
+    def __init__(self, original: BaseException, seconds: float = 0.0) -> None:
         super().__init__(f"{type(original).__name__}: {original}")
         self.original = original
+        self.seconds = seconds
 
 
 @dataclass
@@ -118,10 +122,11 @@ class EntryScript:
         if self.wants_headers:
             kwargs["request_headers"] = {k.decode("latin-1").title(): v.decode("latin-1")
                                          for k, v in request.headers}
+        started = perf_counter()
         try:
             result = self.run(*args, **kwargs)
         except Exception as exc:
-            raise RunFailed(exc) from exc
+            raise RunFailed(trim(exc), perf_counter() - started) from exc
         return encode(result)
 
     def _raw_argument(self, request: ScoreInput) -> str:

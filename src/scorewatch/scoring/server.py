@@ -20,6 +20,7 @@ from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from scorewatch.errors import ConfigError
+from scorewatch.ports import listen
 from scorewatch.scoring.app import FAILURE_FILE_VAR, configure_logging, create_app
 from scorewatch.scoring.auth import Keys, resolve_keys
 from scorewatch.scoring.config import ENV_VAR, ServeConfig
@@ -68,8 +69,10 @@ def resolve(entry_script: str | None, model_dir: str | None, settings: Settings,
 
 
 def _uvicorn_options(settings: Settings) -> dict[str, object]:
+    # A bounded graceful shutdown: a request that never ends must not keep a stopping service alive.
     return {"host": settings.host, "port": settings.port, "lifespan": "on", "access_log": False,
-            "server_header": False, "log_level": "info", "timeout_graceful_shutdown": None}
+            "server_header": False, "log_level": "info",
+            "timeout_graceful_shutdown": max(1, round(settings.graceful_timeout_s))}
 
 
 def run(config: ServeConfig) -> None:
@@ -83,10 +86,7 @@ def run(config: ServeConfig) -> None:
         return
     uv_config = uvicorn.Config("scorewatch.scoring.app:create_app_from_env", factory=True,
                                workers=settings.workers, **_uvicorn_options(settings))  # type: ignore[arg-type]
-    try:
-        sock = uv_config.bind_socket()
-    except SystemExit:
-        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}") from None
+    sock = listen(settings.host, settings.port)
     fd, failure_file = tempfile.mkstemp(prefix="scorewatch-serve-", suffix=".failure")
     os.close(fd)
     os.environ[FAILURE_FILE_VAR] = failure_file
@@ -110,6 +110,7 @@ def _run_single(config: ServeConfig) -> None:
         if server is not None:
             server.should_exit = True
 
+    sock = listen(config.settings.host, config.settings.port)  # a busy port stops us before init() runs
     config.prepare_process()
     app = create_app(config, on_init_failure=on_init_failure)
     server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(config.settings)))  # type: ignore[arg-type]
@@ -118,10 +119,8 @@ def _run_single(config: ServeConfig) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: None)
     try:
-        server.run()
-    except SystemExit as exc:
-        if exc.code == STARTUP_FAILURE:
-            raise ConfigError(f"cannot listen on {config.settings.host}:{config.settings.port}") from None
-        raise
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
     if failures:
         raise ConfigError(failures[0])

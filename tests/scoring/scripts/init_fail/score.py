@@ -1,4 +1,9 @@
+import os
+import time
+
+
 def init():
+    time.sleep(float(os.environ.get("TEST_INIT_SECONDS", "0")))
     raise RuntimeError("model file is corrupt")
 
 

@@ -30,6 +30,7 @@ def run(raw_data, request_headers):
     if not isinstance(data, dict) or "echo" in data:
         return {"got": data}
     action = data.get("action")
+    time.sleep(data.get("sleep_first", 0))
     if action == "fail":
         raise ValueError("secret internal detail")
     if action == "headers":
