@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from scorewatch.errors import ConfigError
+from scorewatch.workspace import discover
 
 ENV_PREFIX = "SCOREWATCH_"
 
@@ -28,7 +29,8 @@ def setting(default: Any, help: str, *, aliases: tuple[str, ...] = ()) -> Any:
 @dataclass(frozen=True)
 class Settings:
     # Workspace
-    home: Path = setting(Path(".scorewatch"), "Workspace directory: store, spool, blobs, config.json.")
+    home: Path = setting(Path(".scorewatch"), "Workspace directory: store, spool, blobs, config.json "
+                         "(default: the nearest .scorewatch in the current directory or its parents).")
 
     # Scoring service (`scorewatch serve`)
     host: str = setting("127.0.0.1", "Address the scoring service binds to.")
@@ -98,6 +100,8 @@ class Settings:
                     values[f.name] = _convert(hints[f.name], environ[name], name)
                     break
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if "home" not in values:  # found as git finds its repository (see workspace.discover)
+            values["home"] = discover()
         return cls(**values)
 
     def replace(self, **changes: Any) -> Settings:

@@ -1,8 +1,12 @@
 """The workspace: one directory holding everything scorewatch keeps on disk.
 
-Layout (``SCOREWATCH_HOME``, default ``./.scorewatch``)::
+Found the way git finds its repository (:func:`discover`): ``SCOREWATCH_HOME`` when set, else the
+nearest ``.scorewatch`` in the current directory or one of its parents, else ``./.scorewatch``, which
+only commands that create (``hub``, ``up``, ``app create``, a monitored ``serve``) create.
 
-    config.json      hub address and the default application's keys (mode 0600)
+Layout::
+
+    config.json      workspace id, hub address and the default application's keys (mode 0600)
     store/           the embedded store (DuckDB) and its write-ahead files, written only by the hub
     spool/           telemetry batches waiting for an unreachable receiver
     blobs/           content-addressed payloads too large to keep inline (sha256/ab/cd/<digest>)
@@ -13,12 +17,25 @@ Layout (``SCOREWATCH_HOME``, default ``./.scorewatch``)::
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from scorewatch.errors import ConfigError
+
+DIRNAME = ".scorewatch"
+
+
+def discover(cwd: str | os.PathLike[str] | None = None) -> Path:
+    """The workspace directory when ``SCOREWATCH_HOME`` is not set: the nearest ``.scorewatch`` in
+    ``cwd`` (default: the current directory) or its parents, else ``cwd/.scorewatch``."""
+    start = Path(cwd if cwd is not None else os.getcwd()).resolve()
+    for directory in (start, *start.parents):
+        if (directory / DIRNAME).is_dir():
+            return directory / DIRNAME
+    return start / DIRNAME
 
 
 class Workspace:
@@ -49,6 +66,24 @@ class Workspace:
     def services_dir(self) -> Path:
         return self.home / "services"
 
+    def require(self) -> Workspace:
+        """Self, when the workspace exists; else a ConfigError that says where it was looked for."""
+        if self.home.is_dir():
+            return self
+        start = "start one with `scorewatch up` or `scorewatch hub`"
+        if os.environ.get("SCOREWATCH_HOME"):
+            raise ConfigError(f"no scorewatch workspace at {self.home} (SCOREWATCH_HOME); {start} with it set")
+        raise ConfigError(f"no scorewatch workspace at {self.home}: SCOREWATCH_HOME is not set and there is no "
+                          f"{DIRNAME} in {self.home.parent} or its parents; {start} there, or set SCOREWATCH_HOME")
+
+    def identity(self) -> str:
+        """This workspace's id (kept in ``config.json``; made on first use). A hub reports it on
+        ``/health``, so a client can tell its own workspace's hub from another's."""
+        config = self.read_config()
+        if not config.get("workspace_id"):
+            config = self.update_config(workspace_id=uuid.uuid4().hex)
+        return str(config["workspace_id"])
+
     def ensure(self) -> Workspace:
         """Create the workspace directories (idempotent); returns self."""
         for path in (self.home, self.store_dir, self.spool_dir, self.blobs_dir, self.models_dir,
@@ -59,8 +94,8 @@ class Workspace:
     def read_config(self) -> dict[str, Any]:
         """``config.json`` as a dict; ``{}`` when there is none yet.
 
-        Shape: ``{"hub_url": "http://127.0.0.1:8400", "default_app": {"name", "app_id",
-        "instrumentation_key", "connection_string", "api_key"}}``.
+        Shape: ``{"workspace_id": "...", "hub_url": "http://127.0.0.1:8400", "default_app": {"name",
+        "app_id", "instrumentation_key", "connection_string", "api_key"}}``.
         """
         try:
             data = self.config_path.read_bytes()

@@ -83,7 +83,11 @@ def test_unreachable_hub(workspace, capsys):
 def test_no_config_says_what_to_do(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SCOREWATCH_HOME", str(tmp_path / "empty"))
     code, _, err = cli(capsys, "requests | count")
-    assert code == 2 and "default_app" in err
+    assert code == 2 and f"no scorewatch workspace at {tmp_path / 'empty'} (SCOREWATCH_HOME)" in err
+    (tmp_path / "empty").mkdir()
+    code, _, err = cli(capsys, "requests | count")
+    assert code == 2 and f"no application to query in workspace {tmp_path / 'empty'}" in err
+    assert "default_app" in err
 
 
 def test_truncated_result_warns(tmp_path, monkeypatch, capsys, store):
@@ -95,3 +99,35 @@ def test_truncated_result_warns(tmp_path, monkeypatch, capsys, store):
                              "--api-key", "key-one", "--format", "csv")
     assert code == 0 and len(out.splitlines()) == 3
     assert "warning: Query result set has exceeded the record count limit (2)" in err
+
+
+def test_query_from_a_subdirectory_finds_the_workspace(workspace, tmp_path, monkeypatch, capsys):
+    project = workspace.parent
+    (project / "deep" / "er").mkdir(parents=True)
+    monkeypatch.delenv("SCOREWATCH_HOME")
+    monkeypatch.chdir(project / "deep" / "er")
+    (project / ".scorewatch").symlink_to(workspace)
+    code, out, _ = cli(capsys, "requests | count", "--format", "csv")
+    assert code == 0 and out.splitlines() == ["Count", "9"]
+
+
+def test_errors_name_the_workspace(workspace, capsys):
+    code, _, err = cli(capsys, "requests | count", "--hub-url", f"http://127.0.0.1:{free_port()}")
+    assert code == 1 and f"cannot reach the hub of workspace {workspace.resolve()} at " in err
+
+
+def test_a_hub_of_another_workspace_says_so(tmp_path, monkeypatch, capsys):
+    from scorewatch.ingest.cli import ensure_default_app
+    from scorewatch.settings import Settings
+    from tests.ingest.conftest import running_hub
+
+    with running_hub(tmp_path / "a" / ".scorewatch") as hub:
+        port = int(hub.url.rsplit(":", 1)[1])
+        mine = Workspace(tmp_path / "b" / ".scorewatch")
+        ensure_default_app(mine, Settings.from_env({}, home=mine.home, hub_port=port))
+        monkeypatch.setenv("SCOREWATCH_HOME", str(mine.home))
+        code, _, err = cli(capsys, "requests | count")
+    assert code == 3
+    assert err.strip().startswith(f"error: the hub at {hub.url} serves workspace {hub.workspace.home}, "
+                                  f"not {mine.home}")
+    assert "API key" not in err

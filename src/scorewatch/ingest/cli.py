@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
+from scorewatch.errors import ScorewatchError
 from scorewatch.ingest.apps import Application, Registry
 from scorewatch.settings import Settings
 from scorewatch.workspace import Workspace
 
 DEFAULT_APP = "default"
 
-_home = click.option("--home", type=click.Path(path_type=Path), default=None,
-                     help="Workspace directory (default: SCOREWATCH_HOME or ./.scorewatch).")
+HOME_HELP = ("Workspace directory (default: SCOREWATCH_HOME, else the nearest .scorewatch in the current "
+             "directory or its parents, else ./.scorewatch).")
+_home = click.option("--home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
 
 
 def hub_url(settings: Settings) -> str:
@@ -46,6 +50,7 @@ def ensure_default_app(workspace: Workspace, settings: Settings) -> dict[str, An
     default = {"name": app.name, "app_id": app.app_id, "instrumentation_key": app.instrumentation_key,
                "connection_string": app.connection_string(url), "api_key": api_key}
     workspace.update_config(hub_url=url, default_app=default)
+    workspace.identity()
     return default
 
 
@@ -78,6 +83,16 @@ def run_hub(workspace: Workspace, settings: Settings) -> None:
 def _settings(home: Path | None, **overrides: Any) -> tuple[Workspace, Settings]:
     settings = Settings.from_env(home=home, **overrides)
     return Workspace(settings.home), settings
+
+
+@contextmanager
+def _naming(workspace: Workspace) -> Iterator[None]:
+    """Errors of an ``app`` command name the workspace they used."""
+    try:
+        yield
+    except ScorewatchError as exc:
+        exc.message = f"{exc.message} (workspace {workspace.home})"
+        raise
 
 
 @click.command()
@@ -125,8 +140,9 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def app_create(name: str, retention_days: int | None, home: Path | None, as_json: bool) -> None:
     """Create application NAME; prints its connection string, appId and an API key."""
     workspace, settings = _settings(home)
-    workspace.ensure()
-    application, api_key = registry_for(workspace, settings).create(name, retention_days=retention_days)
+    with _naming(workspace):
+        workspace.ensure()
+        application, api_key = registry_for(workspace, settings).create(name, retention_days=retention_days)
     _show(application, _url(workspace, settings), api_key, as_json)
 
 
@@ -136,8 +152,10 @@ def app_create(name: str, retention_days: int | None, home: Path | None, as_json
 def app_list(home: Path | None, as_json: bool) -> None:
     """List applications."""
     workspace, settings = _settings(home)
+    workspace.require()
     url = _url(workspace, settings)
-    apps = registry_for(workspace, settings).list()
+    with _naming(workspace):
+        apps = registry_for(workspace, settings).list()
     if as_json:
         click.echo(orjson.dumps([a.public(url) for a in apps], option=orjson.OPT_INDENT_2).decode())
         return
@@ -152,9 +170,10 @@ def app_list(home: Path | None, as_json: bool) -> None:
 def app_keys(name: str, home: Path | None, as_json: bool) -> None:
     """Print NAME's connection string and appId, and issue a new API key (earlier keys stay valid)."""
     workspace, settings = _settings(home)
-    registry = registry_for(workspace, settings)
-    application = registry.get(name)
-    api_key = registry.add_api_key(name)
+    registry = registry_for(workspace.require(), settings)
+    with _naming(workspace):
+        application = registry.get(name)
+        api_key = registry.add_api_key(name)
     _show(application, _url(workspace, settings), api_key, as_json)
 
 
@@ -165,5 +184,6 @@ def app_keys(name: str, home: Path | None, as_json: bool) -> None:
 def app_set(name: str, retention_days: int, home: Path | None) -> None:
     """Change settings of application NAME (the hub applies retention within the hour, and on start)."""
     workspace, settings = _settings(home)
-    application = registry_for(workspace, settings).set_retention(name, retention_days)
+    with _naming(workspace.require()):
+        application = registry_for(workspace, settings).set_retention(name, retention_days)
     click.echo(f"{application.name}: retention {application.retention_days} days")

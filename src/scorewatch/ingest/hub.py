@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -161,8 +162,12 @@ def create_app(hub: Hub) -> Starlette:
 
         return Route(f"/v1/{signal}", receive, methods=["POST"])
 
+    # Which workspace this hub serves, and its process: a client tells its own hub from another's.
+    identity = {"workspace": {"id": hub.workspace.read_config().get("workspace_id"),
+                              "home": str(hub.workspace.home)}, "pid": os.getpid()}
+
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "queue_items": ingestor.pending,
+        return JSONResponse({"status": "ok", **identity, "queue_items": ingestor.pending,
                              "applied_position": ingestor.applied})
 
     async def prometheus(request: Request) -> Response:

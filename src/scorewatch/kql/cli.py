@@ -13,6 +13,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import click
@@ -40,15 +41,24 @@ def query(kql: str, timespan: str | None, output_format: str, app_id: str | None
           hub_url: str | None) -> None:
     """Run a KQL query, for example: scorewatch query 'requests | summarize count() by resultCode'."""
     settings = Settings.from_env()
-    config = Workspace(settings.home).read_config()
+    workspace = Workspace(settings.home)
+    own_key = not (app_id and api_key)  # the workspace's default application and its key
+    config = workspace.require().read_config() if own_key or not hub_url else {}
     default_app = config.get("default_app") or {}
     hub = hub_url or config.get("hub_url") or f"http://{settings.hub_host}:{settings.hub_port}"
     app_id = app_id or default_app.get("app_id")
     api_key = api_key or default_app.get("api_key")
     if not app_id:
-        raise errors.ConfigError(f"no application to query: {Workspace(settings.home).config_path} has no "
-                                 "default_app (start `scorewatch hub` once) and --app-id was not given")
-    body = run_remote(hub, app_id, api_key, kql, timespan, timeout_s=settings.query_timeout_s + 10)
+        raise errors.ConfigError(f"no application to query in workspace {workspace.home}: its config.json has no "
+                                 "default_app (start `scorewatch hub` or `scorewatch up` once) and --app-id "
+                                 "was not given")
+    try:
+        body = run_remote(hub, app_id, api_key, kql, timespan, timeout_s=settings.query_timeout_s + 10,
+                          workspace=workspace.home if config else None)
+    except (errors.Unauthorized, errors.Forbidden):
+        if own_key:
+            _check_hub_serves(hub, workspace, config)
+        raise
     table = body["tables"][0]
     if output_format == "json":
         click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode())
@@ -63,8 +73,9 @@ def query(kql: str, timespan: str | None, output_format: str, app_id: str | None
 
 
 def run_remote(hub: str, app_id: str, api_key: str | None, kql: str, timespan: str | None, *,
-               timeout_s: float = 70.0) -> dict[str, Any]:
-    """POST the query to the hub; the decoded answer, or the API's error raised as a ScorewatchError."""
+               timeout_s: float = 70.0, workspace: Path | None = None) -> dict[str, Any]:
+    """POST the query to the hub; the decoded answer, or the API's error raised as a ScorewatchError.
+    ``workspace`` (where the hub's address came from) is named when the hub cannot be reached."""
     url = f"{hub.rstrip('/')}/v1/apps/{urllib.parse.quote(app_id, safe='')}/query"
     payload: dict[str, Any] = {"query": kql}
     if timespan:
@@ -80,8 +91,23 @@ def run_remote(hub: str, app_id: str, api_key: str | None, kql: str, timespan: s
         raise _api_error(exc.code, exc.read()) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise errors.ScorewatchError(f"cannot reach the hub at {hub}: {reason} (is `scorewatch hub` running?)",
+        of = f" of workspace {workspace}" if workspace else ""
+        raise errors.ScorewatchError(f"cannot reach the hub{of} at {hub}: {reason} (is `scorewatch hub` running?)",
                                      code="HubUnreachable") from None
+
+
+def _check_hub_serves(hub: str, workspace: Workspace, config: dict[str, Any]) -> None:
+    """Raise a clear error when the hub that refused our key serves another workspace than ours."""
+    try:
+        with urllib.request.urlopen(f"{hub.rstrip('/')}/health", timeout=3) as response:  # noqa: S310
+            served = orjson.loads(response.read()).get("workspace") or {}
+    except (urllib.error.URLError, OSError, orjson.JSONDecodeError, AttributeError):
+        return
+    if served.get("id") and served["id"] != config.get("workspace_id"):
+        raise errors.Forbidden(
+            f"the hub at {hub} serves workspace {served.get('home') or served['id']}, not {workspace.home}: "
+            "start this workspace's hub (`scorewatch hub`, or `scorewatch up`), or set SCOREWATCH_HOME to the "
+            "other workspace")
 
 
 def _api_error(status: int, raw: bytes) -> errors.ScorewatchError:
