@@ -22,6 +22,7 @@ COMMANDS = {
     "hub": "scorewatch.ingest.cli:hub",
     "app": "scorewatch.ingest.cli:app",
     "up": "scorewatch.up:up",
+    "examples": "scorewatch.up:list_examples",
     "query": "scorewatch.kql.cli:query",
 }
 
@@ -43,7 +44,8 @@ class LazyGroup(click.Group):
 def cli() -> None:
     """Serve machine-learning models as web services and watch them.
 
-    Workspace: SCOREWATCH_HOME (default ./.scorewatch). Settings: docs/settings.md.
+    Workspace: SCOREWATCH_HOME, else the nearest .scorewatch in the current directory or its parents
+    (else ./.scorewatch). Settings: docs/settings.md.
     """
 
 

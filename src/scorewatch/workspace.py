@@ -26,6 +26,8 @@ import orjson
 from scorewatch.errors import ConfigError
 
 DIRNAME = ".scorewatch"
+HOME_HELP = ("Workspace directory (default: SCOREWATCH_HOME, else the nearest .scorewatch in the current "
+             "directory or its parents, else ./.scorewatch).")
 
 
 def discover(cwd: str | os.PathLike[str] | None = None) -> Path:

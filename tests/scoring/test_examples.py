@@ -10,7 +10,7 @@ import pytest
 
 from tests.scoring.conftest import serving
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLES = Path(__file__).resolve().parents[2] / "src" / "scorewatch" / "examples"
 
 
 def _train_module(name: str) -> ModuleType:

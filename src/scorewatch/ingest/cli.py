@@ -15,12 +15,10 @@ import orjson
 from scorewatch.errors import ScorewatchError
 from scorewatch.ingest.apps import Application, Registry
 from scorewatch.settings import Settings
-from scorewatch.workspace import Workspace
+from scorewatch.workspace import HOME_HELP, Workspace
 
 DEFAULT_APP = "default"
 
-HOME_HELP = ("Workspace directory (default: SCOREWATCH_HOME, else the nearest .scorewatch in the current "
-             "directory or its parents, else ./.scorewatch).")
 _home = click.option("--home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
 
 

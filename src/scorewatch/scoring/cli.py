@@ -7,6 +7,8 @@ from pathlib import Path
 import click
 
 from scorewatch.settings import Settings
+from scorewatch.telemetry.connection import parse_connection_string
+from scorewatch.workspace import HOME_HELP, Workspace
 
 
 @click.command()
@@ -17,7 +19,10 @@ from scorewatch.settings import Settings
 @click.option("--workers", type=int, default=None, help="Worker processes (WORKER_COUNT, default 1).")
 @click.option("--name", "service_name", default=None, help="Service name (SERVICE_NAME; default: script folder).")
 @click.option("--connection-string", default=None,
-              help="Application Insights connection string to report to (monitoring is off without one).")
+              help="Application Insights connection string to report to (default: the workspace's default "
+                   "application, when the workspace has a hub; prefer APPLICATIONINSIGHTS_CONNECTION_STRING: "
+                   "a command line is visible to every user).")
+@click.option("--no-monitor", is_flag=True, default=False, help="Do not report telemetry, even to the workspace.")
 @click.option("--max-body-size", type=int, default=None, help="Largest request body in bytes (default 100 MiB).")
 # Telemetry switches (docs/telemetry.md); both can also be changed at run time via /control/telemetry.
 @click.option("--collect-model-data/--no-collect-model-data", default=None,
@@ -25,10 +30,9 @@ from scorewatch.settings import Settings
 @click.option("--sampling-percentage", type=click.FloatRange(0, 100), default=None,
               help="Percentage of successful requests whose telemetry is kept (default 100).")
 @click.option("--auth/--no-auth", default=None, help="Require 'Authorization: Bearer <key>' on /score.")
-@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Workspace directory (SCOREWATCH_HOME).")
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None, help=HOME_HELP)
 def serve(entry_script: str | None, model_dir: str | None, host: str | None, port: int | None,
-          workers: int | None, service_name: str | None, connection_string: str | None,
+          workers: int | None, service_name: str | None, connection_string: str | None, no_monitor: bool,
           max_body_size: int | None, collect_model_data: bool | None, sampling_percentage: float | None,
           auth: bool | None, home: Path | None) -> None:
     """Serve an Azure ML entry script (score.py) over HTTP: POST /score runs run().
@@ -43,6 +47,7 @@ def serve(entry_script: str | None, model_dir: str | None, host: str | None, por
                                  connection_string=connection_string, max_body_size=max_body_size,
                                  collect_model_data=collect_model_data, sampling_percentage=sampling_percentage,
                                  auth=auth, home=home)
+    settings, reporting_to = _monitoring(settings, no_monitor)
     config, keys = server.resolve(entry_script, model_dir, settings)
     if keys is not None:
         if keys.generated:
@@ -52,7 +57,23 @@ def serve(entry_script: str | None, model_dir: str | None, host: str | None, por
             click.echo(f"  secondary: {keys.secondary}")
         else:
             click.echo(f"Key authentication is on (keys from {keys.source}).")
-    monitoring = "on" if settings.connection_string else "off"
     click.echo(f"Serving {config.entry_script} as {config.service_name} on "
-               f"http://{settings.host}:{settings.port}/score ({settings.workers} worker(s), monitoring {monitoring})")
+               f"http://{settings.host}:{settings.port}/score ({settings.workers} worker(s), monitoring "
+               f"{reporting_to})")
     server.run(config)
+
+
+def _monitoring(settings: Settings, no_monitor: bool) -> tuple[Settings, str]:
+    """Where telemetry goes: nowhere with --no-monitor; a connection string from the option or the
+    environment; else the workspace's default application, when the workspace has a hub (config.json)."""
+    if no_monitor:
+        return settings.replace(connection_string=""), "off"
+    if settings.connection_string:
+        return settings, "on"
+    workspace = Workspace(settings.home)
+    default = workspace.read_config().get("default_app") or {} if workspace.home.is_dir() else {}
+    if not default.get("connection_string"):
+        return settings, "off"
+    endpoint = parse_connection_string(default["connection_string"]).ingestion_endpoint
+    return (settings.replace(connection_string=default["connection_string"]),
+            f"on: the default application of workspace {workspace.home}, hub {endpoint}")
