@@ -37,8 +37,11 @@ _STATUS_ERRORS: dict[int, type[errors.ScorewatchError]] = {
 @click.option("--app-id", help="Application to query (default: the workspace's default application).")
 @click.option("--api-key", help="API key of the application (default: from config.json).")
 @click.option("--hub-url", help="Hub address (default: from config.json).")
+@click.option("--columns", help="Table: the columns to show, 'all' or a comma-separated list (default: a "
+                                "table's usual columns, or as many as fit).")
+@click.option("--wide", is_flag=True, help="Table: every column and whole values, whatever the terminal's width.")
 def query(kql: str, timespan: str | None, output_format: str, app_id: str | None, api_key: str | None,
-          hub_url: str | None) -> None:
+          hub_url: str | None, columns: str | None, wide: bool) -> None:
     """Run a KQL query, for example: scorewatch query 'requests | summarize count() by resultCode'."""
     settings = Settings.from_env()
     workspace = Workspace(settings.home)
@@ -67,7 +70,7 @@ def query(kql: str, timespan: str | None, output_format: str, app_id: str | None
         writer.writerow([c["name"] for c in table["columns"]])
         writer.writerows([[_cell(v) for v in row] for row in table["rows"]])
     else:
-        _print_table(table)
+        _show(body, columns=columns, wide=wide)
     if body.get("error"):
         click.echo(f"warning: {body['error']['details'][0]['message']}", err=True)
 
@@ -133,16 +136,18 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _print_table(table: dict[str, Any]) -> None:
+def _show(body: dict[str, Any], *, columns: str | None, wide: bool) -> None:
+    """Table mode: a chart for ``render`` (when it is one drawn in the terminal), else the table."""
     from rich.console import Console
-    from rich.table import Table
 
-    view = Table(show_lines=False, header_style="bold")
-    for column in table["columns"]:
-        view.add_column(column["name"], overflow="fold")
-    for row in table["rows"]:
-        view.add_row(*(_cell(v) for v in row))
-    console = Console(soft_wrap=False)
-    console.print(view)
-    count = len(table["rows"])
-    console.print(f"{count} row{'s' if count != 1 else ''}", style="dim")
+    from scorewatch.kql import charts, display
+
+    table = body["tables"][0]
+    console = Console(soft_wrap=False, highlight=False, width=1_000_000 if wide else None)
+    render = body.get("render")
+    if render and columns is None and not wide and charts.draw(console, table, render):
+        count = len(table["rows"])
+        console.print(f"{count} row{'s' if count != 1 else ''} (--columns all for the table, --format csv "
+                      "for the data)", style="dim")
+        return
+    display.print_table(console, table, columns=columns, wide=wide)
