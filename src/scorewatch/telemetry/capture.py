@@ -8,9 +8,13 @@ function the sink makes for that stream (:meth:`Sink.writer`), set on the instan
 directly, one Python call per write, and it does both the recording and the write-through. While
 installed, ``builtins.print`` is the sink's too (:meth:`Sink.printer`): a plain ``print(value)`` to
 ``sys.stdout``, what entry scripts do on every request, is then one Python call instead of two writes.
-:class:`LogCapture` is a root logging handler that hands records to the sink with their level, logger
-name, file and line. The sink reads the current operation, so every line carries the
-``operation_Id`` of the request it was printed for.
+:class:`LogCapture` hands every log record to the sink with its level, logger name, file and line.
+It is called by a hook on ``logging.Logger.callHandlers``, not installed as a root handler: logging
+then behaves as it does without monitoring (the script's ``basicConfig`` takes effect, and an
+unconfigured script's warnings still reach the console through logging's last resort), and the
+console echo of a record is not recorded a second time as a ``STDERR`` line (``Sink.echoing``). The
+sink reads the current operation, so every line carries the ``operation_Id`` of the request it was
+printed for.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import builtins
 import logging
 import sys
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any, Protocol, TextIO
 
 # Our own and the server's loggers are not the entry script's output (and recording them could loop).
@@ -27,6 +32,7 @@ EXCLUDED_LOGGERS = ("scorewatch", "uvicorn", "opentelemetry", "starlette", "asyn
 
 class Sink(Protocol):
     capturing: bool
+    echoing: set[int]  # threads inside logging's own handlers: what they write is a record's echo
 
     def writer(self, stream: str, write_through: Callable[[str], int]) -> Callable[[str], int]:
         """The ``write`` of a proxy for ``stream`` (``STDOUT``/``STDERR``): records ``text`` when
@@ -65,7 +71,7 @@ class StreamCapture:
 
 
 class LogCapture(logging.Handler):
-    """Root handler recording the entry script's log records (not scorewatch's or the server's)."""
+    """Records the entry script's log records (not scorewatch's or the server's); see :class:`Capture`."""
 
     def __init__(self, sink: Sink) -> None:
         super().__init__(logging.NOTSET)
@@ -87,6 +93,7 @@ class Capture:
         self.sink = sink
         self.handler = LogCapture(sink)
         self._installed = False
+        self._call_handlers: Callable[[logging.Logger, logging.LogRecord], None] | None = None
         self._print: Callable[..., None] | None = None
         self._builtin_print: Callable[..., None] = builtins.print
 
@@ -102,7 +109,19 @@ class Capture:
             self._builtin_print = builtins.print
             self._print = self.sink.printer(stdout, stdout.wrapped.write, self._builtin_print)
             builtins.print = self._print
-        logging.getLogger().addHandler(self.handler)
+        self._call_handlers = original = logging.Logger.callHandlers
+        handle, echoing = self.handler.handle, self.sink.echoing
+
+        def call_handlers(logger: logging.Logger, record: logging.LogRecord) -> None:
+            handle(record)  # recorded once, then logging's own handlers (or its last resort) as ever
+            tid = get_ident()
+            echoing.add(tid)
+            try:
+                original(logger, record)
+            finally:
+                echoing.discard(tid)
+
+        logging.Logger.callHandlers = call_handlers  # type: ignore[method-assign,assignment]
         self._installed = True
 
     def uninstall(self) -> None:
@@ -115,5 +134,7 @@ class Capture:
         if self._print is not None and builtins.print is self._print:
             builtins.print = self._builtin_print
         self._print = None
-        logging.getLogger().removeHandler(self.handler)
+        if self._call_handlers is not None:
+            logging.Logger.callHandlers = self._call_handlers  # type: ignore[method-assign,assignment]
+            self._call_handlers = None
         self._installed = False

@@ -99,6 +99,7 @@ class TelemetryMonitor:
                                TelemetryState(True, settings.collect_model_data, settings.sampling_percentage),
                                key_digests=digests, key_file=workspace.services_dir / f"{stem}.control-key")
         self._apply(self.control.state)
+        self.echoing: set[int] = set()  # threads echoing a log record to the console (see capture.py)
         self.capture = Capture(self)
         self.processor: BatchProcessor | None = None
         self._names_and_urls: dict[tuple[Any, ...], tuple[str, str]] = {}
@@ -261,10 +262,13 @@ class TelemetryMonitor:
         now, thread, operation_of = time.time, get_ident, current_operation.get
         newline = "\n"
         held = self._held[stream]
+        echoing = self.echoing
 
         def write(text: str) -> int:
             if text and self.capturing:
                 tid = thread()
+                if tid in echoing:  # logging's console echo of a record the log row already holds
+                    return write_through(text)
                 row = held.pop(tid, None)
                 if text == newline:  # print() writes it on its own, just after the text
                     if row is None:
