@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 import inspect
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,7 +132,7 @@ class EntryScript:
 
     def _raw_argument(self, request: ScoreInput) -> str:
         if request.method == "GET":
-            return orjson.dumps(query_arguments(request.query)).decode()
+            return query_text(request.query)
         try:
             return request.body.decode("utf-8")
         except UnicodeDecodeError as exc:
@@ -189,6 +190,12 @@ def query_arguments(query: list[tuple[str, str]]) -> dict[str, Any]:
             parsed[name] = [parsed[name], value]
             repeated.add(name)
     return parsed
+
+
+def query_text(query: list[tuple[str, str]]) -> str:
+    """What ``run(raw_data)`` gets for a GET: the parsed parameters as Python's ``json.dumps`` writes them
+    (``'{"q": 1}'``, default separators, ASCII escapes), byte for byte what Azure's server passes."""
+    return json.dumps(query_arguments(query))
 
 
 def _default(obj: Any) -> Any:

@@ -115,13 +115,11 @@ def request_url(scope: Mapping[str, Any]) -> str:
 
 
 def get_input(scope: Mapping[str, Any]) -> str:
-    """What a GET request's input is recorded as: its query parameters as JSON text."""
-    import orjson
-
-    from scorewatch.scoring.entry import query_arguments
+    """What a GET request's input is recorded as: the text run() got (its query parameters as JSON)."""
+    from scorewatch.scoring.entry import query_text
 
     query = (scope.get("query_string") or b"").decode("latin-1")
-    return orjson.dumps(query_arguments(parse_qsl(query, keep_blank_values=True))).decode()
+    return query_text(parse_qsl(query, keep_blank_values=True))
 
 
 class Monitor(Protocol):

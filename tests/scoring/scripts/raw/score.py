@@ -27,6 +27,8 @@ def run(raw_data, request_headers):
         data = json.loads(raw_data)
     except Exception as e:
         return str(e)  # the classic pattern: the error string comes back with status 200
+    if isinstance(data, dict) and "raw" in data:
+        return {"raw": raw_data}
     if not isinstance(data, dict) or "echo" in data:
         return {"got": data}
     action = data.get("action")
