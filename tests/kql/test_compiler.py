@@ -98,6 +98,30 @@ OPERATORS = [
     ("requests | project id, duration | getschema",
      [("id", 0, "System.String", "string"), ("duration", 1, "System.Double", "real")]),
     ("requests | summarize c = count() by success | render piechart", [(True, 8), (False, 2)]),
+    # make-series: every bin of the range, empty ones filled with the default (0), the axis last
+    ("requests | make-series n = count() on timestamp from datetime(2024-05-01 10:00) "
+     "to datetime(2024-05-01 11:00) step 10m",
+     [([2, 2, 2, 1, 2, 1], [f"2024-05-01T10:{m}0:00.000000Z" for m in range(6)])]),
+    ('requests | where appId == "app1" | make-series n = count() default = -1, avg(duration) on timestamp '
+     "step 10m by success",
+     [(True, [1, 2, 1, 1, 2, -1], [15.0, 65.0, 35.0, 55.0, 70.0, 0.0],
+       [f"2024-05-01T10:{m}0:00.000000Z" for m in range(6)]),
+      (False, [-1, -1, 1, -1, -1, 1], [0.0, 0.0, 45.0, 0.0, 0.0, 85.0],
+       [f"2024-05-01T10:{m}0:00.000000Z" for m in range(6)])]),
+    ("requests | where timestamp < datetime(2024-05-01 10:20) | make-series sum(duration) on timestamp "
+     "from datetime(2024-05-01 09:40) step 10m by cloud_RoleName | where cloud_RoleName == 'svc1'",
+     [("svc1", [0.0, 0.0, 15.0, 0.0], [f"2024-05-01T{t}:00.000000Z" for t in ("09:40", "09:50", "10:00", "10:10")])]),
+    ("requests | make-series count() on duration from 0 to 100 step 25", [([1, 3, 2, 3], [0.0, 25.0, 50.0, 75.0])]),
+    ("requests | make-series n = count() on timestamp step 1h | extend s = series_stats_dynamic(n) "
+     "| project s.max, n[0], n[-1], array_length(timestamp)", [(10.0, 10, 10, 1)]),
+    ("requests | where appId == 'app1' | make-series n = count() on timestamp step 10m "
+     "| extend series_stats(n) | project series_stats_n_max, series_stats_n_max_idx, series_stats_n_avg",
+     [(2.0, 1, 1.5)]),
+    ("requests | where appId == 'app1' | make-series n = count() on timestamp step 10m "
+     "| project (lo, lo_at) = series_stats(n), last = n[array_length(n) - 1]",
+     [(1.0, 0, 2.0, 1, 1.5, 0.5477225575051661, 0.3, 1)]),
+    ("requests | where appId == 'app1' | make-series n = count() on timestamp step 10m "
+     "| project smooth = series_fir(n, dynamic([1, 1]), false)", [([1.0, 3.0, 4.0, 3.0, 3.0, 3.0],)]),
 ]
 
 
@@ -159,6 +183,17 @@ SCALARS = [
     ("not(1 > 2)", True), ('"abc" in ("x", "abc")', True), ('"ABC" in~ ("x", "abc")', True),
     ('"ABC" !in~ ("x", "abc")', False), ('"a b" has_any ("x", "b")', True),
     ('"abc" matches regex "^a.c$"', True),
+    # arrays indexed by an expression, from the end when negative; a bag by a computed key
+    ("dynamic([1, 2, 3])[1 + 1]", 3), ("dynamic([1, 2, 3])[-1 - 1]", 2), ("dynamic([1, 2, 3])[5]", None),
+    ('dynamic({"a b": 5})[strcat("a", " b")]', 5), ('dynamic({"a/b": {"c": 6}})[strcat("a/", "b")].c', 6),
+    # series functions, as make-series' arrays are used in Application Insights workbooks
+    ("series_stats_dynamic(dynamic([3, 1, 4, 1, 5]))",
+     {"min": 1.0, "min_idx": 1, "max": 5.0, "max_idx": 4, "avg": 2.8, "stdev": 1.7888543819998317, "variance": 3.2}),
+    ("series_fir(dynamic([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), dynamic([1, 1, 1, 1, 1]), false)",
+     [0.0, 1.0, 3.0, 6.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0]),
+    ("series_fir(dynamic([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]), dynamic([1, 1, 1]), true, true)",
+     [1 / 3, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 17 / 3]),
+    ("series_fir(dynamic([2, 4]), dynamic([1, 1]))", [1.0, 3.0]),
 ]
 
 AGGREGATES = [
@@ -281,6 +316,14 @@ NAMES = [
      ["customDimensions_Input", "success", "count_"]),
     ("print 1, b = 2, 3", ["print_0", "b", "print_2"]),
     ("requests | project id, duration | extend duration + 1, duration * 2", ["id", "duration", "Column1", "Column2"]),
+    ("requests | make-series count(), avg(duration), total = sum(duration) on timestamp step 1h by name",
+     ["name", "count_", "avg_duration", "total", "timestamp"]),
+    ("requests | make-series n = count() on timestamp step 1h | extend series_stats(n)",
+     ["n", "timestamp", "series_stats_n_min", "series_stats_n_min_idx", "series_stats_n_max", "series_stats_n_max_idx",
+      "series_stats_n_avg", "series_stats_n_stdev", "series_stats_n_variance"]),
+    ("requests | make-series n = count() on timestamp step 1h | project (a, b) = series_stats(n), s = series_stats(n)",
+     ["a", "b", "series_stats_n_max", "series_stats_n_max_idx", "series_stats_n_avg", "series_stats_n_stdev",
+      "series_stats_n_variance", "s_min", "s_min_idx", "s_max", "s_max_idx", "s_avg", "s_stdev", "s_variance"]),
 ]
 
 

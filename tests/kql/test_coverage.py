@@ -9,7 +9,7 @@ from tests.kql import test_azure_docs_queries, test_compiler, test_differential
 
 OPERATORS = ["where", "project", "project-away", "project-rename", "project-reorder", "project-keep", "extend",
              "summarize", "count", "take", "limit", "top", "sort by", "order by", "distinct", "join", "union",
-             "mv-expand", "parse", "as", "let", "search", "getschema", "render", "print", "nulls first",
+             "mv-expand", "parse", "as", "let", "search", "getschema", "render", "print", "make-series", "nulls first",
              "nulls last", "asc", "desc"]
 JOIN_KINDS = ["inner", "leftouter", "rightouter", "fullouter", "leftanti", "rightanti", "leftsemi", "rightsemi"]
 FUNCTION_NAMES = """count countif dcount dcountif sum sumif avg avgif min max percentile percentiles stdev variance

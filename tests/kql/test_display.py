@@ -102,3 +102,13 @@ def test_bar_and_column_charts(workspace, capsys):  # noqa: F811
 def test_other_visualizations_show_the_table(workspace, capsys):  # noqa: F811
     lines = table(capsys, "requests | summarize n = count() by success | render piechart")
     assert lines[0].split() == ["success", "n"]
+
+
+def test_make_series_charts_point_by_point(workspace, capsys):  # noqa: F811
+    lines = table(capsys, "requests | make-series n = count() on timestamp from datetime(2024-05-01 09:30) "
+                          "to datetime(2024-05-01 11:00) step 10m by success | render timechart")
+    assert any(line.startswith("2 ┤") for line in lines) and any(line.startswith("0 ┤") for line in lines)
+    legend = next(line for line in lines if "true" in line and "false" in line)
+    assert legend.startswith("• ") and "× " in legend  # one series per value of success
+    assert any("2024-05-01 09:30:00.000" in line and "2024-05-01 10:50:00.000" in line for line in lines)
+    assert max(len(line) for line in lines) <= 80

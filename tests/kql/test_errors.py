@@ -82,6 +82,18 @@ def test_error_on_a_later_line_points_at_that_line():
     "requests | top -2 by duration",
     "requests | project id | project-away id",
     "requests | project x = customDimensions['a\"b'][-1]",
+    "requests | make-series count() on name step 1h",
+    "requests | make-series count() on timestamp step 0s",
+    "requests | make-series count() on timestamp step x",
+    "requests | make-series percentiles(duration, 50, 90) on timestamp step 1h",
+    "requests | make-series tostring(1) on timestamp step 1h",
+    "requests | make-series kind=nonempty count() on timestamp step 1h",
+    "requests | make-series count() on timestamp in range(ago(1h), now(), 1m)",
+    "requests | make-series count() on timestamp from 5 step 1h",
+    "requests | make-series count() step 1h",
+    "requests | extend series_stats(customDimensions) + 1",
+    "print series_fir(dynamic([1]), dynamic([1, -1]))",
+    "print x = dynamic([1])[1.5]",
 ])
 def test_bad_queries_raise_kql_errors_not_crashes(kql):
     err = error_of(kql)
@@ -90,6 +102,22 @@ def test_bad_queries_raise_kql_errors_not_crashes(kql):
     assert set(body) == {"code", "message", "line", "column", "length", "snippet"}
     assert body["code"] in ("SyntaxError", "SemanticError")
     assert err.render().startswith(err.message)
+
+
+@pytest.mark.parametrize(("kql", "operator"), [
+    ("requests | evaluate bag_unpack(customDimensions)", "evaluate"),
+    ("requests | lookup (exceptions) on operation_Id", "lookup"),
+    ("requests | mv-apply x = customDimensions on (take 1)", "mv-apply"),
+    ("requests | top-nested 3 of name by count()", "top-nested"),
+    ("range x from 1 to 3 step 1", "range"),
+    ("datatable(a: long) [1, 2]", "datatable"),
+])
+def test_kql_operators_not_built_yet_say_so(kql, operator):
+    err = error_of(kql)
+    assert err.message == f"operator '{operator}' is not supported yet"
+    assert "did you mean" not in err.render()
+    column = kql.index(operator) + 1
+    assert (err.column, err.length) == (column, len(operator))
 
 
 def test_error_survives_a_round_trip_through_json():

@@ -20,6 +20,7 @@ SCOPED = [
     ("requests | as r | join kind=inner (r) on id | count", 1),
     ('requests | where name == "x\' OR 1=1 --" | count', 0),
     ("requests | where appId != \"app2\" | count", 0),
+    ("requests | make-series n = count() on timestamp step 1d | mv-expand n | summarize sum(toint(n))", 1),
 ]
 
 

@@ -52,6 +52,15 @@ class Member(Node):
 
 
 @dataclass(eq=False)
+class Index(Node):
+    """``obj[expr]``: an array element (or a property) at a computed position; ``[0]``, ``[-1]`` and
+    ``["key"]`` are :class:`Member`."""
+    children = ("obj", "index")
+    obj: Node
+    index: Node
+
+
+@dataclass(eq=False)
 class Unary(Node):
     children = ("operand",)
     op: str
@@ -157,6 +166,19 @@ class ProjectReorder(Operator):
 class Summarize(Operator):
     children = ("aggregates", "by")
     aggregates: list[Assignment]
+    by: list[Assignment]
+
+
+@dataclass(eq=False)
+class MakeSeries(Operator):
+    """``make-series agg [default = v], ... on axis [from a] [to b] step s [by ...]``."""
+    children = ("aggregates", "defaults", "axis", "start", "end", "step", "by")
+    aggregates: list[Assignment]
+    defaults: list[Node | None]
+    axis: Node
+    start: Node | None
+    end: Node | None
+    step: Node
     by: list[Assignment]
 
 

@@ -6,7 +6,8 @@ column, on a grid of characters with the y range on the left and the first and l
 values. The x column is ``xcolumn`` from ``render ... with (...)``, else the first datetime column (time
 charts) or the first column that is not a number; the y columns are ``ycolumns``, else every numeric
 column; every other text column splits the rows into series (``summarize count() by bin(timestamp,
-1m), name``: one series per name), as Application Insights draws them. Drawn with rich only: a chart
+1m), name``: one series per name), as Application Insights draws them. ``make-series`` rows (arrays
+over an array axis) are drawn point by point. Drawn with rich only: a chart
 of a few dozen points needs no plotting library.
 """
 
@@ -64,11 +65,34 @@ def _series(table: dict[str, Any], render: dict[str, Any], time_x: bool) -> tupl
     return x, list(series.values())
 
 
+def _explode(table: dict[str, Any]) -> dict[str, Any]:
+    """``make-series`` rows (arrays of values over an array axis, the last array column) as one row
+    per point, so they chart like ``summarize ... by bin(...)``; any other table as it is."""
+    columns, rows = table["columns"], table["rows"]
+    arrays = [i for i, c in enumerate(columns) if c["type"] == "dynamic"
+              and rows and all(isinstance(row[i], list) for row in rows)]
+    if len(arrays) < 2:
+        return table
+    x = arrays[-1]
+    sample = next((v for row in rows for v in row[x] if v is not None), None)
+    x_type = "datetime" if isinstance(sample, str) else "real"
+    kinds = [("real" if i in arrays else c["type"]) for i, c in enumerate(columns)]
+    kinds[x] = x_type
+    exploded = []
+    for row in rows:
+        for n, at in enumerate(row[x]):
+            exploded.append([at if i == x else (row[i][n] if n < len(row[i]) else None) if i in arrays else row[i]
+                             for i in range(len(columns))])
+    return {**table, "columns": [{"name": c["name"], "type": k} for c, k in zip(columns, kinds, strict=True)],
+            "rows": exploded}
+
+
 def draw(console: Console, table: dict[str, Any], render: dict[str, Any]) -> bool:
     """Draw the chart ``render`` asks for; False when it is not one drawn here or there is nothing to draw."""
     kind = render.get("visualization", "")
     if kind not in CHARTS:
         return False
+    table = _explode(table)
     found = _series(table, render, time_x=kind in LINES)
     if found is None or not any(s.points for s in found[1]):
         return False

@@ -24,7 +24,7 @@ from scorewatch.kql import ast, relations
 from scorewatch.kql.dialects import DIALECTS, Dialect, lit
 from scorewatch.kql.errors import KqlError, suggest
 from scorewatch.kql.expressions import ExpressionCompiler, naive_utc, strip_null_guards
-from scorewatch.kql.functions import FUNCTIONS, SPECIAL_AGGREGATES, Typed
+from scorewatch.kql.functions import FUNCTIONS, MULTI_COLUMN, SPECIAL_AGGREGATES, Typed
 from scorewatch.kql.parser import parse
 from scorewatch.kql.relation import Relation, Scope, alias, col
 from scorewatch.store import schema
@@ -180,6 +180,10 @@ class Compiler(ExpressionCompiler):
         skip = set(taken or ())
         count = 0
         for index, item in enumerate(items):
+            if isinstance(item.expr, ast.Call) and item.expr.name in MULTI_COLUMN:  # series_stats(x): 7 columns
+                for column, value in MULTI_COLUMN[item.expr.name](self, item, scope):
+                    out[column] = scope.columns[column] = value
+                continue
             typed = self.expr(item.expr, scope)
             name = item.name or self.infer_name(item.expr)
             if name is None and positional == "print_":  # print numbers by position: print_0, b, print_2
@@ -399,6 +403,9 @@ class Compiler(ExpressionCompiler):
 
     def op_search(self, relation: Relation | None, op: ast.Search) -> Relation:
         return relations.search(self, relation, op)
+
+    def op_makeseries(self, relation: Relation, op: ast.MakeSeries) -> Relation:
+        return relations.make_series(self, relation, op)
 
     def op_mvexpand(self, relation: Relation, op: ast.MvExpand) -> Relation:
         return relations.mv_expand(self, relation, op)

@@ -63,6 +63,9 @@ class Dialect:
     def epoch_micros(self, ts: exp.Expr) -> exp.Expr:
         return fn("epoch_us", ts)
 
+    def timestamp_from_micros(self, micros: exp.Expr) -> exp.Expr:
+        return fn("make_timestamp", micros)
+
     # ------------------------------------------------------------ dynamic (JSON) values
     def json_get(self, root: exp.Expr, keys: list[str | int]) -> exp.Expr:
         return fn("json_extract", root, lit(self.json_path(keys)))
@@ -123,6 +126,59 @@ class Dialect:
 
     def unnest(self, value: exp.Expr) -> exp.Expr:
         return fn("unnest", value)
+
+    def range(self, count: exp.Expr) -> exp.Expr:
+        """The list 0, 1, ..., count - 1."""
+        return fn("range", count)
+
+    def ordered_list(self, value: exp.Expr, order: exp.Expr) -> exp.Expr:
+        """The aggregate JSON array of ``value`` in the order of ``order`` (nulls kept)."""
+        return self.to_json(exp.ArrayAgg(this=exp.Order(this=value, expressions=[exp.Ordered(this=order)])))
+
+    def json_at(self, root: exp.Expr, index: exp.Expr, numeric: bool) -> exp.Expr:
+        """``root[index]`` for a computed ``index``: an array position (negative from the end) or a key."""
+        if numeric:
+            position = exp.cast(index, "VARCHAR")
+            from_end = exp.Case(ifs=[exp.If(this=exp.LT(this=index.copy(), expression=lit(0)), true=lit("#"))],
+                                default=lit(""))
+            path = fn("concat", lit("$["), from_end, position, lit("]"))
+        else:
+            escaped = fn("replace", fn("replace", index, lit("~"), lit("~0")), lit("/"), lit("~1"))
+            path = fn("concat", lit("/"), escaped)
+        return fn("json_extract", root, path)
+
+    def number_list(self, value: exp.Expr) -> exp.Expr:
+        """A dynamic array as a list of doubles (null when it is not an array of numbers)."""
+        return exp.TryCast(this=value, to=exp.DataType.build("DOUBLE[]"))
+
+    def series_stats(self, values: exp.Expr) -> dict[str, exp.Expr]:
+        """min, min_idx, max, max_idx, avg, stdev, variance of a list of doubles (indexes from 0)."""
+        def stat(name: str) -> exp.Expr:
+            return fn(name, values.copy())
+        return {"min": stat("list_min"),
+                "min_idx": exp.Sub(this=fn("list_position", values.copy(), stat("list_min")), expression=lit(1)),
+                "max": stat("list_max"),
+                "max_idx": exp.Sub(this=fn("list_position", values.copy(), stat("list_max")), expression=lit(1)),
+                "avg": stat("list_avg"), "stdev": stat("list_stddev_samp"), "variance": stat("list_var_samp")}
+
+    def series_fir(self, values: exp.Expr, weights: list[float], offset: int, divisor: float) -> exp.Expr:
+        """``y[i] = sum_j weights[j] * x[i + offset - j] / divisor``, positions outside the series as 0."""
+        i = exp.to_identifier("_fir_i")
+        terms: list[exp.Expr] = []
+        for j, weight in enumerate(weights):
+            at = exp.Add(this=exp.Column(this=i.copy()), expression=lit(offset - j + 1))  # lists count from 1
+            inside = exp.and_(exp.GTE(this=at.copy(), expression=lit(1)),
+                              exp.LTE(this=at.copy(), expression=fn("len", values.copy())))
+            element = exp.Coalesce(this=fn("list_extract", values.copy(), at), expressions=[lit(0.0)])
+            terms.append(exp.Mul(this=lit(float(weight)), expression=exp.Case(ifs=[exp.If(this=inside, true=element)],
+                                                                              default=lit(0.0))))
+        total = terms[0]
+        for term in terms[1:]:
+            total = exp.Add(this=total, expression=term)
+        if divisor != 1:
+            total = exp.Div(this=exp.Paren(this=total), expression=lit(float(divisor)))
+        return self.to_json(fn("list_transform", fn("range", fn("len", values.copy())),
+                               exp.Lambda(this=total, expressions=[i])))
 
     def split(self, text: exp.Expr, delimiter: exp.Expr) -> exp.Expr:
         return self.to_json(fn("string_split", text, delimiter))

@@ -148,6 +148,16 @@ class ExpressionCompiler:
         path = (base_sql, keys)
         return Typed(self.d.json_get(base_sql.copy(), keys), "dynamic", path)
 
+    def expr_index(self, node: ast.Index, scope: Scope) -> Typed:
+        base, index = self.expr(node.obj, scope), self.expr(node.index, scope)
+        if base.type not in ("dynamic", "string"):
+            raise self.error(f"cannot index a {base.type} value; only dynamic values have elements", node)
+        if index.type in ("long", "int"):
+            return Typed(self.d.json_at(self.dynamic(base), index.sql, numeric=True), "dynamic")
+        if index.type in ("string", "dynamic"):
+            return Typed(self.d.json_at(self.dynamic(base), self.text(index), numeric=False), "dynamic")
+        raise self.error(f"an index must be a whole number or a string, not {index.type}", node.index)
+
     def expr_unary(self, node: ast.Unary, scope: Scope) -> Typed:
         operand = self.expr(node.operand, scope)
         if operand.type == "timespan":
@@ -314,6 +324,8 @@ class ExpressionCompiler:
             if kind is int and isinstance(value, int) and not isinstance(value, bool):
                 return value
             if kind is str and node.kind == "string":
+                return value
+            if kind is bool and node.kind == "bool":
                 return value
         raise self.error(f"expected {what}", node)
 

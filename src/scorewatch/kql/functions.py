@@ -8,11 +8,12 @@ arguments as :class:`Typed` values and the call node (for error positions), and 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlglot import exp
 
@@ -439,6 +440,72 @@ def _bag_keys(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
 @register("array_length")
 def _array_length(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     return Typed(c.d.json_array_length(c.dynamic(a[0])), "long")
+
+
+# ---------------------------------------------------------------- series (make-series' arrays)
+SERIES_STATS = ("min", "min_idx", "max", "max_idx", "avg", "stdev", "variance")
+
+
+def _series_values(c: Compiler, value: Typed) -> exp.Expr:
+    return c.d.number_list(c.dynamic(value))
+
+
+@register("series_stats_dynamic")
+def _series_stats_dynamic(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
+    stats = c.d.series_stats(_series_values(c, a[0]))
+    return Typed(c.d.to_json(exp.Struct(expressions=[exp.PropertyEQ(this=exp.to_identifier(k), expression=v)
+                                                     for k, v in stats.items()])), "dynamic")
+
+
+def _series_stats_columns(c: Compiler, item: ast.Assignment, scope: Any) -> list[tuple[str, Typed]]:
+    """``series_stats(x)`` in extend/project: seven columns, ``series_stats_x_min`` ... (or the names of
+    ``(a, b, ...) = series_stats(x)``, or ``name_min`` ... for ``name = series_stats(x)``)."""
+    call = item.expr
+    assert isinstance(call, ast.Call)
+    if len(call.args) != 1:
+        raise c.error(f"series_stats() takes 1 argument, got {len(call.args)}", call)
+    stats = c.d.series_stats(_series_values(c, c.expr(call.args[0], scope)))
+    prefix = item.name or f"series_stats_{c.infer_name(call.args[0]) or ''}".rstrip("_")
+    out = []
+    for i, (stat, sql) in enumerate(stats.items()):
+        name = item.names[i] if i < len(item.names) else f"{prefix}_{stat}"
+        out.append((name, Typed(exp.cast(sql, "BIGINT") if stat.endswith("idx") else sql,
+                                "long" if stat.endswith("idx") else "real")))
+    return out
+
+
+FUNCTIONS["series_stats"] = Function(lambda c, a, call: _raise_whole_column(c, call), 1, 1)
+
+
+def _raise_whole_column(c: Compiler, call: ast.Call) -> Typed:
+    raise c.error(f"{call.name}() makes several columns: use it as a whole extend or project item, or "
+                  f"{call.name}_dynamic() for one bag", call)
+
+
+@register("series_fir", args=(2, 4))
+def _series_fir(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
+    weights_node = call.args[1]
+    try:
+        weights = json.loads(weights_node.value) if isinstance(weights_node, ast.Literal) and \
+            weights_node.kind == "dynamic" else None
+    except ValueError:
+        weights = None
+    if not isinstance(weights, list) or not weights or not all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights):
+        raise c.error("series_fir() needs a constant filter such as dynamic([1, 1, 1])", weights_node)
+    flags = [c.constant(node, bool, "true or false") for node in call.args[2:]]
+    normalize = flags[0] if flags else True  # divide by the sum of the filter, as Kusto by default
+    center = flags[1] if len(flags) > 1 else False
+    if normalize and sum(weights) == 0:
+        raise c.error("series_fir() cannot normalize a filter whose sum is 0; pass normalize=false", weights_node)
+    offset = (len(weights) - 1) // 2 if center else 0
+    return Typed(c.d.series_fir(_series_values(c, a[0]), weights, offset, sum(weights) if normalize else 1),
+                 "dynamic")
+
+
+# Functions whose result is several columns; the compiler expands them in extend and project.
+MULTI_COLUMN: dict[str, Callable[[Compiler, ast.Assignment, Any], list[tuple[str, Typed]]]] = {
+    "series_stats": _series_stats_columns}
 
 
 # ---------------------------------------------------------------- aggregates

@@ -23,6 +23,11 @@ STRING_OPERATORS = frozenset(_STRING_OPS + tuple("!" + op for op in _STRING_OPS)
 LIST_OPERATORS = frozenset(("in", "!in", "in~", "!in~", "has_any", "has_all"))
 JOIN_KINDS = ("innerunique", "inner", "leftouter", "rightouter", "fullouter", "leftanti", "rightanti",
               "leftsemi", "rightsemi", "leftantisemi", "rightantisemi", "anti", "semi")
+# KQL's operators and sources this compiler does not translate (yet): named as such, not "did you mean".
+NOT_SUPPORTED = frozenset(("evaluate", "lookup", "find", "facet", "fork", "invoke", "mv-apply", "partition",
+                           "reduce", "sample", "sample-distinct", "scan", "serialize", "top-nested",
+                           "top-hitters", "parse-where", "parse-kv", "make-graph", "graph-match", "consume",
+                           "externaldata", "range", "datatable", "project-smart"))
 TYPE_NAMES = ("string", "long", "int", "real", "double", "bool", "boolean", "datetime", "date", "dynamic",
               "timespan", "decimal", "guid")
 
@@ -134,6 +139,8 @@ class Parser:
             source = inner
         else:
             tok = self.expect_ident("a table name")
+            if tok.text in NOT_SUPPORTED and tok.text not in self.tabular_names:
+                self._not_supported(tok)
             source = ast.TableRef(tok.text, pos=tok.pos, length=tok.length)
         operators: list[ast.Operator] = []
         while self.match(T.PIPE):
@@ -141,12 +148,18 @@ class Parser:
             if op_tok.type is not T.IDENT:
                 self.fail("expected a query operator")
             method = self.OPERATORS.get(op_tok.text)
+            if method is None and op_tok.text in NOT_SUPPORTED:
+                self._not_supported(op_tok)
             if method is None:
                 raise KqlError.at(f"unknown query operator {op_tok.text!r}" + suggest(op_tok.text, self.OPERATORS),
                                   self.query, op_tok.pos, op_tok.length, kind="SyntaxError")
             self.advance()
             operators.append(self.span(method(self, op_tok), op_tok))
         return self.span(ast.Query(source, operators), start)
+
+    def _not_supported(self, tok: Token) -> None:
+        raise KqlError.at(f"operator '{tok.text}' is not supported yet", self.query, tok.pos, tok.length,
+                          kind="SyntaxError")
 
     # ------------------------------------------------------------ pipe operators
     def _parse_where(self, start: Token) -> ast.Operator:
@@ -179,6 +192,32 @@ class Parser:
         if not aggregates and not by:
             self.fail("expected an aggregation or 'by'")
         return ast.Summarize(aggregates, by)
+
+    def _parse_make_series(self, start: Token) -> ast.Operator:
+        if (self.tok.is_word("kind") or self.tok.text.startswith("hint.")) and self.peek().type is T.ASSIGN:
+            self.fail("make-series parameters (kind=, hint.*=) are not supported yet; expected an aggregation")
+        aggregates: list[ast.Assignment] = []
+        defaults: list[ast.Node | None] = []
+        while True:
+            aggregates.append(self._assignments(single=True)[0])
+            default = None
+            if self.tok.is_word("default") and self.peek().type is T.ASSIGN:
+                self.advance(), self.advance()
+                default = self.parse_expr()
+            defaults.append(default)
+            if not self.match(T.COMMA):
+                break
+        self.expect_word("on")
+        axis = self._parse_additive()  # not a comparison: `on timestamp in range(...)` is the other form
+        if self.tok.is_word("in"):
+            self.fail("make-series ... in range(start, stop, step) is not supported yet; write from start to stop "
+                      "step step")
+        begin = self.parse_expr() if self.match_word("from") else None
+        end = self.parse_expr() if self.match_word("to") else None
+        self.expect_word("step")
+        step = self.parse_expr()
+        by = self._assignments() if self.match_word("by") else []
+        return ast.MakeSeries(aggregates, defaults, axis, begin, end, step, by)
 
     def _parse_count(self, start: Token) -> ast.Operator:
         return ast.Count()
@@ -364,7 +403,7 @@ class Parser:
         "where": _parse_where, "filter": _parse_where, "project": _parse_project, "extend": _parse_extend,
         "project-away": _parse_project_away, "project-keep": _parse_project_away,
         "project-rename": _parse_project_rename, "project-reorder": _parse_project_reorder,
-        "summarize": _parse_summarize, "count": _parse_count, "take": _parse_take, "limit": _parse_take,
+        "summarize": _parse_summarize, "make-series": _parse_make_series, "count": _parse_count, "take": _parse_take, "limit": _parse_take,
         "top": _parse_top, "sort": _parse_sort, "order": _parse_sort, "distinct": _parse_distinct,
         "join": _parse_join, "union": lambda self, start: self._parse_union(start),
         "mv-expand": _parse_mv_expand, "parse": _parse_parse, "as": _parse_as,
@@ -533,12 +572,13 @@ class Parser:
                 negative = False
                 if index.type is T.MINUS:
                     negative, index = True, self.advance()
-                if index.type is T.STRING:
+                if index.type is T.STRING and self.tok.type is T.RBRACKET:
                     node = self.span(ast.Member(node, index.text), start)
-                elif index.type is T.LONG:
+                elif index.type is T.LONG and self.tok.type is T.RBRACKET:
                     node = self.span(ast.Member(node, -int(index.text) if negative else int(index.text)), start)
-                else:
-                    self.fail("expected a string or an integer index", index)
+                else:  # a computed position: arr[i], arr[array_length(arr) - 1]
+                    self.i -= 2 if negative else 1
+                    node = self.span(ast.Index(node, self.parse_expr()), start)
                 self.expect(T.RBRACKET, "']'")
                 node = self.span(node, start)
             else:

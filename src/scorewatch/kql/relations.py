@@ -208,3 +208,101 @@ def _mark_terms(node: ast.Node) -> ast.Node:
     if isinstance(node, ast.Call) and node.name == "not" and node.args:
         return ast.Call("not", [_mark_terms(node.args[0])], pos=node.pos, length=node.length)
     return node
+
+
+# ------------------------------------------------------------ make-series
+def make_series(c: Compiler, relation: Relation, op: ast.MakeSeries) -> Relation:
+    """One row per group (``by``) with an array per aggregation over the axis bins, empty bins filled
+    with ``default`` (0), and the axis values. Built as CTEs: the bounds (given, or the data's first and
+    last bin), the rows binned and aggregated, a grid of every group and bin, the grid left-joined to
+    the aggregates and collected in bin order."""
+    scope = c.scope(relation)
+    axis = c.expr(op.axis, scope)
+    if axis.type not in ("datetime", "long", "int", "real"):
+        raise c.error(f"make-series needs a datetime or numeric axis, got {axis.type}", op.axis)
+    time = axis.type == "datetime"
+    step = c.constant(op.step, float, "a constant step such as 1h" if time else "a constant numeric step")
+    if step <= 0:
+        raise c.error("make-series needs a positive step", op.step)
+
+    def position(typed: Typed, node: ast.Node) -> exp.Expr:
+        if typed.type != axis.type and not (typed.type in ("long", "int", "real") and not time):
+            raise c.error(f"expected a {axis.type} like the axis, got {typed.type}", node)
+        return c.d.epoch_micros(typed.sql) if time else exp.cast(typed.sql, "DOUBLE")
+
+    def bin_floor(value: exp.Expr) -> exp.Expr:
+        return exp.Mul(this=exp.Floor(this=exp.Div(this=value, expression=lit(step))), expression=lit(step))
+
+    names = {key: c.fresh(f"_ms_{key}") for key in ("s", "n", "i", "lo", "hi", "one")}
+    bounds_name, binned_name, grid_name, groups_name = (c.fresh(p) for p in ("_bounds", "_binned", "_grid", "_groups"))
+    empty = Scope({})
+    start = position(c.expr(op.start, empty), op.start) if op.start is not None else None
+    end = position(c.expr(op.end, empty), op.end) if op.end is not None else None
+    if start is None or end is None:  # the data's first and last bins
+        extent = exp.select(alias(exp.Min(this=position(axis, op.axis)), names["lo"]),
+                            alias(exp.Max(this=position(axis, op.axis)), names["hi"])).from_(
+            relation.query.copy().subquery(c.fresh(), copy=False), copy=False)
+        start = start if start is not None else bin_floor(col(names["lo"]))
+        end = end if end is not None else exp.Add(this=bin_floor(col(names["hi"])), expression=lit(step))
+    count = exp.Greatest(this=lit(0), expressions=[exp.cast(exp.Ceil(this=exp.Div(
+        this=exp.Paren(this=exp.Sub(this=end, expression=start.copy())), expression=lit(step))), "BIGINT")])
+    bounds = exp.select(alias(start, names["s"]), alias(count, names["n"]))
+    if op.start is None or op.end is None:
+        bounds = bounds.from_(extent.subquery(c.fresh(), copy=False), copy=False)
+
+    # the rows, each with its bin; the aggregates per group and bin
+    index = exp.cast(exp.Floor(this=exp.Div(this=exp.Paren(this=exp.Sub(
+        this=position(axis, op.axis), expression=col(names["s"]))), expression=lit(step))), "BIGINT")
+    rows = exp.select(exp.Star(), alias(index, names["i"])).from_(
+        relation.query.subquery(c.fresh(), copy=False), copy=False).join(
+        exp.Table(this=exp.to_identifier(bounds_name, quoted=True)), join_type="CROSS", copy=False)
+    by = c.assignments(op.by, scope)
+    aggregate_scope = Scope(dict(scope.columns), group_names=set(by))
+    aggregate_scope.columns.update(by)
+    series: dict[str, tuple[Typed, exp.Expr]] = {}
+    for item, default in zip(op.aggregates, op.defaults, strict=True):
+        produced = c.aggregate(item, relation, aggregate_scope, set(by))
+        if len(produced) != 1 or produced[0][1].type not in ("long", "int", "real"):
+            raise c.error("make-series takes aggregations of one number each (count(), avg(x), sum(x), ...)", item)
+        name, typed = produced[0]
+        if name in series or name in by:
+            raise c.error(f"column {name!r} is assigned twice", item)
+        filler = c.coerce(c.expr(default, empty), typed.type) if default is not None else lit(0)
+        series[name] = (typed, filler)
+    axis_name = c.infer_name(op.axis) or "axis"
+    keys = [alias(t.sql, n) for n, t in by.items()] or [alias(lit(1), names["one"])]
+    key_names = list(by) or [names["one"]]
+    binned = exp.select(*keys, col(names["i"]), *(alias(t.sql, n) for n, (t, _) in series.items())).from_(
+        rows.subquery(c.fresh(), copy=False), copy=False).where(exp.and_(
+            exp.GTE(this=col(names["i"]), expression=lit(0)),
+            exp.LT(this=col(names["i"]), expression=col(names["n"]))), copy=False).group_by(
+        *([t.sql.copy() for t in by.values()] or [lit(1)]), col(names["i"]), copy=False)
+
+    # every group with every bin, joined to the aggregates and collected in bin order
+    groups = exp.select(*(col(n) for n in key_names)).distinct(copy=False).from_(
+        exp.Table(this=exp.to_identifier(binned_name, quoted=True)), copy=False)
+    grid = exp.select(*(col(n, groups_name) for n in key_names), col(names["s"], bounds_name),
+                      alias(c.d.unnest(c.d.range(col(names["n"], bounds_name))), names["i"])).from_(
+        groups.subquery(groups_name, copy=False), copy=False).join(
+        exp.Table(this=exp.to_identifier(bounds_name, quoted=True)), join_type="CROSS", copy=False)
+    bin_index = col(names["i"], grid_name)
+    value = exp.Add(this=col(names["s"], grid_name), expression=exp.Mul(this=bin_index.copy(), expression=lit(step)))
+    axis_value = c.text(Typed(c.d.timestamp_from_micros(exp.cast(value, "BIGINT")), "datetime")) if time else (
+        exp.cast(value, "BIGINT") if axis.type in ("long", "int") and step.is_integer() else value)
+    condition = exp.and_(exp.EQ(this=col(names["i"], grid_name), expression=col(names["i"], binned_name)),
+                         *(exp.NullSafeEQ(this=col(n, grid_name), expression=col(n, binned_name)) for n in by))
+    final = exp.select(
+        *(alias(col(n, grid_name), n) for n in by),
+        *(alias(c.d.ordered_list(exp.Coalesce(this=col(n, binned_name), expressions=[filler]), bin_index.copy()), n)
+          for n, (_, filler) in series.items()),
+        alias(c.d.ordered_list(axis_value, bin_index.copy()), axis_name),
+    ).from_(grid.subquery(grid_name, copy=False), copy=False).join(
+        exp.Table(this=exp.to_identifier(binned_name, quoted=True)), on=condition, join_type="LEFT", copy=False)
+    if by:
+        final = final.group_by(*(col(n, grid_name) for n in by), copy=False)
+    final = final.with_(bounds_name, as_=bounds, copy=False).with_(binned_name, as_=binned, copy=False)
+    columns = {**{n: t.type for n, t in by.items()}, **{n: "dynamic" for n in series}}
+    if axis_name in columns:
+        raise c.error(f"column {axis_name!r} is assigned twice; name the axis's series differently", op.axis)
+    columns[axis_name] = "dynamic"
+    return Relation(final, columns)

@@ -66,7 +66,8 @@ class Token:
 
 # Hyphenated operators, written without spaces around the hyphen.
 HYPHENATED = ("project-away", "project-rename", "project-reorder", "project-keep", "mv-expand",
-              "order-by")
+              "order-by", "make-series", "mv-apply", "sample-distinct", "top-nested", "top-hitters",
+              "parse-where", "parse-kv", "make-graph", "graph-match", "project-smart")
 # Timespan units, longest first so "ms" wins over "m".
 TIMESPAN_UNITS = {"microseconds": 1, "microsecond": 1, "milliseconds": 1000, "millisecond": 1000,
                   "seconds": 1_000_000, "second": 1_000_000, "minutes": 60_000_000, "minute": 60_000_000,
