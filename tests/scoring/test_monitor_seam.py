@@ -99,7 +99,7 @@ def test_monitor_sees_every_request_with_its_input_output_and_operation(
     assert (timed_out.status_code, timed_out.success) == (504, False)
 
     assert httpx.get(f"{url}/score", params={"sleep": "0"}).status_code == 200
-    assert _next_finished(monitor).input == '{"sleep":0}'
+    assert _next_finished(monitor).input == '{"sleep": 0}'  # the text run() got, as Azure passes it
 
     assert httpx.post(f"{url}/score", json={"sleep": 0}, headers={"x-request-id": "r" * 101}).status_code == 431
     assert _next_finished(monitor).status_code == 431
