@@ -185,3 +185,46 @@ def test_serve_reports_to_the_workspace_default_application_with_no_flags(tmp_pa
             while "monitoring" not in server.output() and time.monotonic() < deadline:
                 time.sleep(0.05)
             assert "monitoring off" in server.output()
+
+
+def test_a_folder_of_yours_gets_its_model_made_once_or_uses_its_model_folder(tmp_path: Path) -> None:
+    from scorewatch.up import _model_dir
+    from scorewatch.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws").ensure()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "score.py").write_text("def run(raw):\n    return raw\n")
+    (mine / "train.py").write_text("from pathlib import Path\nCALLS = Path(__file__).with_name('calls')\n\n\n"
+                                   "def train(out_dir):\n    Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
+                                   "    (Path(out_dir) / 'model.txt').write_text('m')\n"
+                                   "    CALLS.write_text(CALLS.read_text() + 'x' if CALLS.exists() else 'x')\n")
+    example = examples.find(str(mine))
+    assert _model_dir(example, workspace) == workspace.models_dir / "mine"
+    assert (workspace.models_dir / "mine" / "model.txt").read_text() == "m"
+    assert _model_dir(example, workspace) == workspace.models_dir / "mine"
+    assert (mine / "calls").read_text() == "x"  # made once
+
+    (mine / "train.py").unlink()
+    assert _model_dir(examples.find(str(mine)), workspace) is None
+    (mine / "model").mkdir()
+    assert _model_dir(examples.find(str(mine)), workspace) == mine / "model"
+
+
+def test_a_failing_train_py_shows_its_own_frames_and_leaves_no_half_model(tmp_path: Path) -> None:
+    from scorewatch.up import _model_dir
+    from scorewatch.workspace import Workspace
+
+    workspace = Workspace(tmp_path / "ws").ensure()
+    mine = tmp_path / "broken"
+    mine.mkdir()
+    (mine / "score.py").write_text("def run(raw):\n    return raw\n")
+    (mine / "train.py").write_text("from pathlib import Path\n\n\ndef train(out_dir):\n"
+                                   "    Path(out_dir).mkdir(parents=True)\n    raise ValueError('no data')\n")
+    with pytest.raises(ConfigError) as info:
+        _model_dir(examples.find(str(mine)), workspace)
+    message = info.value.message
+    assert message.startswith(f"making the model with {mine / 'train.py'} failed:\nTraceback")
+    assert f'File "{mine / "train.py"}", line 6, in train' in message and message.endswith("ValueError: no data")
+    assert "scorewatch/up.py" not in message
+    assert not (workspace.models_dir / "broken").exists()
