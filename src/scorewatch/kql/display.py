@@ -3,12 +3,12 @@
 As Application Insights' results grid does: a whole table (``requests | take 10``, every column of
 ``requests``) shows a default set of its columns (:data:`TABLE_COLUMNS`); any other result shows its
 columns from the left, as many as fit. Long values end in an ellipsis and JSON values are shown as
-compact one-line JSON, a bag's properties that differ from row to row first; a line says how many rows
-there are and how many columns were left out. ``--columns all``
-shows every column (still fitted: when they cannot share a line, each row becomes a block of
-``column  value`` lines, as psql's expanded display), ``--columns a,b`` those, ``--wide`` every column
-with whole values, one line per row whatever the terminal's width. Timestamps are UTC, to the millisecond. ``render`` charts are drawn by
-:mod:`scorewatch.kql.charts`; ``--format json|csv`` never come here.
+compact one-line JSON, a bag's properties that differ from row to row first (shortest first); a line
+says how many rows there are and how many columns were left out. ``--columns all`` shows every column
+(still fitted: when they cannot share a line, each row becomes a block of ``column  value`` lines, as
+psql's expanded display), ``--columns a,b`` those, ``--wide`` every column with whole values, one line
+per row whatever the terminal's width. Timestamps are UTC, to the millisecond. ``render`` charts are
+drawn by :mod:`scorewatch.kql.charts`; ``--format json|csv`` never come here.
 """
 
 from __future__ import annotations
@@ -181,10 +181,11 @@ def _records(console: Console, headers: list[str], texts: list[list[str]]) -> No
 
 
 def _varying_first(value: Any, column: list[Any]) -> Any:
-    """A bag with the properties that differ between the rows shown first (the ones worth reading in a
-    shortened cell: ``Input`` before the ``Container Id`` every row shares); other values as they are."""
+    """A bag with the properties that differ between the rows shown first, shortest first: the most a
+    shortened cell can say (``Prediction`` and ``Input`` before the ``Container Id`` every row shares)."""
     if not isinstance(value, dict):
         return value
     bags = [v for v in column if isinstance(v, dict)]
-    varying = [k for k in value if any(bag.get(k) != value[k] for bag in bags)]
+    varying = sorted((k for k in value if any(bag.get(k) != value[k] for bag in bags)),
+                     key=lambda k: len(orjson.dumps(value[k])))
     return {**{k: value[k] for k in varying}, **value}
