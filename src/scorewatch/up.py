@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 import orjson
@@ -57,10 +58,9 @@ def _check_ports(settings: Settings, workspace: Workspace) -> None:
         if is_free(host, port):
             continue
         who = "something else listens there"
-        health = _get_json(f"http://127.0.0.1:{port}/health")
-        served = (health or {}).get("workspace") or {}
-        if served.get("home") == str(workspace.home):
-            who = f"a hub of this workspace already runs there (pid {health.get('pid')})"  # type: ignore[union-attr]
+        health = _get_json(f"http://127.0.0.1:{port}/health") or {}
+        if (health.get("workspace") or {}).get("home") == str(workspace.home):
+            who = f"a hub of this workspace already runs there (pid {health.get('pid')})"
         raise ConfigError(f"cannot start {what}: port {port} is taken ({host}:{port}: address already in use; "
                           f"{who}); stop it or choose another port with {option}")
 
@@ -105,7 +105,7 @@ def _train(example: examples.Example, train_py: Path, model_dir: Path) -> None:
 
 
 # ------------------------------------------------------------ the children
-def _get_json(url: str, timeout: float = 2.0) -> dict | None:
+def _get_json(url: str, timeout: float = 2.0) -> dict[str, Any] | None:
     """The JSON object ``url`` answers with 200, or None."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - a local child's URL

@@ -228,3 +228,11 @@ def test_a_failing_train_py_shows_its_own_frames_and_leaves_no_half_model(tmp_pa
     assert f'File "{mine / "train.py"}", line 6, in train' in message and message.endswith("ValueError: no data")
     assert "scorewatch/up.py" not in message
     assert not (workspace.models_dir / "broken").exists()
+
+
+def test_a_hub_of_this_workspace_on_the_port_is_named(tmp_path: Path) -> None:
+    with running_hub(tmp_path / "ws") as hub:
+        port = hub.url.rsplit(":", 1)[1]
+        proc = _up(tmp_path, "--hub-port", port, "--port", str(free_port()))
+    assert proc.returncode == 2
+    assert f"a hub of this workspace already runs there (pid {os.getpid()})" in proc.stderr
