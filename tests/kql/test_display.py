@@ -50,9 +50,10 @@ def test_long_values_end_in_an_ellipsis_and_wide_shows_them_whole(workspace, cap
 
 def test_bags_show_the_properties_that_differ_first(workspace, capsys):  # noqa: F811
     lines = table(capsys, 'union (print n = 1, d = dynamic({"same": "s", "long": "aaaa", "x": 1})), '
-                          '(print n = 2, d = dynamic({"same": "s", "long": "bbbb", "x": 2})) | order by n asc')
-    assert lines[2].split() == ["1", '{"x":1,"long":"aaaa","same":"s"}']  # varying first, shortest first
-    assert lines[3].split() == ["2", '{"x":2,"long":"bbbb","same":"s"}']
+                          '(print n = 2, d = dynamic({"same": "s", "long": "b", "x": 2222222})) | order by n asc')
+    # varying first, shorter ones (by their longest value) first, the same order on every row
+    assert lines[2].split() == ["1", '{"long":"aaaa","x":1,"same":"s"}']
+    assert lines[3].split() == ["2", '{"long":"b","x":2222222,"same":"s"}']
 
 
 def test_columns_chooses_and_all_shows_every_column_one_per_line(workspace, capsys):  # noqa: F811

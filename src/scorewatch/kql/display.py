@@ -3,7 +3,7 @@
 As Application Insights' results grid does: a whole table (``requests | take 10``, every column of
 ``requests``) shows a default set of its columns (:data:`TABLE_COLUMNS`); any other result shows its
 columns from the left, as many as fit. Long values end in an ellipsis and JSON values are shown as
-compact one-line JSON, a bag's properties that differ from row to row first (shortest first); a line
+compact one-line JSON, a bag's properties that differ from row to row first (shorter ones first); a line
 says how many rows there are and how many columns were left out. ``--columns all`` shows every column
 (still fitted: when they cannot share a line, each row becomes a block of ``column  value`` lines, as
 psql's expanded display), ``--columns a,b`` those, ``--wide`` every column with whole values, one line
@@ -133,10 +133,12 @@ def print_table(console: Console, table: dict[str, Any], *, columns: str | None 
             chosen = chosen[:shown]
             note = f"{shown} of {len(names)} columns"
     headers = [_header(names[i], kinds[i]) for i in chosen]
+    columns_shown = [[row[i] for row in rows] for i in chosen]
     if not wide:
-        rows = [[_varying_first(row[i], [r[i] for r in rows]) if kinds[i] == "dynamic" else row[i]
-                 for i in range(len(names))] for row in rows]
-    texts = [[cell(row[i], kinds[i]) for i in chosen] for row in rows]
+        columns_shown = [_varying_first(values) if kinds[i] == "dynamic" else values
+                         for i, values in zip(chosen, columns_shown, strict=True)]
+    texts = [[cell(values[r], kinds[i]) for i, values in zip(chosen, columns_shown, strict=True)]
+             for r in range(len(rows))]
     picked = [kinds[i] for i in chosen]
     budget = console.width - GAP * (len(chosen) - 1)
     if not wide and _least(headers, texts, picked) > budget:
@@ -180,12 +182,15 @@ def _records(console: Console, headers: list[str], texts: list[list[str]]) -> No
             console.print(Text(f"{name:<{name_width}}{' ' * GAP}", style="bold") + Text(text))
 
 
-def _varying_first(value: Any, column: list[Any]) -> Any:
-    """A bag with the properties that differ between the rows shown first, shortest first: the most a
-    shortened cell can say (``Prediction`` and ``Input`` before the ``Container Id`` every row shares)."""
-    if not isinstance(value, dict):
-        return value
+def _varying_first(column: list[Any]) -> list[Any]:
+    """The bags of a column with the properties that differ between the rows shown first, shortest
+    (by their longest value) first, in the same order on every row: the most a shortened cell can say
+    (``Prediction`` and ``Input`` before the ``Container Id`` every row shares)."""
     bags = [v for v in column if isinstance(v, dict)]
-    varying = sorted((k for k in value if any(bag.get(k) != value[k] for bag in bags)),
-                     key=lambda k: len(orjson.dumps(value[k])))
-    return {**{k: value[k] for k in varying}, **value}
+    if len(bags) < 2:
+        return column
+    texts = [{k: orjson.dumps(v) for k, v in bag.items()} for bag in bags]
+    keys = dict.fromkeys(k for bag in bags for k in bag)
+    varying = sorted((k for k in keys if len({t.get(k) for t in texts}) > 1),
+                     key=lambda k: max(len(t[k]) for t in texts if k in t))
+    return [{**{k: v[k] for k in varying if k in v}, **v} if isinstance(v, dict) else v for v in column]
