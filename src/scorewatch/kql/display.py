@@ -3,7 +3,7 @@
 As Application Insights' results grid does: a whole table (``requests | take 10``, every column of
 ``requests``) shows a default set of its columns (:data:`TABLE_COLUMNS`); any other result shows its
 columns from the left, as many as fit. Long values end in an ellipsis and JSON values are shown as
-compact one-line JSON, a bag's properties that differ from row to row first (shorter ones first); a line
+compact one-line JSON, a bag's properties that differ from row to row first (ids after them); a line
 says how many rows there are and how many columns were left out. ``--columns all`` shows every column
 (still fitted: when they cannot share a line, each row becomes a block of ``column  value`` lines, as
 psql's expanded display), ``--columns a,b`` those, ``--wide`` every column with whole values, one line
@@ -183,14 +183,20 @@ def _records(console: Console, headers: list[str], texts: list[list[str]]) -> No
 
 
 def _varying_first(column: list[Any]) -> list[Any]:
-    """The bags of a column with the properties that differ between the rows shown first, shortest
-    (by their longest value) first, in the same order on every row: the most a shortened cell can say
-    (``Prediction`` and ``Input`` before the ``Container Id`` every row shares)."""
+    """The bags of a column with the properties that differ between the rows shown first, in the same
+    order on every row: the most a shortened cell can say (``Input`` and ``Prediction`` before the
+    ``Container Id`` every row shares). Ids among them (one length, a new value on every row, such as
+    ``Request Id``) come after the others: the row's other columns already tell rows apart."""
     bags = [v for v in column if isinstance(v, dict)]
     if len(bags) < 2:
         return column
     texts = [{k: orjson.dumps(v) for k, v in bag.items()} for bag in bags]
     keys = dict.fromkeys(k for bag in bags for k in bag)
-    varying = sorted((k for k in keys if len({t.get(k) for t in texts}) > 1),
-                     key=lambda k: max(len(t[k]) for t in texts if k in t))
-    return [{**{k: v[k] for k in varying if k in v}, **v} if isinstance(v, dict) else v for v in column]
+    varying = [k for k in keys if len({t.get(k) for t in texts}) > 1]
+
+    def is_id(key: str) -> bool:
+        values = [t[key] for t in texts if key in t]
+        return len(values) == len(texts) == len(set(values)) and len({len(v) for v in values}) == 1
+
+    order = [k for k in varying if not is_id(k)] + [k for k in varying if is_id(k)]
+    return [{**{k: v[k] for k in order if k in v}, **v} if isinstance(v, dict) else v for v in column]
