@@ -20,7 +20,8 @@ from click.testing import CliRunner
 
 from scorewatch import examples
 from scorewatch.errors import ConfigError
-from scorewatch.up import _wait, list_examples
+from scorewatch.up import _model_dir, _wait, list_examples
+from scorewatch.workspace import Workspace
 from tests.helpers import ServerProcess, free_port, serve_in_thread, wait_for_http
 from tests.ingest.conftest import running_hub
 
@@ -187,18 +188,20 @@ def test_serve_reports_to_the_workspace_default_application_with_no_flags(tmp_pa
             assert "monitoring off" in server.output()
 
 
-def test_a_folder_of_yours_gets_its_model_made_once_or_uses_its_model_folder(tmp_path: Path) -> None:
-    from scorewatch.up import _model_dir
-    from scorewatch.workspace import Workspace
-
-    workspace = Workspace(tmp_path / "ws").ensure()
-    mine = tmp_path / "mine"
+def _folder(tmp_path: Path, name: str, train_py: str) -> tuple[Workspace, Path]:
+    """A workspace and a user's folder ``name`` with a trivial score.py and this train.py."""
+    mine = tmp_path / name
     mine.mkdir()
     (mine / "score.py").write_text("def run(raw):\n    return raw\n")
-    (mine / "train.py").write_text("from pathlib import Path\nCALLS = Path(__file__).with_name('calls')\n\n\n"
-                                   "def train(out_dir):\n    Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
-                                   "    (Path(out_dir) / 'model.txt').write_text('m')\n"
-                                   "    CALLS.write_text(CALLS.read_text() + 'x' if CALLS.exists() else 'x')\n")
+    (mine / "train.py").write_text(train_py)
+    return Workspace(tmp_path / "ws").ensure(), mine
+
+
+def test_a_folder_of_yours_gets_its_model_made_once_or_uses_its_model_folder(tmp_path: Path) -> None:
+    workspace, mine = _folder(tmp_path, "mine", "from pathlib import Path\nCALLS = Path(__file__).with_name('calls')\n"
+                              "\n\ndef train(out_dir):\n    Path(out_dir).mkdir(parents=True, exist_ok=True)\n"
+                              "    (Path(out_dir) / 'model.txt').write_text('m')\n"
+                              "    CALLS.write_text(CALLS.read_text() + 'x' if CALLS.exists() else 'x')\n")
     example = examples.find(str(mine))
     assert _model_dir(example, workspace) == workspace.models_dir / "mine"
     assert (workspace.models_dir / "mine" / "model.txt").read_text() == "m"
@@ -212,15 +215,8 @@ def test_a_folder_of_yours_gets_its_model_made_once_or_uses_its_model_folder(tmp
 
 
 def test_a_failing_train_py_shows_its_own_frames_and_leaves_no_half_model(tmp_path: Path) -> None:
-    from scorewatch.up import _model_dir
-    from scorewatch.workspace import Workspace
-
-    workspace = Workspace(tmp_path / "ws").ensure()
-    mine = tmp_path / "broken"
-    mine.mkdir()
-    (mine / "score.py").write_text("def run(raw):\n    return raw\n")
-    (mine / "train.py").write_text("from pathlib import Path\n\n\ndef train(out_dir):\n"
-                                   "    Path(out_dir).mkdir(parents=True)\n    raise ValueError('no data')\n")
+    workspace, mine = _folder(tmp_path, "broken", "from pathlib import Path\n\n\ndef train(out_dir):\n"
+                              "    Path(out_dir).mkdir(parents=True)\n    raise ValueError('no data')\n")
     with pytest.raises(ConfigError) as info:
         _model_dir(examples.find(str(mine)), workspace)
     message = info.value.message
