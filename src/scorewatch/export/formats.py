@@ -1,0 +1,334 @@
+"""The three shapes an export writes, from the store's rows (Arrow tables, see ``Store.export_rows``).
+
+- ``appinsights``: classic continuous export. One blob of JSON lines per telemetry type and round, at
+  ``{app}_{ikey without dashes}/{Type}/{yyyy-MM-dd}/{HH}/{blobId}_{yyyyMMdd_HHmmss}.blob`` (date and
+  hour of delivery, UTC), each line shaped as Microsoft's "Application Insights Export Data Model"
+  (``request``/``message``/``basicException``/... arrays, ``context``, ``internal.data.id``;
+  durations in ticks of 100 ns). Paths: "Export telemetry from Application Insights" (the path form
+  under "Inspect the data").
+- ``diagnostic``: diagnostic settings of workspace-based Application Insights. JSON lines appended to
+  ``insights-logs-{category}/resourceId={resource id}/y=YYYY/m=MM/d=DD/h=HH/m=00/PT1H.json`` (the
+  hour of each row's time; Azure Monitor's resource-log blob naming), one object per row with
+  ``time`` and ``resourceId`` and the workspace table's columns (``AppRequests``: ``TimeGenerated``,
+  ``Id``, ``Name``, ``DurationMs``, ``Properties``, ...; the classic → workspace column mapping of
+  "Migrate to workspace-based Application Insights resources").
+- ``parquet``: Hive-partitioned ``table=…/date=YYYY-MM-DD/hour=HH/…parquet`` files with the store's
+  typed columns, timestamps in UTC, ``customDimensions`` (and ``customMeasurements``) as JSON text
+  and as a map.
+
+docs/export.md shows a sample of each and where each field comes from.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from scorewatch.export.rules import Rule, default_resource_id
+from scorewatch.store.schema import POSITION
+
+_BLOB_IDS = uuid.UUID("5c0e3a7e-17e4-4c55-9a3e-000000000017")  # namespace of the classic blob ids
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One export round: the rows stored at positions (``start``, ``end``], delivered at ``time``."""
+
+    rule: Rule
+    start: int
+    end: int
+    time: datetime  # UTC
+
+
+@dataclass
+class Output:
+    """One file of a round: a whole new file, or (``append``) bytes added to the end of one."""
+
+    name: str
+    data: bytes
+    append: bool = False
+
+
+class Format(Protocol):
+    maps: bool  # wants the rows' maps (Store.export_rows(maps=True))
+
+    def render(self, table: str, rows: pa.Table, batch: Batch) -> list[Output]: ...
+
+
+def iso(ts: datetime) -> str:
+    """UTC time as Application Insights writes it: seven digits of fraction, ``Z``."""
+    return ts.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+
+
+def _lines(docs: Iterable[dict[str, Any]]) -> bytes:
+    return b"".join(orjson.dumps(doc) + b"\n" for doc in docs)
+
+
+# ---------------------------------------------------------------------------------------------------
+# appinsights: classic continuous export
+
+CLASSIC_FOLDERS = {"requests": "Requests", "dependencies": "RemoteDependency", "exceptions": "Exceptions",
+                   "traces": "Messages", "customEvents": "Event", "customMetrics": "Metrics",
+                   "pageViews": "PageViews", "availabilityResults": "Availability"}
+SEVERITY_NAMES = {0: "Verbose", 1: "Information", 2: "Warning", 3: "Error", 4: "Critical"}
+
+
+def _some(**values: Any) -> dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _ticks(ms: float | None) -> float | None:
+    return None if ms is None else ms * 10_000
+
+
+def _metric(value: float | None, **extra: Any) -> dict[str, Any]:
+    """The export data model's metric object (count, min, max, stdDev, sampledValue)."""
+    return {**extra, "value": value, "count": 1.0, "min": value, "max": value, "stdDev": 0.0, "sampledValue": value}
+
+
+def _url_data(url: str | None) -> dict[str, Any]:
+    if not url:
+        return {}
+    parts = urlsplit(url)
+    return {"host": parts.netloc, "base": parts.path, "hashTag": parts.fragment}
+
+
+def _dimensions(text: str | None) -> list[dict[str, str]]:
+    """``customDimensions`` as the export data model's list of one-pair objects (values as strings)."""
+    if not text:
+        return []
+    data = orjson.loads(text)
+    if not isinstance(data, dict):
+        return []
+    return [{k: v if isinstance(v, str) else orjson.dumps(v).decode()} for k, v in data.items()]
+
+
+def _measurements(text: str | None) -> list[dict[str, Any]]:
+    if not text:
+        return []
+    data = orjson.loads(text)
+    if not isinstance(data, dict):
+        return []
+    return [{k: _metric(v)} for k, v in data.items() if isinstance(v, int | float)]
+
+
+def _context(r: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "data": {"eventTime": iso(r["timestamp"]), "isSynthetic": bool(r["operation_SyntheticSource"]),
+                 "samplingRate": 100.0 / (r["itemCount"] or 1)},
+        "device": _some(type=r["client_Type"], deviceModel=r["client_Model"], osVersion=r["client_OS"],
+                        browserVersion=r["client_Browser"], roleName=r["cloud_RoleName"],
+                        roleInstance=r["cloud_RoleInstance"]),
+        "application": _some(version=r["application_Version"]),
+        "location": _some(clientip=r["client_IP"], city=r["client_City"], province=r["client_StateOrProvince"],
+                          country=r["client_CountryOrRegion"]),
+        "user": {**_some(anonId=r["user_Id"], authId=r["user_AuthenticatedId"], accountId=r["user_AccountId"]),
+                 "isAuthenticated": bool(r["user_AuthenticatedId"])},
+        "session": _some(id=r["session_Id"]),
+        "operation": _some(id=r["operation_Id"], parentId=r["operation_ParentId"], name=r["operation_Name"]),
+        "cloud": {},
+        "custom": {"dimensions": _dimensions(r["customDimensions"]),
+                   "metrics": _measurements(r.get("customMeasurements"))},
+    }
+
+
+def _response_code(code: str | None) -> int | str | None:
+    return int(code) if code and code.isdigit() else code
+
+
+def _request(r: dict[str, Any]) -> dict[str, Any]:
+    parts = urlsplit(r["url"] or "")
+    return {"id": r["id"], "name": r["name"], "count": r["itemCount"], "responseCode": _response_code(r["resultCode"]),
+            "success": r["success"], "url": parts.path + (f"?{parts.query}" if parts.query else ""),  # no host
+            "urlData": _url_data(r["url"]), "durationMetric": _metric(_ticks(r["duration"]))}
+
+
+def _dependency(r: dict[str, Any]) -> dict[str, Any]:
+    is_url = bool(r["data"]) and "://" in r["data"]
+    return _some(id=r["id"], name=r["name"], count=r["itemCount"], type=r["type"], dependencyTypeName=r["type"],
+                 resultCode=r["resultCode"], success=r["success"], commandName=r["data"],
+                 url=r["data"] if is_url else None,
+                 urlData=_url_data(r["data"]) if is_url else _some(host=r["target"]),
+                 durationMetric=_metric(_ticks(r["duration"])))
+
+
+def _exceptions(r: dict[str, Any]) -> list[dict[str, Any]]:
+    chain = orjson.loads(r["details"]) if r["details"] else []
+    chain = [e for e in chain if isinstance(e, dict)] if isinstance(chain, list) else []
+    first = _some(
+        count=r["itemCount"], typeName=r["type"], exceptionType=r["type"], message=r["message"],
+        assembly=r["assembly"], method=r["method"], handledAt=r["handledAt"], exceptionGroup=r["problemId"],
+        failedUserCodeAssembly=r["assembly"], failedUserCodeMethod=r["method"],
+        outerExceptionType=r["outerType"], outerExceptionMessage=r["outerMessage"],
+        outerExceptionThrownAtAssembly=r["outerAssembly"], outerExceptionThrownAtMethod=r["outerMethod"])
+    entries = []
+    for i, exc in enumerate(chain or [{}]):
+        own = _some(id=exc.get("id"), outerId=exc.get("outerId"), typeName=exc.get("typeName"),
+                    message=exc.get("message"), hasFullStack=exc.get("hasFullStack"), stack=exc.get("stack"),
+                    parsedStack=exc.get("parsedStack"))
+        entries.append({**first, **own} if i == 0 else own)
+    return entries
+
+
+def _trace(r: dict[str, Any]) -> dict[str, Any]:
+    return _some(raw=r["message"], severityLevel=SEVERITY_NAMES.get(r["severityLevel"]))
+
+
+def _availability(r: dict[str, Any]) -> dict[str, Any]:
+    return _some(testName=r["name"], testRunId=r["id"], testTimestamp=iso(r["timestamp"]), runLocation=r["location"],
+                 message=r["message"], count=r["itemCount"],
+                 result=None if r["success"] is None else ("Pass" if r["success"] else "Fail"),
+                 availabilityMetric=None if r["success"] is None else {"name": "availability",
+                                                                      "value": 1.0 if r["success"] else 0.0},
+                 durationMetric=_metric(_ticks(r["duration"]), name="duration"),
+                 dataSizeMetric=None if r["size"] is None else {"name": "dataSize", "value": r["size"]})
+
+
+# table → (the document's key, its entries)
+_CLASSIC: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]]]] = {
+    "requests": ("request", lambda r: [_request(r)]),
+    "dependencies": ("remoteDependency", lambda r: [_dependency(r)]),
+    "exceptions": ("basicException", _exceptions),
+    "traces": ("message", lambda r: [_trace(r)]),
+    "customEvents": ("event", lambda r: [_some(name=r["name"], count=r["itemCount"])]),
+    "customMetrics": ("metric", lambda r: []),
+    "pageViews": ("view", lambda r: [_some(name=r["name"], count=r["itemCount"], url=r["url"],
+                                           urlData=_url_data(r["url"]),
+                                           durationMetric=_metric(_ticks(r["duration"])))]),
+    "availabilityResults": ("availability", lambda r: [_availability(r)]),
+}
+
+
+def classic_document(table: str, r: dict[str, Any]) -> dict[str, Any]:
+    """One stored row as classic continuous export writes it."""
+    key, entries = _CLASSIC[table]
+    context = _context(r)
+    if table == "customMetrics":  # a metric's value is in context.custom.metrics
+        context["custom"]["metrics"] = [{r["name"]: {
+            "value": r["value"], "count": float(r["valueCount"] or 1), "min": r["valueMin"], "max": r["valueMax"],
+            "stdDev": r["valueStdDev"], "sampledValue": r["value"], "sum": r["valueSum"]}}]
+    return {key: entries(r), "internal": {"data": {"id": r["itemId"], "documentVersion": "1.61"}},
+            "context": context}
+
+
+class Classic:
+    """``appinsights``: one ``.blob`` of JSON lines per telemetry type and round."""
+
+    maps = False
+
+    def render(self, table: str, rows: pa.Table, batch: Batch) -> list[Output]:
+        rule, when = batch.rule, batch.time
+        blob_id = uuid.uuid5(_BLOB_IDS, f"{rule.id}/{table}/{batch.start}/{batch.end}")
+        name = (f"{rule.app.lower()}_{rule.ikey.replace('-', '')}/{CLASSIC_FOLDERS[table]}/"
+                f"{when:%Y-%m-%d}/{when:%H}/{blob_id}_{when:%Y%m%d_%H%M%S}.blob")
+        return [Output(name, _lines(classic_document(table, r) for r in rows.to_pylist()))]
+
+
+# ---------------------------------------------------------------------------------------------------
+# diagnostic: workspace-based Application Insights through diagnostic settings
+
+CATEGORIES = {"requests": "AppRequests", "dependencies": "AppDependencies", "exceptions": "AppExceptions",
+              "traces": "AppTraces", "customEvents": "AppEvents", "customMetrics": "AppMetrics",
+              "pageViews": "AppPageViews", "availabilityResults": "AppAvailabilityResults"}
+
+# Store column → workspace column where it is not just the name capitalised; None: not carried.
+_WORKSPACE_NAMES: dict[str, str | None] = {
+    "timestamp": "TimeGenerated", "customDimensions": "Properties", "customMeasurements": "Measurements",
+    "duration": "DurationMs", "operation_Name": "OperationName", "operation_Id": "OperationId",
+    "operation_ParentId": "ParentId", "operation_SyntheticSource": "SyntheticSource", "session_Id": "SessionId",
+    "user_Id": "UserId", "user_AuthenticatedId": "UserAuthenticatedId", "user_AccountId": "UserAccountId",
+    "application_Version": "AppVersion", "client_Type": "ClientType", "client_Model": "ClientModel",
+    "client_OS": "ClientOS", "client_IP": "ClientIP", "client_City": "ClientCity",
+    "client_StateOrProvince": "ClientStateOrProvince", "client_CountryOrRegion": "ClientCountryOrRegion",
+    "client_Browser": "ClientBrowser", "cloud_RoleName": "AppRoleName", "cloud_RoleInstance": "AppRoleInstance",
+    "appId": "ResourceGUID", "appName": None, "iKey": "IKey", "sdkVersion": "SDKVersion", "itemId": "_ItemId",
+    "itemType": None, "id": "Id", POSITION: None,  # Type: the workspace table's name, always written
+}
+# Per table, where the workspace schema differs more (AppMetrics: Sum/Min/Max, ItemCount = valueCount).
+_WORKSPACE_TABLE_NAMES: dict[str, dict[str, str | None]] = {
+    "dependencies": {"type": "DependencyType"},
+    "exceptions": {"type": "ExceptionType"},
+    "customMetrics": {"value": None, "valueStdDev": None, "itemCount": None, "valueCount": "ItemCount",
+                      "valueSum": "Sum", "valueMin": "Min", "valueMax": "Max"},
+}
+_DYNAMIC = ("customDimensions", "customMeasurements", "details")
+
+
+def workspace_columns(table: str, names: list[str]) -> list[tuple[str, str]]:
+    """(store column, workspace column) for the columns a diagnostic record carries."""
+    own = _WORKSPACE_TABLE_NAMES.get(table, {})
+    out = []
+    for name in names:
+        target = own[name] if name in own else _WORKSPACE_NAMES.get(name, name[:1].upper() + name[1:])
+        if target is not None:
+            out.append((name, target))
+    return out
+
+
+class Diagnostic:
+    """``diagnostic``: rows appended to the ``PT1H.json`` of their hour, one JSON object a line."""
+
+    maps = False
+
+    def render(self, table: str, rows: pa.Table, batch: Batch) -> list[Output]:
+        rule = batch.rule
+        category = CATEGORIES[table]
+        resource_id = (rule.resource_id or default_resource_id(rule.app)).upper()
+        columns = workspace_columns(table, rows.column_names)
+        by_hour: dict[str, list[bytes]] = {}
+        for r in rows.to_pylist():
+            ts: datetime = r["timestamp"]
+            record: dict[str, Any] = {"time": iso(ts), "resourceId": resource_id, "Type": category}
+            for name, target in columns:
+                value = r[name]
+                if value is None:  # an empty column is left out, as Log Analytics leaves it out
+                    continue
+                if name == "timestamp":
+                    value = record["time"]
+                elif name in _DYNAMIC:
+                    value = orjson.Fragment(value)  # stored JSON text embedded as is
+                record[target] = value
+            record["_ResourceId"] = resource_id.lower()
+            hour = f"y={ts:%Y}/m={ts:%m}/d={ts:%d}/h={ts:%H}"
+            by_hour.setdefault(hour, []).append(orjson.dumps(record) + b"\n")
+        return [Output(f"insights-logs-{category.lower()}/resourceId={resource_id}/{hour}/m=00/PT1H.json",
+                       b"".join(lines), append=True) for hour, lines in by_hour.items()]
+
+
+# ---------------------------------------------------------------------------------------------------
+# parquet
+
+class Parquet:
+    """``parquet``: a file per table, date and hour of the rows' time, and round."""
+
+    maps = True
+
+    def render(self, table: str, rows: pa.Table, batch: Batch) -> list[Output]:
+        rows = rows.drop_columns([POSITION])
+        i = rows.schema.get_field_index("timestamp")
+        utc = rows.column(i).cast(pa.timestamp("us", tz="UTC"))
+        rows = rows.set_column(i, pa.field("timestamp", utc.type), utc)
+        hours = pc.strftime(utc, format="%Y-%m-%d/%H")  # hour=7, not 07: readers then see a number
+        prefix = batch.rule.id[:12]
+        outputs = []
+        unique = pc.unique(hours).to_pylist()
+        for hour in unique:
+            part = rows if len(unique) == 1 else rows.filter(pc.equal(hours, hour))
+            sink = pa.BufferOutputStream()
+            pq.write_table(part, sink, compression="zstd")
+            date, hh = hour.split("/")
+            outputs.append(Output(f"table={table}/date={date}/hour={int(hh)}/{prefix}-{batch.start + 1}-{batch.end}.parquet",
+                                  sink.getvalue().to_pybytes()))
+        return outputs
+
+
+FORMAT_WRITERS: dict[str, Format] = {"appinsights": Classic(), "diagnostic": Diagnostic(), "parquet": Parquet()}
