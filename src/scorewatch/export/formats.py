@@ -24,7 +24,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 from scorewatch.export.rules import Rule, default_resource_id
 from scorewatch.store.schema import POSITION
 
+_HOUR_US = 3_600_000_000
 _BLOB_IDS = uuid.UUID("5c0e3a7e-17e4-4c55-9a3e-000000000017")  # namespace of the classic blob ids
 
 
@@ -317,7 +318,7 @@ class Parquet:
         i = rows.schema.get_field_index("timestamp")
         utc = rows.column(i).cast(pa.timestamp("us", tz="UTC"))
         rows = rows.set_column(i, pa.field("timestamp", utc.type), utc)
-        hours = pc.strftime(utc, format="%Y-%m-%d/%H")  # hour=7, not 07: readers then see a number
+        hours = pc.divide(utc.cast(pa.int64()), _HOUR_US)  # hours since 1970 (integers: cheap to group)
         prefix = batch.rule.id[:12]
         outputs = []
         unique = pc.unique(hours).to_pylist()
@@ -325,9 +326,9 @@ class Parquet:
             part = rows if len(unique) == 1 else rows.filter(pc.equal(hours, hour))
             sink = pa.BufferOutputStream()
             pq.write_table(part, sink, compression="zstd")
-            date, hh = hour.split("/")
-            outputs.append(Output(f"table={table}/date={date}/hour={int(hh)}/{prefix}-{batch.start + 1}-{batch.end}.parquet",
-                                  sink.getvalue().to_pybytes()))
+            start = datetime.fromtimestamp(hour * 3600, UTC)
+            outputs.append(Output(f"table={table}/date={start:%Y-%m-%d}/hour={start.hour}/"  # hour=7: a number to readers
+                                  f"{prefix}-{batch.start + 1}-{batch.end}.parquet", sink.getvalue().to_pybytes()))
         return outputs
 
 

@@ -21,6 +21,7 @@ import duckdb
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from scorewatch.errors import BadRequest, ConfigError, Timeout
 from scorewatch.store import envelopes
@@ -225,10 +226,15 @@ class DuckDBStore:
         where, params = self._export_filter(app_id, after, upto, since, until)
         cur = self._cursor()
         try:
-            return _arrow(cur.sql(f'SELECT {", ".join(columns)} FROM {table} WHERE {where} ORDER BY "{POSITION}"',
-                                  params=params))
+            # One writer appends rows in position order, and a scan without ORDER BY keeps the
+            # table's order (preserve_insertion_order): sorting here cost ~30% of an export's read.
+            rows = _arrow(cur.sql(f'SELECT {", ".join(columns)} FROM {table} WHERE {where}', params=params))
         finally:
             cur.close()
+        positions = rows.column(POSITION)
+        if len(positions) > 1 and not pc.all(pc.less_equal(positions[:-1], positions[1:])).as_py():
+            rows = rows.sort_by(POSITION)  # never seen; the contract holds all the same
+        return rows
 
     def export_count(self, app_id: str, tables: Sequence[str], *, after: int, upto: int | None = None,
                      since: datetime | None = None, until: datetime | None = None) -> int:
