@@ -214,3 +214,20 @@ def test_parquet_splits_a_round_by_hour(store: DuckDBStore, tmp_path: Path) -> N
     read = duckdb.sql(f"SELECT hour, count(*) FROM read_parquet('{tmp_path}/out-parquet/**/*.parquet', "
                       "hive_partitioning = true) GROUP BY hour ORDER BY hour").fetchall()
     assert read == [(3, 3), (4, 2)]
+
+
+def test_the_duckdb_recipes_of_the_docs_read_each_format_back(stored: DuckDBStore, tmp_path: Path) -> None:
+    """docs/export.md's SQL, run as written against an export of each format."""
+    roots = {"/data/shop": "parquet", "/data/legacy": "appinsights", "/data/diag": "diagnostic"}
+    for fmt in roots.values():
+        export(stored, tmp_path, fmt)
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "export.md").read_text()
+    recipe = docs.split("### Reading an export back with DuckDB")[1].split("```sql\n")[1].split("```")[0]
+    for path, fmt in roots.items():
+        recipe = recipe.replace(path, str(tmp_path / f"out-{fmt}"))
+    results = [duckdb.sql(statement.query).fetchall() for statement in duckdb.extract_statements(recipe)]
+    assert len(results) == 4
+    assert sorted(r[0] for r in results[0]) == sorted(TABLES) and all(r[3] == 1 for r in results[0])
+    assert results[1] == [("ridge", 58.0)]
+    assert [(r[0], r[1], r[2], str(r[3])) for r in results[2]] == [("POST /score", 200, 58.0, item_id(stored, "requests"))]
+    assert results[3] == [("POST /score", "200", 58.0, "ridge")]
