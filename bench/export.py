@@ -28,12 +28,10 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import orjson
-import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from bench.ingest import envelopes, flood, start_hub  # noqa: E402
+from bench.ingest import envelope_tables, envelopes, flood, start_hub  # noqa: E402
 from tests.export.servers import Azurite  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
@@ -49,17 +47,7 @@ TABLES = list(BASE_TYPES.values())
 
 def filled_store(path: Path, items: int) -> DuckDBStore:
     """A store holding ``items`` items of application ``bench``, written as the hub writes them."""
-    envs = envelopes("bench-ikey", 500) * 400  # 200,000 per transaction
-    by_table: dict[str, list[bytes]] = {}
-    for env in envs:
-        by_table.setdefault(BASE_TYPES[env["data"]["baseType"]], []).append(orjson.dumps(env))
-    batch = {}
-    for table, lines in by_table.items():
-        offsets = np.zeros(len(lines) + 1, dtype=np.int64)
-        np.cumsum([len(line) for line in lines], out=offsets[1:])
-        env_col = pa.LargeStringArray.from_buffers(len(lines), pa.py_buffer(offsets), pa.py_buffer(b"".join(lines)))
-        batch[table] = pa.table({"env": env_col, "appId": ["bench"] * len(lines), "appName": ["bench"] * len(lines),
-                                 "iKey": ["bench-ikey"] * len(lines)})
+    batch = envelope_tables("bench-ikey", 500, 200_000, app_id="bench", app_name="bench")
     store = DuckDBStore(path, threads=Settings.from_env().store_threads or None)
     while store.row_position() < items:
         store.write_envelopes(batch)

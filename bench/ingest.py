@@ -94,17 +94,15 @@ def sender(port: int, bodies: list[bytes], items_per_body: int, stop_at: float, 
     counts.put((sent, accepted, throttled))
 
 
-def store_baseline(ikey: str, batch: int, items: int) -> float:
-    """Items/s of the store alone (same envelopes, in transactions as large as the hub's
-    ``ingest_batch_items``, no HTTP, no log), in this process: the ceiling end-to-end ingest can
-    approach on this machine."""
+def envelope_tables(ikey: str, batch: int, items: int, app_id: str = "a", app_name: str = "n") -> dict:
+    """About ``items`` envelopes (copies of ``batch`` distinct ones) as the hub's writer hands them to
+    ``DuckDBStore.write_envelopes``: an Arrow table per store table."""
     import numpy as np
     import pyarrow as pa
 
-    from scorewatch.store.duckdb import DuckDBStore
     from scorewatch.store.envelopes import BASE_TYPES
 
-    envs = envelopes(ikey, batch) * max(1, Settings.from_env().ingest_batch_items // batch)
+    envs = envelopes(ikey, batch) * max(1, items // batch)
     by_table: dict[str, list[bytes]] = {}
     for env in envs:
         by_table.setdefault(BASE_TYPES[env["data"]["baseType"]], []).append(orjson.dumps(env))
@@ -113,14 +111,25 @@ def store_baseline(ikey: str, batch: int, items: int) -> float:
         offsets = np.zeros(len(lines) + 1, dtype=np.int64)
         np.cumsum([len(line) for line in lines], out=offsets[1:])
         env_col = pa.LargeStringArray.from_buffers(len(lines), pa.py_buffer(offsets), pa.py_buffer(b"".join(lines)))
-        tables[table] = pa.table({"env": env_col, "appId": ["a"] * len(lines), "appName": ["n"] * len(lines),
+        tables[table] = pa.table({"env": env_col, "appId": [app_id] * len(lines), "appName": [app_name] * len(lines),
                                   "iKey": [ikey] * len(lines)})
+    return tables
+
+
+def store_baseline(ikey: str, batch: int, items: int) -> float:
+    """Items/s of the store alone (same envelopes, in transactions as large as the hub's
+    ``ingest_batch_items``, no HTTP, no log), in this process: the ceiling end-to-end ingest can
+    approach on this machine."""
+    from scorewatch.store.duckdb import DuckDBStore
+
+    tables = envelope_tables(ikey, batch, Settings.from_env().ingest_batch_items)
+    per_transaction = sum(t.num_rows for t in tables.values())
     store = DuckDBStore(Path(tempfile.mkdtemp(prefix="sw-bench-store-")) / "t.duckdb", threads=1)
     started = time.monotonic()
     done = 0
     while done < items:
         store.write_envelopes(tables, position=done)
-        done += len(envs)
+        done += per_transaction
     store.checkpoint()
     elapsed = time.monotonic() - started
     store.close()

@@ -53,6 +53,30 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = 
             os.close(dir_fd)
 
 
+class Watch:
+    """Tells whether a file changed (modification time and size) since it was last looked at."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stamp: tuple[int, int] | None = None
+
+    def changed(self) -> bool:
+        """True the first time, and whenever the file changed (or appeared, or went) since."""
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = (0, 0)
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        return True
+
+    def forget(self) -> None:
+        """Make the next :meth:`changed` say True (after this process wrote the file)."""
+        self._stamp = None
+
+
 @contextmanager
 def locked(path: Path) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (a ``<name>.lock`` file beside it) while the block runs."""

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from scorewatch.errors import BadRequest, NotFound
-from scorewatch.files import locked, read_json, write_atomic
+from scorewatch.files import Watch, locked, read_json, write_atomic
 from scorewatch.store.schema import TABLES
 
 FORMATS = ("appinsights", "diagnostic", "parquet")
@@ -103,20 +103,14 @@ class RuleBook:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self._stamp: tuple[int, int] | None = None
+        self._watch = Watch(self.path)
         self._rules: dict[str, Rule] = {}
 
     def refresh(self) -> bool:
         """Re-read the file if it changed since the last read; True when it did."""
-        try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = (0, 0)
-        if stamp == self._stamp:
+        if not self._watch.changed():
             return False
         self._rules = {r.name: r for r in self._load(self._read())}
-        self._stamp = stamp
         return True
 
     def _read(self) -> dict[str, Any]:
@@ -145,7 +139,7 @@ class RuleBook:
 
     def _write(self, rules: Sequence[Rule]) -> None:
         write_atomic(self.path, orjson.dumps({"rules": [asdict(r) for r in rules]}, option=orjson.OPT_INDENT_2))
-        self._stamp = None
+        self._watch.forget()
         self.refresh()
 
     def add(self, rule: Rule) -> Rule:

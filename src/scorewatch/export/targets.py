@@ -51,25 +51,20 @@ def normalize_url(url: str) -> str:
     return url.rstrip("/")
 
 
-def _storage_options(protocol: str, settings: Settings) -> dict[str, Any]:
-    if protocol == "s3":
-        options: dict[str, Any] = {}
-        if settings.export_s3_access_key_id:
-            options["key"] = settings.export_s3_access_key_id
-        if settings.export_s3_secret_access_key:
-            options["secret"] = settings.export_s3_secret_access_key
-        if settings.export_s3_endpoint_url:
-            options["endpoint_url"] = settings.export_s3_endpoint_url
-        if settings.export_s3_region:
-            options["client_kwargs"] = {"region_name": settings.export_s3_region}
-        return options
-    options = {"timeout": 60, "connection_timeout": 10, "skip_instance_cache": True}  # see _short_retries
-    if settings.export_azure_connection_string:
-        options["connection_string"] = settings.export_azure_connection_string
-    if settings.export_azure_account_name:
-        options["account_name"] = settings.export_azure_account_name
-    if settings.export_azure_account_key:
-        options["account_key"] = settings.export_azure_account_key
+# setting → the filesystem's option, per package; an empty setting leaves the library's own default
+_OPTIONS = {"s3fs": {"export_s3_access_key_id": "key", "export_s3_secret_access_key": "secret",
+                     "export_s3_endpoint_url": "endpoint_url"},
+            "adlfs": {"export_azure_connection_string": "connection_string",
+                      "export_azure_account_name": "account_name", "export_azure_account_key": "account_key"}}
+
+
+def _storage_options(package: str, settings: Settings) -> dict[str, Any]:
+    options: dict[str, Any] = {option: getattr(settings, name) for name, option in _OPTIONS[package].items()
+                               if getattr(settings, name)}
+    if package == "s3fs" and settings.export_s3_region:
+        options["client_kwargs"] = {"region_name": settings.export_s3_region}
+    if package == "adlfs":  # see _short_retries
+        options.update(timeout=60, connection_timeout=10, skip_instance_cache=True)
     return options
 
 
@@ -93,7 +88,7 @@ class Target:
         except ImportError:
             raise ConfigError(f"{protocol}:// export targets need the {package} package: "
                               f"pip install 'scorewatch[{extra}]'") from None
-        options = _storage_options(protocol, settings)
+        options = _storage_options(package, settings)
         secrets = [str(v) for k, v in options.items() if k in ("secret", "account_key", "connection_string")]
         try:
             fs = fsspec.filesystem(protocol, **options)

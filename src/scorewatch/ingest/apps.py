@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 
 from scorewatch.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from scorewatch.files import locked, read_json, write_atomic
+from scorewatch.files import Watch, locked, read_json, write_atomic
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -68,7 +68,7 @@ class Registry:
     def __init__(self, path: str | os.PathLike[str], *, default_retention_days: int = 90) -> None:
         self.path = Path(path)
         self.default_retention_days = default_retention_days
-        self._stamp: tuple[int, int] | None = None
+        self._watch = Watch(self.path)
         self._apps: dict[str, Application] = {}
         self._by_ikey: dict[str, Application] = {}
         self._by_id: dict[str, Application] = {}
@@ -77,15 +77,9 @@ class Registry:
 
     def refresh(self) -> bool:
         """Re-read ``apps.json`` if it changed since the last read; True when it did."""
-        try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = (0, 0)
-        if stamp == self._stamp:
+        if not self._watch.changed():
             return False
         self._load(self._read())
-        self._stamp = stamp
         return True
 
     def _read(self) -> dict[str, Any]:
@@ -144,7 +138,7 @@ class Registry:
             data = self._read()
             yield data
             write_atomic(self.path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
-            self._stamp = None
+            self._watch.forget()
             self.refresh()
 
     def create(self, name: str, *, retention_days: int | None = None) -> tuple[Application, str]:
