@@ -65,9 +65,11 @@ class Format(Protocol):
     def render(self, table: str, rows: pa.Table, batch: Batch) -> list[Output]: ...
 
 
-def iso(ts: datetime) -> str:
-    """UTC time as Application Insights writes it: seven digits of fraction, ``Z``."""
-    return ts.strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+def iso_times(column: pa.ChunkedArray) -> list[str]:
+    """UTC times as Application Insights writes them (seven digits of fraction, ``Z``), for a column
+    of timestamps at once (Arrow's strftime gives microseconds with ``%S``)."""
+    text = pc.strftime(pc.fill_null(column, 0), format="%Y-%m-%dT%H:%M:%S").to_pylist()
+    return [t + "0Z" if "." in t else t + ".0000000Z" for t in text]
 
 
 def _lines(docs: Iterable[dict[str, Any]]) -> bytes:
@@ -124,7 +126,7 @@ def _measurements(text: str | None) -> list[dict[str, Any]]:
 
 def _context(r: dict[str, Any]) -> dict[str, Any]:
     return {
-        "data": {"eventTime": iso(r["timestamp"]), "isSynthetic": bool(r["operation_SyntheticSource"]),
+        "data": {"eventTime": r["eventTime"], "isSynthetic": bool(r["operation_SyntheticSource"]),
                  "samplingRate": 100.0 / (r["itemCount"] or 1)},
         "device": _some(type=r["client_Type"], deviceModel=r["client_Model"], osVersion=r["client_OS"],
                         browserVersion=r["client_Browser"], roleName=r["cloud_RoleName"],
@@ -185,7 +187,7 @@ def _trace(r: dict[str, Any]) -> dict[str, Any]:
 
 
 def _availability(r: dict[str, Any]) -> dict[str, Any]:
-    return _some(testName=r["name"], testRunId=r["id"], testTimestamp=iso(r["timestamp"]), runLocation=r["location"],
+    return _some(testName=r["name"], testRunId=r["id"], testTimestamp=r["eventTime"], runLocation=r["location"],
                  message=r["message"], count=r["itemCount"],
                  result=None if r["success"] is None else ("Pass" if r["success"] else "Fail"),
                  availabilityMetric=None if r["success"] is None else {"name": "availability",
@@ -210,7 +212,7 @@ _CLASSIC: dict[str, tuple[str, Callable[[dict[str, Any]], list[dict[str, Any]]]]
 
 
 def classic_document(table: str, r: dict[str, Any]) -> dict[str, Any]:
-    """One stored row as classic continuous export writes it."""
+    """One stored row (with its time as text in ``eventTime``) as classic continuous export writes it."""
     key, entries = _CLASSIC[table]
     context = _context(r)
     if table == "customMetrics":  # a metric's value is in context.custom.metrics
@@ -231,7 +233,11 @@ class Classic:
         blob_id = uuid.uuid5(_BLOB_IDS, f"{rule.id}/{table}/{batch.start}/{batch.end}")
         name = (f"{rule.app.lower()}_{rule.ikey.replace('-', '')}/{CLASSIC_FOLDERS[table]}/"
                 f"{when:%Y-%m-%d}/{when:%H}/{blob_id}_{when:%Y%m%d_%H%M%S}.blob")
-        return [Output(name, _lines(classic_document(table, r) for r in rows.to_pylist()))]
+        docs = []
+        for r, event_time in zip(rows.to_pylist(), iso_times(rows.column("timestamp")), strict=True):
+            r["eventTime"] = event_time
+            docs.append(classic_document(table, r))
+        return [Output(name, _lines(docs))]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -284,25 +290,25 @@ class Diagnostic:
         rule = batch.rule
         category = CATEGORIES[table]
         resource_id = (rule.resource_id or default_resource_id(rule.app)).upper()
-        columns = workspace_columns(table, rows.column_names)
+        names, values = [], []  # column by column: a Python list each, then one pass over the rows
+        for name, target in workspace_columns(table, rows.column_names):
+            if name == "timestamp":
+                continue  # TimeGenerated: the record's time, below
+            column = rows.column(name).to_pylist()
+            if name in _DYNAMIC:  # stored JSON text embedded as is
+                column = [None if v is None else orjson.Fragment(v) for v in column]
+            names.append(target)
+            values.append(column)
+        names.append("_ResourceId")
+        values.append([resource_id.lower()] * rows.num_rows)
         by_hour: dict[str, list[bytes]] = {}
-        for r in rows.to_pylist():
-            ts: datetime = r["timestamp"]
-            record: dict[str, Any] = {"time": iso(ts), "resourceId": resource_id, "Type": category}
-            for name, target in columns:
-                value = r[name]
-                if value is None:  # an empty column is left out, as Log Analytics leaves it out
-                    continue
-                if name == "timestamp":
-                    value = record["time"]
-                elif name in _DYNAMIC:
-                    value = orjson.Fragment(value)  # stored JSON text embedded as is
-                record[target] = value
-            record["_ResourceId"] = resource_id.lower()
-            hour = f"y={ts:%Y}/m={ts:%m}/d={ts:%d}/h={ts:%H}"
-            by_hour.setdefault(hour, []).append(orjson.dumps(record) + b"\n")
-        return [Output(f"insights-logs-{category.lower()}/resourceId={resource_id}/{hour}/m=00/PT1H.json",
-                       b"".join(lines), append=True) for hour, lines in by_hour.items()]
+        for time, row in zip(iso_times(rows.column("timestamp")), zip(*values, strict=True), strict=True):
+            record = {"time": time, "resourceId": resource_id, "Type": category, "TimeGenerated": time}
+            record.update([(k, v) for k, v in zip(names, row, strict=True) if v is not None])  # empty: left out
+            by_hour.setdefault(time[:13], []).append(orjson.dumps(record))
+        return [Output(f"insights-logs-{category.lower()}/resourceId={resource_id}/y={hour[:4]}/m={hour[5:7]}/"
+                       f"d={hour[8:10]}/h={hour[11:13]}/m=00/PT1H.json", b"\n".join(lines) + b"\n", append=True)
+                for hour, lines in by_hour.items()]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -136,7 +136,7 @@ def run_here(store: DuckDBStore, rule: Rule, settings: Settings, home: Path) -> 
     exporter = Exporter(store, rule, target, state, max_items=settings.export_max_items)
     total = exporter.total()
     started = time.monotonic()
-    with _ctrl_c() as pressed, _progress(total, exporter.checkpoint.items, f"exporting {rule.app} to {rule.url}") as update:
+    with _ctrl_c() as pressed, _progress(total, exporter.checkpoint.items, f"export {rule.app}") as update:
         while not exporter.done and not pressed.is_set():
             exporter.round()
             update(exporter.checkpoint.items, total, "")
@@ -157,7 +157,7 @@ def run_in_hub(rule: Rule, settings: Settings, home: Path) -> Summary:
         book.update(rule.name, state="active", paused_at="")
     asked, started = time.time(), time.monotonic()
     try:
-        with _progress(0, 0, f"exporting {rule.app} to {rule.url} (in the hub)") as update:
+        with _progress(0, 0, f"export {rule.app} (in the hub)") as update:
             while True:
                 status = read_json(state / "status.json", {})
                 checkpoint = read_checkpoint(state)

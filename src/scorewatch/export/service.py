@@ -168,7 +168,7 @@ class ExportService:
 
     def waiting_since(self, position: int) -> float:
         """Seconds since the first row above ``position`` was stored (to about a second)."""
-        for seen, when in self._seen:
+        for seen, when in list(self._seen):  # a copy: sync() changes the deque in another thread
             if seen > position:
                 return max(0.0, time.time() - when)
         return 0.0

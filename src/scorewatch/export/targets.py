@@ -109,6 +109,7 @@ class Target:
 
     def size(self, name: str) -> int:
         """Bytes in ``name``; 0 when there is no such file."""
+        self.fs.invalidate_cache(self.path(name))  # a listing cached by the filesystem may be stale
         try:
             return int(self.fs.info(self.path(name))["size"])
         except FileNotFoundError:
