@@ -29,6 +29,7 @@ from pathlib import Path
 
 import httpx
 import orjson
+import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.ingest import envelope_tables, envelopes, flood, start_hub  # noqa: E402
@@ -88,8 +89,11 @@ def ingest_rate(with_rule: bool, args: argparse.Namespace, work: Path) -> dict[s
             assert out.exit_code == 0, out.output
             time.sleep(2)  # the hub starts the rule within a second
         bodies = [gzip.compress(orjson.dumps(envelopes(ikey, args.batch)), 6) for _ in range(8)]
+        process = psutil.Process(hub.pid)
+        cpu = sum(process.cpu_times()[:2])
         accepted, _, elapsed, text = flood(port, bodies, args.batch, args.senders, args.seconds)
-        result = {"rate": accepted / elapsed, "accepted": accepted}
+        result = {"rate": accepted / elapsed, "accepted": accepted,
+                  "cpu_us": (sum(process.cpu_times()[:2]) - cpu) / accepted * 1e6}
         if with_rule:
             result["behind"] = accepted - metric(text, "scorewatch_export_items_total")
             caught = time.monotonic()
@@ -99,6 +103,7 @@ def ingest_rate(with_rule: bool, args: argparse.Namespace, work: Path) -> dict[s
                     break
                 time.sleep(0.1)
             result["catch_up_s"] = time.monotonic() - caught
+            result["cpu_us_all"] = (sum(process.cpu_times()[:2]) - cpu) / accepted * 1e6
         return result
     finally:
         os.killpg(hub.pid, signal.SIGTERM)
@@ -143,6 +148,10 @@ def main() -> None:
     for r in runs[True]:
         print(f"  with the rule: {r['accepted']:,.0f} items accepted; {r['behind']:,.0f} of them not exported yet "
               f"when the last was stored, all exported {r['catch_up_s']:.1f}s later")
+    # CPU per item is the steadier number on a shared machine (wall time depends on the neighbours).
+    print(f"hub CPU per item until all stored: {statistics.median(r['cpu_us'] for r in runs[False]):.1f} us without "
+          f"a rule, {statistics.median(r['cpu_us'] for r in runs[True]):.1f} us with one; with the export "
+          f"finished: {statistics.median(r['cpu_us_all'] for r in runs[True]):.1f} us")
 
 
 if __name__ == "__main__":

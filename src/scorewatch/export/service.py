@@ -16,6 +16,7 @@ checkpoint of the application's rules, except rules paused for longer than
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import threading
 import time
@@ -34,6 +35,7 @@ from scorewatch.settings import Settings
 from scorewatch.store.base import Store
 
 log = logging.getLogger("scorewatch.export")
+EXPORT_NICE = 10  # added to the export threads' nice value
 
 
 def state_root(home: Path) -> Path:
@@ -71,6 +73,7 @@ class Runner:
 
     def _loop(self) -> None:
         settings = self.service.settings
+        _yield_to_ingest()
         delay = 1.0
         while not self._stop.is_set():
             try:
@@ -123,6 +126,15 @@ class Runner:
             write_atomic(self.state_dir / "status.json", orjson.dumps(self.status()), mode=0o644, durable=False)
         except OSError as exc:  # the workspace's disk is full: the numbers wait, the export goes on
             log.warning("export rule %s: cannot write its status: %s", self.rule.name, exc)
+
+
+def _yield_to_ingest() -> None:
+    """Run this thread at a lower CPU priority (Linux: nice is per thread): when the hub is short of
+    CPU, ingest (whose answers wait for it) goes first and the export catches up afterwards."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EXPORT_NICE)
+    except (AttributeError, OSError) as exc:  # not Linux, or not allowed: the same priority as ingest
+        log.debug("export thread keeps its priority: %s", exc)
 
 
 class ExportService:
