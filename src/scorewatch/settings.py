@@ -90,7 +90,8 @@ class Settings:
 
     # Continuous export (`scorewatch export ...`; the hub runs the rules)
     export_interval_s: float = setting(5.0, "Seconds an export rule that has caught up waits before it looks for new rows.")
-    export_max_items: int = setting(200_000, "Most rows one export round reads and writes as one set of files.")
+    export_max_items: int = setting(
+        100_000, "Most rows one export round reads and writes as one set of files (JSON formats hold ~1 KiB a row meanwhile).")
     export_retry_max_s: float = setting(60.0, "Longest wait between attempts to write to a failing export target.")
     export_pause_limit_days: float = setting(
         7.0, "Days a paused export rule holds back retention; past it retention deletes rows the rule has not exported (logged as an error).")

@@ -25,7 +25,7 @@ from scorewatch.export.targets import LocalTarget, Target
 from scorewatch.settings import Settings
 from scorewatch.store.duckdb import DuckDBStore
 from tests.export import readback, telemetry
-from tests.export.servers import AZURITE_KEY, Azurite
+from tests.export.servers import AZURITE_KEY, Azurite, MotoS3
 from tests.export.telemetry import APP_ID, APP_NAME, IKEY
 
 
@@ -221,3 +221,31 @@ def test_retention_keeps_what_a_rule_has_not_exported(store: DuckDBStore, tmp_pa
     assert store.apply_retention(APP_ID, 30, keep_after=exporter.checkpoint.position) == 3
     run_out(exporter)
     assert len(exported_ids(tmp_path / "out", "appinsights")) == 10
+
+
+@pytest.mark.parametrize("fmt", ["appinsights", "diagnostic", "parquet"])
+def test_export_to_s3_stopped_mid_round_then_finished_once(store: DuckDBStore, tmp_path: Path, moto_s3: MotoS3,
+                                                           fmt: str) -> None:
+    fill(store)
+    bucket = "b" + uuid.uuid4().hex[:12]
+    moto_s3.filesystem().mkdir(bucket)
+    url, state = f"s3://{bucket}/{fmt}", tmp_path / "state"
+    settings = Settings(export_s3_endpoint_url=moto_s3.endpoint, export_s3_access_key_id="testing",
+                        export_s3_secret_access_key="testing")
+    r = rule(url, fmt)
+    target = Target.open(url, settings)
+    writes = {"n": 0}
+    real_put = target.put
+
+    def put_then_stop(name: str, data: bytes) -> None:  # the third write lands, then the process ends
+        real_put(name, data)
+        writes["n"] += 1
+        if writes["n"] == 3:
+            raise Stop
+
+    target.put = put_then_stop  # type: ignore[method-assign]
+    with pytest.raises(Stop):
+        run_out(Exporter(store, r, target, state, max_items=60))
+    run_out(Exporter(store, r, Target.open(url, settings), state, max_items=60))
+    exported = readback.files(moto_s3.filesystem(), f"{bucket}/{fmt}")
+    assert Counter(readback.item_ids(exported, fmt)) == stored_ids(store, r.tables)

@@ -295,6 +295,14 @@ def test_azurite_down_for_30s_then_back_every_item_once(tmp_path: Path) -> None:
             down_until = time.monotonic() + 30
             wait_until(lambda: (metric(httpx.get(f"{hub.url}/metrics").text, "scorewatch_export_failures_total")
                                 or 0) >= 1, 30, "the export failing")
+            stream.wait_for(500)
+
+
+            def waiting() -> str | None:  # the metrics once the lag shows items waiting for the target
+                text = httpx.get(f"{hub.url}/metrics").text
+                return text if (metric(text, "scorewatch_export_lag_seconds") or 0) > 0 else None
+
+            assert (metric(wait_until(waiting, 20, "the lag growing"), "scorewatch_export_lag_items") or 0) > 0
             time.sleep(max(0.0, down_until - time.monotonic()))
             azurite.start()
             stream.wait_for(1000)

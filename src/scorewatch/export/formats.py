@@ -22,7 +22,7 @@ docs/export.md shows a sample of each and where each field comes from.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -37,6 +37,10 @@ from scorewatch.export.rules import Rule, default_resource_id
 from scorewatch.store.schema import POSITION
 
 _HOUR_US = 3_600_000_000
+# Rows the JSON formats hold as Python objects at a time. Their lines are joined per such part: a
+# bytes object from orjson.dumps keeps ~16 KiB allocated whatever its length, so 100,000 of them
+# held until the end of a round took ~1.5 GiB.
+_ROWS_AT_ONCE = 1_000
 _BLOB_IDS = uuid.UUID("5c0e3a7e-17e4-4c55-9a3e-000000000017")  # namespace of the classic blob ids
 
 
@@ -65,15 +69,11 @@ class Format(Protocol):
     def render(self, table: str, rows: pa.Table, batch: Batch) -> list[Output]: ...
 
 
-def iso_times(column: pa.ChunkedArray) -> list[str]:
+def iso_times(column: pa.ChunkedArray | pa.Array) -> list[str]:
     """UTC times as Application Insights writes them (seven digits of fraction, ``Z``), for a column
     of timestamps at once (Arrow's strftime gives microseconds with ``%S``)."""
     text = pc.strftime(pc.fill_null(column, 0), format="%Y-%m-%dT%H:%M:%S").to_pylist()
     return [t + "0Z" if "." in t else t + ".0000000Z" for t in text]
-
-
-def _lines(docs: Iterable[dict[str, Any]]) -> bytes:
-    return b"".join(orjson.dumps(doc) + b"\n" for doc in docs)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -124,24 +124,30 @@ def _measurements(text: str | None) -> list[dict[str, Any]]:
     return [{k: _metric(v)} for k, v in data.items() if isinstance(v, int | float)]
 
 
+# context section → (its field, the store column), in the export data model's names and order
+_CONTEXT = (
+    ("device", (("type", "client_Type"), ("deviceModel", "client_Model"), ("osVersion", "client_OS"),
+                ("browserVersion", "client_Browser"), ("roleName", "cloud_RoleName"),
+                ("roleInstance", "cloud_RoleInstance"))),
+    ("application", (("version", "application_Version"),)),
+    ("location", (("clientip", "client_IP"), ("city", "client_City"), ("province", "client_StateOrProvince"),
+                  ("country", "client_CountryOrRegion"))),
+    ("user", (("anonId", "user_Id"), ("authId", "user_AuthenticatedId"), ("accountId", "user_AccountId"))),
+    ("session", (("id", "session_Id"),)),
+    ("operation", (("id", "operation_Id"), ("parentId", "operation_ParentId"), ("name", "operation_Name"))),
+)
+
+
 def _context(r: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "data": {"eventTime": r["eventTime"], "isSynthetic": bool(r["operation_SyntheticSource"]),
-                 "samplingRate": 100.0 / (r["itemCount"] or 1)},
-        "device": _some(type=r["client_Type"], deviceModel=r["client_Model"], osVersion=r["client_OS"],
-                        browserVersion=r["client_Browser"], roleName=r["cloud_RoleName"],
-                        roleInstance=r["cloud_RoleInstance"]),
-        "application": _some(version=r["application_Version"]),
-        "location": _some(clientip=r["client_IP"], city=r["client_City"], province=r["client_StateOrProvince"],
-                          country=r["client_CountryOrRegion"]),
-        "user": {**_some(anonId=r["user_Id"], authId=r["user_AuthenticatedId"], accountId=r["user_AccountId"]),
-                 "isAuthenticated": bool(r["user_AuthenticatedId"])},
-        "session": _some(id=r["session_Id"]),
-        "operation": _some(id=r["operation_Id"], parentId=r["operation_ParentId"], name=r["operation_Name"]),
-        "cloud": {},
-        "custom": {"dimensions": _dimensions(r["customDimensions"]),
-                   "metrics": _measurements(r.get("customMeasurements"))},
-    }
+    context: dict[str, Any] = {"data": {"eventTime": r["eventTime"], "isSynthetic": bool(r["operation_SyntheticSource"]),
+                                        "samplingRate": 100.0 / (r["itemCount"] or 1)}}
+    for section, fields in _CONTEXT:  # fields the item does not have are left out
+        context[section] = {key: r[column] for key, column in fields if r[column] is not None}
+    context["user"]["isAuthenticated"] = bool(r["user_AuthenticatedId"])
+    context["cloud"] = {}
+    context["custom"] = {"dimensions": _dimensions(r["customDimensions"]),
+                         "metrics": _measurements(r.get("customMeasurements"))}
+    return context
 
 
 def _response_code(code: str | None) -> int | str | None:
@@ -233,11 +239,14 @@ class Classic:
         blob_id = uuid.uuid5(_BLOB_IDS, f"{rule.id}/{table}/{batch.start}/{batch.end}")
         name = (f"{rule.app.lower()}_{rule.ikey.replace('-', '')}/{CLASSIC_FOLDERS[table]}/"
                 f"{when:%Y-%m-%d}/{when:%H}/{blob_id}_{when:%Y%m%d_%H%M%S}.blob")
-        docs = []
-        for r, event_time in zip(rows.to_pylist(), iso_times(rows.column("timestamp")), strict=True):
-            r["eventTime"] = event_time
-            docs.append(classic_document(table, r))
-        return [Output(name, _lines(docs))]
+        pieces = []
+        for part in rows.to_batches(_ROWS_AT_ONCE):  # as Python objects a thousand rows at a time
+            lines = []
+            for r, event_time in zip(part.to_pylist(), iso_times(part.column("timestamp")), strict=True):
+                r["eventTime"] = event_time
+                lines.append(orjson.dumps(classic_document(table, r)))
+            pieces.append(b"\n".join(lines) + b"\n")  # one compact copy (see _ROWS_AT_ONCE)
+        return [Output(name, b"".join(pieces))]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -290,25 +299,28 @@ class Diagnostic:
         rule = batch.rule
         category = CATEGORIES[table]
         resource_id = (rule.resource_id or default_resource_id(rule.app)).upper()
-        names, values = [], []  # column by column: a Python list each, then one pass over the rows
-        for name, target in workspace_columns(table, rows.column_names):
-            if name == "timestamp":
-                continue  # TimeGenerated: the record's time, below
-            column = rows.column(name).to_pylist()
-            if name in _DYNAMIC:  # stored JSON text embedded as is
-                column = [None if v is None else orjson.Fragment(v) for v in column]
-            names.append(target)
-            values.append(column)
-        names.append("_ResourceId")
-        values.append([resource_id.lower()] * rows.num_rows)
+        columns = [(name, target) for name, target in workspace_columns(table, rows.column_names)
+                   if name != "timestamp"]  # TimeGenerated: the record's time, below
+        names = [target for _, target in columns] + ["_ResourceId"]
         by_hour: dict[str, list[bytes]] = {}
-        for time, row in zip(iso_times(rows.column("timestamp")), zip(*values, strict=True), strict=True):
-            record = {"time": time, "resourceId": resource_id, "Type": category, "TimeGenerated": time}
-            record.update([(k, v) for k, v in zip(names, row, strict=True) if v is not None])  # empty: left out
-            by_hour.setdefault(time[:13], []).append(orjson.dumps(record))
+        for part in rows.to_batches(_ROWS_AT_ONCE):
+            values = []  # column by column: a Python list each, then one pass over the rows
+            for name, _ in columns:
+                column = part.column(name).to_pylist()
+                if name in _DYNAMIC:  # stored JSON text embedded as is
+                    column = [None if v is None else orjson.Fragment(v) for v in column]
+                values.append(column)
+            values.append([resource_id.lower()] * part.num_rows)
+            lines: dict[str, list[bytes]] = {}
+            for time, row in zip(iso_times(part.column("timestamp")), zip(*values, strict=True), strict=True):
+                record = {"time": time, "resourceId": resource_id, "Type": category, "TimeGenerated": time}
+                record.update([(k, v) for k, v in zip(names, row, strict=True) if v is not None])  # empty: left out
+                lines.setdefault(time[:13], []).append(orjson.dumps(record))
+            for hour, hour_lines in lines.items():  # one compact copy (see _ROWS_AT_ONCE)
+                by_hour.setdefault(hour, []).append(b"\n".join(hour_lines) + b"\n")
         return [Output(f"insights-logs-{category.lower()}/resourceId={resource_id}/y={hour[:4]}/m={hour[5:7]}/"
-                       f"d={hour[8:10]}/h={hour[11:13]}/m=00/PT1H.json", b"\n".join(lines) + b"\n", append=True)
-                for hour, lines in by_hour.items()]
+                       f"d={hour[8:10]}/h={hour[11:13]}/m=00/PT1H.json", b"".join(pieces), append=True)
+                for hour, pieces in by_hour.items()]
 
 
 # ---------------------------------------------------------------------------------------------------
