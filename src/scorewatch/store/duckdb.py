@@ -55,7 +55,7 @@ def _scalar(cur: duckdb.DuckDBPyConnection) -> Any:
 
 
 def _arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
-    """A relation's rows as one Arrow table (``arrow()`` returns a reader from DuckDB 1.4 on)."""
+    """A relation's rows as one Arrow table (newer DuckDB: ``to_arrow_table``; ``arrow()`` became a reader)."""
     to_table = getattr(relation, "to_arrow_table", None)
     return to_table() if to_table is not None else relation.arrow()
 
