@@ -99,6 +99,8 @@ def test_the_hub_follows_its_rules(hub: RunningHub, tmp_path: Path) -> None:
     hub.hub.ingestor.flush()
     time.sleep(1.0)
     assert sum(exported(out, "parquet").values()) == 50  # paused: nothing more goes out
+    wait_until(lambda: metric(httpx.get(f"{hub.url}/metrics").text, "scorewatch_export_lag_items") == 20,
+               what="the paused rule's lag counted")
     cli(home, "resume", "r")
     wait_until(lambda: exported(out, "parquet") == stored(hub), what="the paused items exported after resume")
 

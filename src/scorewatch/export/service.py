@@ -21,6 +21,7 @@ import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -147,6 +148,7 @@ class ExportService:
         self.expired: dict[str, int] = {}        # rule name → rows retention deleted before export
         self.overridden: set[str] = set()        # rules paused past the limit
         self._seen: deque[tuple[int, float]] = deque(maxlen=100_000)  # (store position, when first seen)
+        self._paused_lag: dict[str, tuple[float, int]] = {}  # rule id → (when counted, rows)
         self._lock = threading.Lock()
 
     # -- following exports.json ----------------------------------------------------------------------
@@ -170,7 +172,20 @@ class ExportService:
             for rule_id, rule in rules.items():
                 if rule.active and rule_id not in self.runners:
                     self.runners[rule_id] = Runner(self, rule).start()
+        self._count_paused_lag(rules.values())
         self._forget_seen()
+
+    def _count_paused_lag(self, rules: Iterable[Rule]) -> None:
+        """What paused rules have not exported (no runner counts it for them), every export_interval_s."""
+        now = time.monotonic()
+        for rule in rules:
+            counted = self._paused_lag.get(rule.id)
+            if rule.active or rule.kind != "continuous":
+                self._paused_lag.pop(rule.id, None)
+            elif counted is None or now - counted[0] >= self.settings.export_interval_s:
+                checkpoint = read_checkpoint(state_root(self.home) / rule.id)
+                after = -1 if checkpoint is None else checkpoint.position
+                self._paused_lag[rule.id] = (now, self.store.export_count(rule.app_id, rule.tables, after=after))
 
     def _forget_seen(self) -> None:
         positions = [r.position for r in self.runners.values() if r.position is not None]
@@ -241,7 +256,7 @@ class ExportService:
                           else read_checkpoint(state_root(self.home) / rule.id))
             totals = checkpoint or _NO_CHECKPOINT
             values = {
-                "scorewatch_export_lag_items": runner.lag_items if runner else 0,
+                "scorewatch_export_lag_items": runner.lag_items if runner else self._paused_lag.get(rule.id, (0, 0))[1],
                 "scorewatch_export_lag_seconds": round(runner.lag_seconds(), 1) if runner else 0.0,
                 "scorewatch_export_items_total": totals.items,
                 "scorewatch_export_files_written_total": totals.files,
