@@ -94,17 +94,15 @@ def sender(port: int, bodies: list[bytes], items_per_body: int, stop_at: float, 
     counts.put((sent, accepted, throttled))
 
 
-def store_baseline(ikey: str, batch: int, items: int) -> float:
-    """Items/s of the store alone (same envelopes, in transactions as large as the hub's
-    ``ingest_batch_items``, no HTTP, no log), in this process: the ceiling end-to-end ingest can
-    approach on this machine."""
+def envelope_tables(ikey: str, batch: int, items: int, app_id: str = "a", app_name: str = "n") -> dict:
+    """About ``items`` envelopes (copies of ``batch`` distinct ones) as the hub's writer hands them to
+    ``DuckDBStore.write_envelopes``: an Arrow table per store table."""
     import numpy as np
     import pyarrow as pa
 
-    from scorewatch.store.duckdb import DuckDBStore
     from scorewatch.store.envelopes import BASE_TYPES
 
-    envs = envelopes(ikey, batch) * max(1, Settings.from_env().ingest_batch_items // batch)
+    envs = envelopes(ikey, batch) * max(1, items // batch)
     by_table: dict[str, list[bytes]] = {}
     for env in envs:
         by_table.setdefault(BASE_TYPES[env["data"]["baseType"]], []).append(orjson.dumps(env))
@@ -113,14 +111,25 @@ def store_baseline(ikey: str, batch: int, items: int) -> float:
         offsets = np.zeros(len(lines) + 1, dtype=np.int64)
         np.cumsum([len(line) for line in lines], out=offsets[1:])
         env_col = pa.LargeStringArray.from_buffers(len(lines), pa.py_buffer(offsets), pa.py_buffer(b"".join(lines)))
-        tables[table] = pa.table({"env": env_col, "appId": ["a"] * len(lines), "appName": ["n"] * len(lines),
+        tables[table] = pa.table({"env": env_col, "appId": [app_id] * len(lines), "appName": [app_name] * len(lines),
                                   "iKey": [ikey] * len(lines)})
+    return tables
+
+
+def store_baseline(ikey: str, batch: int, items: int) -> float:
+    """Items/s of the store alone (same envelopes, in transactions as large as the hub's
+    ``ingest_batch_items``, no HTTP, no log), in this process: the ceiling end-to-end ingest can
+    approach on this machine."""
+    from scorewatch.store.duckdb import DuckDBStore
+
+    tables = envelope_tables(ikey, batch, Settings.from_env().ingest_batch_items)
+    per_transaction = sum(t.num_rows for t in tables.values())
     store = DuckDBStore(Path(tempfile.mkdtemp(prefix="sw-bench-store-")) / "t.duckdb", threads=1)
     started = time.monotonic()
     done = 0
     while done < items:
         store.write_envelopes(tables, position=done)
-        done += len(envs)
+        done += per_transaction
     store.checkpoint()
     elapsed = time.monotonic() - started
     store.close()
@@ -134,6 +143,35 @@ def metric(text: str, name: str) -> float:
     return 0.0
 
 
+def start_hub(home: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """``scorewatch hub`` on a fresh workspace, answering /health."""
+    hub = subprocess.Popen([sys.executable, "-m", "scorewatch", "hub", "--home", str(home), "--port", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                           env={**os.environ, **(env or {})})
+    wait_for_http(f"http://127.0.0.1:{port}/health", proc=hub, expect_status=200)
+    return hub
+
+
+def flood(port: int, bodies: list[bytes], batch: int, senders: int, seconds: float) -> tuple[int, int, float, str]:
+    """Send ``bodies`` from ``senders`` processes for ``seconds``; returns the items accepted, the 429
+    answers, the seconds until every accepted item was a row, and the hub's metrics then."""
+    counts: mp.Queue = mp.Queue()
+    started = time.monotonic()
+    stop_at = started + seconds
+    workers = [mp.Process(target=sender, args=(port, bodies, batch, stop_at, counts)) for _ in range(senders)]
+    for w in workers:
+        w.start()
+    results = [counts.get() for _ in workers]
+    for w in workers:
+        w.join()
+    accepted = sum(r[1] for r in results)
+    while True:  # until every accepted item is a row
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        if metric(text, "scorewatch_store_rows_written_total") >= accepted:
+            return accepted, sum(r[2] for r in results), time.monotonic() - started, text
+        time.sleep(0.05)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--senders", type=int, default=4)
@@ -144,10 +182,8 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="sw-bench-ingest-"))
     port = free_port()
-    hub = subprocess.Popen([sys.executable, "-m", "scorewatch", "hub", "--home", str(home), "--port", str(port)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    hub = start_hub(home, port)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/health", proc=hub, expect_status=200)
         ikey = orjson.loads((home / "config.json").read_bytes())["default_app"]["instrumentation_key"]
         bodies = [gzip.compress(orjson.dumps(envelopes(ikey, args.batch)), 6) for _ in range(8)]
         print(f"payload: {args.batch} envelopes/body, {sum(map(len, bodies)) // len(bodies)} bytes gzip "
@@ -169,33 +205,15 @@ def main() -> None:
         cpu0 = sum(proc.cpu_times()[:2])
         threads0 = {t.id: t.user_time + t.system_time for t in proc.threads()}
         times0 = proc.cpu_times()
-        counts: mp.Queue = mp.Queue()
         started = time.monotonic()
-        stop_at = started + args.seconds
-        workers = [mp.Process(target=sender, args=(port, bodies, args.batch, stop_at, counts))
-                   for _ in range(args.senders)]
-        for w in workers:
-            w.start()
-        results = [counts.get() for _ in workers]
-        for w in workers:
-            w.join()
-        accepted = sum(r[1] for r in results)
-        throttled = sum(r[2] for r in results)
-        sent_done = time.monotonic()
-        while True:  # until every accepted item is a row
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
-            stored = metric(text, "scorewatch_store_rows_written_total")
-            if stored >= accepted:
-                break
-            time.sleep(0.05)
-        elapsed = time.monotonic() - started
+        accepted, throttled, elapsed, text = flood(port, bodies, args.batch, args.senders, args.seconds)
+        stored = metric(text, "scorewatch_store_rows_written_total")
         cpu = sum(proc.cpu_times()[:2]) - cpu0
         times1 = proc.cpu_times()
         per_thread = sorted(((t.user_time + t.system_time - threads0.get(t.id, 0.0), t.id) for t in proc.threads()),
                             reverse=True)
         sampling.set()
-        print(f"senders: {args.senders}, sending for {sent_done - started:.1f}s, "
-              f"all stored after {elapsed:.1f}s")
+        print(f"senders: {args.senders}, sending for {args.seconds:.1f}s, all stored after {elapsed:.1f}s")
         print(f"items accepted: {accepted}, stored: {int(stored)}, 429 answers: {throttled}")
         print(f"end-to-end throughput: {accepted / elapsed:,.0f} items/s (target >= 100,000)")
         print(f"hub CPU: {cpu:.1f}s over {elapsed:.1f}s = {cpu / elapsed:.2f} cores; "

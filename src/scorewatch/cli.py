@@ -21,6 +21,7 @@ COMMANDS = {
     "serve": "scorewatch.scoring.cli:serve",
     "hub": "scorewatch.ingest.cli:hub",
     "app": "scorewatch.ingest.cli:app",
+    "export": "scorewatch.export.cli:export",
     "up": "scorewatch.up:up",
     "examples": "scorewatch.up:list_examples",
     "query": "scorewatch.kql.cli:query",

@@ -21,9 +21,13 @@ from scorewatch.workspace import discover
 ENV_PREFIX = "SCOREWATCH_"
 
 
-def setting(default: Any, help: str, *, aliases: tuple[str, ...] = ()) -> Any:
-    """A settings field: its default, its help text and the other environment names it answers to."""
-    return field(default=default, metadata={"help": help, "aliases": aliases})
+def setting(default: Any, help: str, *, aliases: tuple[str, ...] = (), secret: bool = False) -> Any:
+    """A settings field: its default, its help text and the other environment names it answers to.
+
+    A ``secret`` (a key, a connection string) is left out of the settings' ``repr``, so printing or
+    logging the settings never shows it.
+    """
+    return field(default=default, repr=not secret, metadata={"help": help, "aliases": aliases})
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,25 @@ class Settings:
     store_threads: int = setting(1, "Threads DuckDB uses in the hub (0: one per core). One keeps ingest cheapest on 2 cores.")
     query_timeout_s: float = setting(60.0, "Longest a query may run before it is cancelled.")
     query_max_rows: int = setting(500_000, "Most rows a query returns (the result is flagged as truncated).")
+
+    # Continuous export (`scorewatch export ...`; the hub runs the rules)
+    export_interval_s: float = setting(5.0, "Seconds an export rule that has caught up waits before it looks for new rows.")
+    export_max_items: int = setting(
+        100_000, "Most rows one export round reads and writes as one set of files (JSON formats hold ~1 KiB a row meanwhile).")
+    export_retry_max_s: float = setting(60.0, "Longest wait between attempts to write to a failing export target.")
+    export_pause_limit_days: float = setting(
+        7.0, "Days a paused export rule holds back retention; past it retention deletes rows the rule has not exported (logged as an error).")
+    export_azure_account_name: str = setting("", "Storage account of az:// export targets (or AZURE_STORAGE_ACCOUNT_NAME).")
+    export_azure_account_key: str = setting(
+        "", "Key of that storage account (or AZURE_STORAGE_ACCOUNT_KEY); never logged.", secret=True)
+    export_azure_connection_string: str = setting(
+        "", "Connection string of az:// export targets, instead of name and key (or AZURE_STORAGE_CONNECTION_STRING); never logged.",
+        secret=True)
+    export_s3_endpoint_url: str = setting("", "Endpoint of s3:// export targets (empty: AWS).")
+    export_s3_region: str = setting("", "Region of s3:// export targets (or AWS_DEFAULT_REGION).")
+    export_s3_access_key_id: str = setting("", "Access key id for s3:// export targets (or AWS_ACCESS_KEY_ID).")
+    export_s3_secret_access_key: str = setting(
+        "", "Secret access key for s3:// export targets (or AWS_SECRET_ACCESS_KEY); never logged.", secret=True)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -12,7 +12,7 @@ import pytest
 
 from scorewatch.errors import BadRequest, Timeout
 from scorewatch.store.duckdb import DuckDBStore
-from scorewatch.store.schema import TABLES
+from scorewatch.store.schema import POSITION, TABLES
 
 
 @pytest.fixture
@@ -31,7 +31,7 @@ def _batch(envelopes: list[dict], app_id: str = "app-1") -> pa.Table:
 def test_tables_have_the_schema_columns(store: DuckDBStore) -> None:
     for table, cols in TABLES.items():
         result = store.query(f"SELECT * FROM {table} LIMIT 0")
-        assert [c[0] for c in result.columns] == [c.name for c in cols]
+        assert [c[0] for c in result.columns] == [c.name for c in cols] + [POSITION]  # POSITION: not KQL's
         kinds = dict(result.columns)
         assert kinds["timestamp"] == "datetime" and kinds["customDimensions"] == "dynamic"
         if "success" in kinds:
@@ -139,3 +139,84 @@ def test_retention_removes_old_rows_of_that_app_only(store: DuckDBStore) -> None
         assert sorted(r[0] for r in store.query(f"SELECT name FROM {table}").rows) == ["new-a", "old-b"]
     assert store.apply_retention("a", 30) == 0
     assert store.size_bytes() > 0
+
+
+def _message(text: str, time: str = "2026-01-01T10:00:00Z") -> dict:
+    return {"time": time, "data": {"baseType": "MessageData", "baseData": {"message": text}}}
+
+
+def test_rows_take_increasing_positions_across_writes_and_reopen(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "t.duckdb")
+    assert store.row_position() == 0
+    store.write_envelopes({"traces": _batch([_message("a"), _message("b")]),
+                           "customMetrics": _batch([{"time": "2026-01-01T10:00:00Z", "data": {
+                               "baseType": "MetricData", "baseData": {"metrics": [
+                                   {"name": "m1", "value": 1}, {"name": "m2", "value": 2}]}}}])})
+    store.write_batch("traces", [{"timestamp": datetime(2026, 1, 1), "message": "c", "appId": "app-1"}])
+    assert store.row_position() == 4
+    store.close()
+    store = DuckDBStore(tmp_path / "t.duckdb")
+    assert store.row_position() == 4
+    store.write_envelopes({"traces": _batch([_message("d")])})
+    traces = store.export_rows("traces", "app-1", after=0, upto=store.row_position())
+    assert traces.column("message").to_pylist() == ["a", "b", "c", "d"]
+    assert traces.column(POSITION).to_pylist() == [1, 2, 4, 5]
+    metrics = store.export_rows("customMetrics", "app-1", after=0, upto=5)  # one envelope, one position
+    assert metrics.column("name").to_pylist() == ["m1", "m2"] and metrics.column(POSITION).to_pylist() == [3, 3]
+    store.close()
+
+
+def test_a_failed_write_takes_no_positions(store: DuckDBStore) -> None:
+    with pytest.raises(BadRequest):
+        store.write_envelopes({"traces": _batch([_message("a")]), "nope": _batch([_message("b")])})
+    assert store.row_position() == 0
+    store.write_envelopes({"traces": _batch([_message("c")])})
+    assert store.export_rows("traces", "app-1", after=0, upto=1).column(POSITION).to_pylist() == [1]
+
+
+def test_export_rows_ranges_apps_times_and_maps(store: DuckDBStore) -> None:
+    store.write_envelopes({"traces": _batch([_message(f"a{i}", f"2026-01-01T{10 + i}:00:00Z") for i in range(4)])})
+    store.write_envelopes({"traces": _batch([_message("other")], app_id="app-2")})
+    store.write_batch("requests", [{"timestamp": datetime(2026, 1, 1), "appId": "app-1", "name": "r",
+                                    "customDimensions": {"k": "v", "n": 3}, "customMeasurements": {"m": 1.5}}])
+    assert store.export_rows("traces", "app-1", after=1, upto=3).column("message").to_pylist() == ["a1", "a2"]
+    assert store.export_count("app-1", ["traces", "requests"], after=0) == 5
+    assert store.export_count("app-1", ["traces"], after=0, upto=5) == 4  # position 5 is app-2's
+    since, until = datetime(2026, 1, 1, 11, tzinfo=UTC), datetime(2026, 1, 1, 13, tzinfo=UTC)
+    timed = store.export_rows("traces", "app-1", after=0, upto=6, since=since, until=until)
+    assert timed.column("message").to_pylist() == ["a1", "a2"]
+    assert store.export_count("app-1", ["traces"], after=0, since=since, until=until) == 2
+    row = store.export_rows("requests", "app-1", after=0, upto=6, maps=True).to_pylist()[0]
+    assert orjson.loads(row["customDimensions"]) == {"k": "v", "n": 3}
+    assert row["customDimensionsMap"] == [("k", "v"), ("n", "3")]
+    assert row["customMeasurementsMap"] == [("m", 1.5)]
+    assert "customMeasurementsMap" not in store.export_rows("customMetrics", "app-1", after=0, upto=6,
+                                                           maps=True).column_names
+    with pytest.raises(BadRequest):
+        store.export_rows("nope", "app-1", after=0, upto=1)
+
+
+def test_retention_keeps_rows_above_a_position(store: DuckDBStore) -> None:
+    old = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=40)
+    store.write_batch("traces", [{"timestamp": old, "appId": "a", "message": f"m{i}"} for i in range(5)])
+    assert store.apply_retention("a", 30, keep_after=3) == 3
+    assert store.export_rows("traces", "a", after=0, upto=5).column("message").to_pylist() == ["m3", "m4"]
+    assert store.apply_retention("a", 30) == 2
+
+
+def test_a_store_made_before_positions_gets_them(tmp_path: Path) -> None:
+    import duckdb
+
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    spec = ", ".join(f'"{c.name}" VARCHAR' if c.type != "datetime" else f'"{c.name}" TIMESTAMP'
+                     for c in TABLES["traces"])
+    con.execute(f"CREATE TABLE traces ({spec})")
+    con.execute("INSERT INTO traces (timestamp, message, appId) VALUES ('2026-01-01', 'legacy', 'a')")
+    con.close()
+    store = DuckDBStore(path)
+    store.write_batch("traces", [{"timestamp": datetime(2026, 1, 1), "message": "new", "appId": "a"}])
+    rows = store.export_rows("traces", "a", after=-1, upto=store.row_position())
+    assert rows.column("message").to_pylist() == ["legacy", "new"]
+    assert rows.column(POSITION).to_pylist() == [0, 1]
+    store.close()

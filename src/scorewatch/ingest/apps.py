@@ -13,7 +13,6 @@ browser pages) but are still never logged.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import hmac
 import os
@@ -29,7 +28,8 @@ from typing import Any
 
 import orjson
 
-from scorewatch.errors import BadRequest, ConfigError, Forbidden, NotFound, Unauthorized
+from scorewatch.errors import BadRequest, Forbidden, NotFound, Unauthorized
+from scorewatch.files import Watch, locked, read_json, write_atomic
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -68,7 +68,7 @@ class Registry:
     def __init__(self, path: str | os.PathLike[str], *, default_retention_days: int = 90) -> None:
         self.path = Path(path)
         self.default_retention_days = default_retention_days
-        self._stamp: tuple[int, int] | None = None
+        self._watch = Watch(self.path)
         self._apps: dict[str, Application] = {}
         self._by_ikey: dict[str, Application] = {}
         self._by_id: dict[str, Application] = {}
@@ -77,27 +77,14 @@ class Registry:
 
     def refresh(self) -> bool:
         """Re-read ``apps.json`` if it changed since the last read; True when it did."""
-        try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = (0, 0)
-        if stamp == self._stamp:
+        if not self._watch.changed():
             return False
         self._load(self._read())
-        self._stamp = stamp
         return True
 
     def _read(self) -> dict[str, Any]:
-        try:
-            raw = self.path.read_bytes()
-        except FileNotFoundError:
-            return {"apps": []}
-        try:
-            data = orjson.loads(raw)
-            return data if isinstance(data, dict) else {"apps": []}
-        except orjson.JSONDecodeError as exc:
-            raise ConfigError(f"{self.path} is not valid JSON: {exc}") from None
+        data = read_json(self.path, {"apps": []})
+        return data if isinstance(data, dict) else {"apps": []}
 
     def _load(self, data: dict[str, Any]) -> None:
         apps = [Application(**a) for a in data.get("apps", [])]
@@ -147,20 +134,11 @@ class Registry:
 
     @contextmanager
     def _locked(self) -> Iterator[dict[str, Any]]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with locked(self.path):
             data = self._read()
             yield data
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-            self._stamp = None
+            write_atomic(self.path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
+            self._watch.forget()
             self.refresh()
 
     def create(self, name: str, *, retention_days: int | None = None) -> tuple[Application, str]:

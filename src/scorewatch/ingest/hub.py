@@ -22,6 +22,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from scorewatch.errors import BadRequest, Forbidden, PayloadTooLarge, TooManyRequests, Unauthorized
+from scorewatch.export.service import ExportService
 from scorewatch.http import EXCEPTION_HANDLERS
 from scorewatch.ingest import otlp
 from scorewatch.ingest.apps import Registry
@@ -53,14 +54,20 @@ class Hub:
     registry: Registry
     ingestor: Ingestor
     metrics: IngestMetrics
+    exports: ExportService
 
     def apply_retention(self) -> int:
+        """Delete rows past their application's retention, except those an export rule still needs."""
         deleted = 0
         for app in self.registry.list():
-            deleted += self.store.apply_retention(app.app_id, app.retention_days)
+            keep_after = self.exports.retention_floor(app.app_id, app.retention_days)
+            n = self.store.apply_retention(app.app_id, app.retention_days, keep_after=keep_after)
+            self.metrics.retention_deleted[app.name] = self.metrics.retention_deleted.get(app.name, 0) + n
+            deleted += n
         return deleted
 
     def close(self) -> None:
+        self.exports.stop()
         self.ingestor.stop()
         self.store.close()
 
@@ -80,7 +87,7 @@ def open_hub(workspace: Workspace, settings: Settings) -> Hub:
     if replayed:
         log.warning("replayed %d items from the write-ahead log", replayed)
     ingestor.start()
-    return Hub(workspace, settings, store, registry, ingestor, metrics)
+    return Hub(workspace, settings, store, registry, ingestor, metrics, ExportService(store, workspace.home, settings))
 
 
 class BodyBudget:
@@ -172,7 +179,7 @@ def create_app(hub: Hub) -> Starlette:
 
     async def prometheus(request: Request) -> Response:
         text = metrics.render(queue_depth=ingestor.pending, queue_limit=ingestor.queue_items,
-                              store_bytes=hub.store.size_bytes)
+                              store_bytes=hub.store.size_bytes) + hub.exports.render_metrics()
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     routes: list[BaseRoute] = [
@@ -191,7 +198,8 @@ def create_app(hub: Hub) -> Starlette:
                 hub.apply_retention()
 
         tasks = [asyncio.create_task(_every(REGISTRY_POLL_S, poll_registry)),
-                 asyncio.create_task(_every(hub.settings.retention_interval_s, hub.apply_retention, now=True))]
+                 asyncio.create_task(_every(hub.settings.retention_interval_s, hub.apply_retention, now=True)),
+                 asyncio.create_task(_every(REGISTRY_POLL_S, hub.exports.sync, now=True))]
         try:
             yield
         finally:

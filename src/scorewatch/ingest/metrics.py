@@ -25,6 +25,7 @@ class IngestMetrics:
     write_count: int = 0
     write_seconds: float = 0.0
     write_buckets: list[int] = field(default_factory=lambda: [0] * len(_WRITE_BUCKETS))
+    retention_deleted: dict[str, int] = field(default_factory=dict)  # by application name
 
     def count(self, protocol: str, received: int, accepted: int, refused: dict[str, int],
               filtered: int = 0) -> None:
@@ -78,4 +79,6 @@ class IngestMetrics:
         out.append(f"{name}_sum {self.write_seconds:.6f}")
         out.append(f"{name}_count {self.write_count}")
         metric("scorewatch_store_size_bytes", "gauge", "Bytes the store uses on disk.", [("", store_bytes())])
+        metric("scorewatch_retention_rows_deleted_total", "counter", "Rows retention deleted, by application.",
+               [(f'{{app="{a}"}}', n) for a, n in sorted(self.retention_deleted.items())])
         return "\n".join(out) + "\n"

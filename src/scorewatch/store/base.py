@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 
 @dataclass
@@ -35,8 +39,29 @@ class Store(Protocol):
         """Run one read-only statement; cancelled past ``timeout_s`` (raises ``errors.Timeout``)."""
         ...
 
-    def apply_retention(self, app_id: str, days: int) -> int:
-        """Delete the rows of ``app_id`` older than ``days``; returns how many went."""
+    def apply_retention(self, app_id: str, days: int, *, keep_after: int | None = None) -> int:
+        """Delete the rows of ``app_id`` older than ``days``, except those whose position is above
+        ``keep_after`` (rows an export rule has not exported yet); returns how many went."""
+        ...
+
+    # -- continuous export: rows in the order they were stored (see schema.POSITION) ---------------
+
+    def row_position(self) -> int:
+        """The position of the last row committed (0 when none): every row stored later is above it."""
+        ...
+
+    def export_rows(self, table: str, app_id: str, *, after: int, upto: int, since: datetime | None = None,
+                    until: datetime | None = None, maps: bool = False) -> pa.Table:
+        """The rows of ``app_id`` in ``table`` whose position is in (``after``, ``upto``] (and whose
+        timestamp is in [``since``, ``until``) when given), in position order, as an Arrow table with
+        the schema's columns (timestamps naive UTC, dynamic values as JSON text) and ``POSITION``.
+        ``maps`` adds ``customDimensionsMap`` (string → string) and, where the table has
+        measurements, ``customMeasurementsMap`` (string → double)."""
+        ...
+
+    def export_count(self, app_id: str, tables: Sequence[str], *, after: int, upto: int | None = None,
+                     since: datetime | None = None, until: datetime | None = None) -> int:
+        """How many rows :meth:`export_rows` would return over ``tables`` (``upto`` None: no bound)."""
         ...
 
     def close(self) -> None: ...

@@ -4,7 +4,9 @@ Writes come in large batches (Arrow tables, never row by row). Each query gets i
 queries run while ingest writes; a query past its time limit is interrupted and raises
 :class:`~scorewatch.errors.Timeout`. The table ``scorewatch_state`` holds the position of the last
 write-ahead-log record applied, written in the same transaction as the rows it covers: that is what
-lets the hub replay its log after a crash without losing or duplicating anything.
+lets the hub replay its log after a crash without losing or duplicating anything. It also holds
+``row_position``, the position (:data:`~scorewatch.store.schema.POSITION`) of the last row written,
+advanced in the same transaction as the rows that take the positions after it.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from scorewatch.errors import BadRequest, ConfigError, Timeout
 from scorewatch.store import envelopes
 from scorewatch.store.base import QueryResult
-from scorewatch.store.schema import DUCKDB_TYPES, TABLES
+from scorewatch.store.schema import DUCKDB_TYPES, POSITION, TABLES
 
 _ARROW_TYPES = {"string": pa.string(), "datetime": pa.timestamp("us"), "real": pa.float64(),
                 "int": pa.int32(), "long": pa.int64(), "bool": pa.bool_(), "dynamic": pa.string()}
@@ -50,6 +54,23 @@ def _scalar(cur: duckdb.DuckDBPyConnection) -> Any:
     return row[0]
 
 
+def _arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
+    """A relation's rows as one Arrow table (newer DuckDB: ``to_arrow_table``; ``arrow()`` became a reader)."""
+    to_table = getattr(relation, "to_arrow_table", None)
+    return to_table() if to_table is not None else relation.arrow()
+
+
+def _with_positions(batch: pa.Table, last: int) -> tuple[pa.Table, int]:
+    """``batch`` with the positions after ``last`` (one per row) in POSITION; and the new last."""
+    end = last + batch.num_rows
+    return batch.append_column(POSITION, pa.array(np.arange(last + 1, end + 1, dtype=np.int64))), end
+
+
+# Dynamic columns exported as maps as well as JSON text (see Store.export_rows).
+_MAPS = {"customDimensions": ("customDimensionsMap", "MAP(VARCHAR, VARCHAR)"),
+         "customMeasurements": ("customMeasurementsMap", "MAP(VARCHAR, DOUBLE)")}
+
+
 class DuckDBStore:
     """:class:`scorewatch.store.base.Store` on a DuckDB file at ``path`` (created with its tables)."""
 
@@ -75,6 +96,8 @@ class DuckDBStore:
         for macro in envelopes.MACROS:
             self._writer.execute(macro)
         self._create_tables()
+        row = self._writer.execute("SELECT value FROM scorewatch_state WHERE key = 'row_position'").fetchone()
+        self._row_position = int(row[0]) if row else 0
 
     def _cursor(self) -> duckdb.DuckDBPyConnection:
         cur = self._con.cursor()
@@ -84,7 +107,9 @@ class DuckDBStore:
     def _create_tables(self) -> None:
         for table, cols in TABLES.items():
             spec = ", ".join(f'"{c.name}" {DUCKDB_TYPES[c.type]}' for c in cols)
-            self._writer.execute(f"CREATE TABLE IF NOT EXISTS {table} ({spec})")
+            self._writer.execute(f'CREATE TABLE IF NOT EXISTS {table} ({spec}, "{POSITION}" BIGINT DEFAULT 0)')
+            # A store made before positions existed: its rows get position 0, before every new one.
+            self._writer.execute(f'ALTER TABLE {table} ADD COLUMN IF NOT EXISTS "{POSITION}" BIGINT DEFAULT 0')
         self._writer.execute("CREATE TABLE IF NOT EXISTS scorewatch_state (key VARCHAR PRIMARY KEY, value BIGINT)")
 
     # -- writing -----------------------------------------------------------------------------------
@@ -102,13 +127,21 @@ class DuckDBStore:
             if c.type == "dynamic":
                 values = [v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values]
             arrays[c.name] = pa.array(values, type=_ARROW_TYPES[c.type])
-        batch = pa.table(arrays)
         with self._write_lock:
-            self._writer.register("sw_rows", batch)
+            batch, last = _with_positions(pa.table(arrays), self._row_position)
+            cur = self._writer
+            cur.execute("BEGIN TRANSACTION")
+            cur.register("sw_rows", batch)
             try:
-                self._writer.execute(f"INSERT INTO {table} BY NAME SELECT * FROM sw_rows")
+                cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM sw_rows")
+                cur.execute("INSERT OR REPLACE INTO scorewatch_state VALUES ('row_position', ?)", [last])
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
             finally:
-                self._writer.unregister("sw_rows")
+                cur.unregister("sw_rows")
+            self._row_position = last
         return len(rows)
 
     def write_envelopes(self, batches: Mapping[str, pa.Table], *, position: int | None = None) -> dict[str, int]:
@@ -116,17 +149,19 @@ class DuckDBStore:
 
         ``batches`` maps a table name to an Arrow table with the columns ``env`` (envelope JSON text),
         ``appId``, ``appName`` and ``iKey`` (see :mod:`scorewatch.store.envelopes`). ``position``, when
-        given, is recorded as the applied write-ahead-log position in the same transaction. Returns
-        the rows written per table.
+        given, is recorded as the applied write-ahead-log position in the same transaction. The rows
+        take the next row positions (one per envelope). Returns the rows written per table.
         """
         written: dict[str, int] = {}
         with self._write_lock:
             cur = self._writer
+            last = self._row_position
             cur.execute("BEGIN TRANSACTION")
             try:
                 for table, batch in batches.items():
                     if table not in envelopes.BASE_TYPES.values():
                         raise BadRequest(f"unknown table {table!r}")
+                    batch, last = _with_positions(batch, last)
                     cur.register("sw_batch", batch)
                     try:
                         cur.execute(envelopes.insert_sql(table, "sw_batch"))
@@ -135,10 +170,12 @@ class DuckDBStore:
                         cur.unregister("sw_batch")
                 if position is not None:
                     cur.execute("INSERT OR REPLACE INTO scorewatch_state VALUES ('wal_position', ?)", [position])
+                cur.execute("INSERT OR REPLACE INTO scorewatch_state VALUES ('row_position', ?)", [last])
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
+            self._row_position = last
         return written
 
     def applied_position(self) -> int:
@@ -147,16 +184,72 @@ class DuckDBStore:
             "SELECT value FROM scorewatch_state WHERE key = 'wal_position'").fetchone()
         return int(row[0]) if row else 0
 
-    def apply_retention(self, app_id: str, days: int) -> int:
-        """Delete the rows of ``app_id`` older than ``days`` days from every table."""
+    def apply_retention(self, app_id: str, days: int, *, keep_after: int | None = None) -> int:
+        """Delete the rows of ``app_id`` older than ``days`` days from every table, but none whose
+        position is above ``keep_after``."""
         cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)
+        kept, params = ("", []) if keep_after is None else (f' AND "{POSITION}" <= ?', [keep_after])
         deleted = 0
         with self._write_lock:
             for table in TABLES:
-                self._writer.execute(f'DELETE FROM {table} WHERE "appId" = ? AND "timestamp" < ?',
-                                     [app_id, cutoff])
+                self._writer.execute(f'DELETE FROM {table} WHERE "appId" = ? AND "timestamp" < ?{kept}',
+                                     [app_id, cutoff, *params])
                 deleted += _scalar(self._writer)
         return deleted
+
+    # -- continuous export -------------------------------------------------------------------------
+
+    def row_position(self) -> int:
+        return self._row_position
+
+    @staticmethod
+    def _export_filter(app_id: str, after: int, upto: int | None, since: datetime | None,
+                       until: datetime | None) -> tuple[str, list[Any]]:
+        where, params = f'"appId" = ? AND "{POSITION}" > ?', [app_id, after]
+        for condition, value in ((f'"{POSITION}" <= ?', upto), ('"timestamp" >= ?', since),
+                                 ('"timestamp" < ?', until)):
+            if value is not None:
+                where += " AND " + condition
+                params.append(value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime)
+                              and value.tzinfo else value)
+        return where, params
+
+    def export_rows(self, table: str, app_id: str, *, after: int, upto: int, since: datetime | None = None,
+                    until: datetime | None = None, maps: bool = False) -> pa.Table:
+        if table not in TABLES:
+            raise BadRequest(f"unknown table {table!r}")
+        names = [c.name for c in TABLES[table]]
+        columns = [f'"{name}"' for name in names] + [f'"{POSITION}"']
+        if maps:
+            columns += [f'json_transform("{name}", \'"{kind}"\') AS "{alias}"'
+                        for name, (alias, kind) in _MAPS.items() if name in names]
+        where, params = self._export_filter(app_id, after, upto, since, until)
+        cur = self._cursor()
+        try:
+            # One writer appends rows in position order, and a scan without ORDER BY keeps the
+            # table's order (preserve_insertion_order): sorting here cost ~30% of an export's read.
+            rows = _arrow(cur.sql(f'SELECT {", ".join(columns)} FROM {table} WHERE {where}', params=params))
+        finally:
+            cur.close()
+        positions = rows.column(POSITION)
+        if len(positions) > 1 and not pc.all(pc.less_equal(positions[:-1], positions[1:])).as_py():
+            rows = rows.sort_by(POSITION)  # never seen; the contract holds all the same
+        return rows
+
+    def export_count(self, app_id: str, tables: Sequence[str], *, after: int, upto: int | None = None,
+                     since: datetime | None = None, until: datetime | None = None) -> int:
+        unknown = [t for t in tables if t not in TABLES]
+        if unknown:
+            raise BadRequest(f"unknown table {unknown[0]!r}")
+        if not tables:
+            return 0
+        where, params = self._export_filter(app_id, after, upto, since, until)
+        sql = " UNION ALL ".join(f"SELECT count(*) AS n FROM {table} WHERE {where}" for table in tables)
+        cur = self._cursor()
+        try:
+            return int(_scalar(cur.execute(f"SELECT sum(n) FROM ({sql})", params * len(tables))))
+        finally:
+            cur.close()
 
     # -- reading -----------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from scorewatch.store.schema import PERFORMANCE_BUCKET_SLOWEST, PERFORMANCE_BUCKETS
+from scorewatch.store.schema import PERFORMANCE_BUCKET_SLOWEST, PERFORMANCE_BUCKETS, POSITION
 
 # Envelope tags → common columns.
 TAGS = {
@@ -117,7 +117,7 @@ def _sql_string(text: str) -> str:
 _COMMON = ", ".join(
     [f"e.tags[{_sql_string(tag)}] AS {col}" for col, tag in TAGS.items()]
     + ["sw_ts(e.time) AS timestamp", "appId", "appName", "iKey", "sw_count(e.sampleRate) AS itemCount",
-       "CAST(gen_random_uuid() AS VARCHAR) AS itemId"])
+       "CAST(gen_random_uuid() AS VARCHAR) AS itemId", POSITION])
 
 # ``dur`` is computed once in an inner SELECT (see insert_sql): spelling ``sw_bucket(sw_ms(...))`` here
 # expands one macro inside the other (~130 copies of the CASE), which cost ~50 ms of planning per
@@ -153,12 +153,13 @@ _OWN = {
 
 def insert_sql(table: str, source: str) -> str:
     """``INSERT INTO table BY NAME SELECT ...`` reading the envelopes of ``source`` (a registered
-    Arrow table of envelopes that all belong to ``table``)."""
+    Arrow table of envelopes that all belong to ``table``, with the rows' positions in the column
+    :data:`~scorewatch.store.schema.POSITION`)."""
     item_type = {"requests": "request", "dependencies": "dependency", "exceptions": "exception",
                  "traces": "trace", "customEvents": "customEvent", "customMetrics": "customMetric",
                  "pageViews": "pageView", "availabilityResults": "availabilityResult"}[table]
-    parsed = (f"SELECT json_transform(env, {_sql_string(_structure(table))}) AS e, appId, appName, iKey "
-              f"FROM {source}")
+    parsed = (f"SELECT json_transform(env, {_sql_string(_structure(table))}) AS e, appId, appName, iKey, "
+              f"{POSITION} FROM {source}")
     measured = "" if table == "customMetrics" else ", b.measurements AS customMeasurements"
     if table == "customMetrics":
         inner = f"SELECT *, e.data.baseData AS b, unnest(e.data.baseData.metrics) AS m FROM ({parsed})"

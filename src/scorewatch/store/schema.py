@@ -68,6 +68,13 @@ _OWN = {
 
 TABLES: dict[str, tuple[Column, ...]] = {name: own + COMMON for name, own in _OWN.items()}
 
+# Besides these columns every stored row carries POSITION, a number the store gives it in the
+# transaction that writes it: larger than the position of every row committed before, so a reader
+# that has seen everything up to position P finds anything new above P (continuous export follows
+# the store this way). Rows written in one transaction may share a position (the metrics of one
+# envelope do). It is no KQL column: queries never see it.
+POSITION = "_position"
+
 # The itemType value each table's rows carry.
 ITEM_TYPES = {"requests": "request", "dependencies": "dependency", "exceptions": "exception",
               "traces": "trace", "customEvents": "customEvent", "customMetrics": "customMetric",

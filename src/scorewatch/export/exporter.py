@@ -1,0 +1,149 @@
+"""One rule's export engine: follow the store in position order, write files, then move the checkpoint.
+
+Every stored row has a position (:data:`~scorewatch.store.schema.POSITION`) larger than those of the
+rows committed before it, so "everything up to position P is in the target" is the whole state of a
+rule: its checkpoint, in ``<home>/exports/<rule id>/checkpoint.json``. A round takes the next range
+(P, upto] in these durable steps:
+
+1. read the range's rows (of the rule's application and tables) and render the files; for each file
+   that is appended to, note the size it has now;
+2. write the checkpoint with ``pending``: the range, the delivery time and those sizes;
+3. write every file (:meth:`Target.put`: a whole file at once; :meth:`Target.append`: from the noted
+   size);
+4. write the checkpoint with P = upto and nothing pending.
+
+Each checkpoint write is atomic (temporary file, fsync, rename). A crash or an error anywhere (SIGKILL,
+the target down for hours, rejected credentials, a full disk) leaves either nothing pending, and then
+nothing of the round is in the target, or a pending range, which the next round writes again from the
+same rows (retention keeps everything above P) under the same names and delivery time: a put
+replaces what the interrupted attempt wrote and an append starts again from the noted size. So each
+row lands in the target exactly once.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from scorewatch.export.formats import FORMAT_WRITERS, Batch, Output
+from scorewatch.export.rules import Rule
+from scorewatch.export.targets import Target
+from scorewatch.files import read_json, write_atomic
+from scorewatch.store.base import Store
+
+log = logging.getLogger("scorewatch.export")
+
+
+@dataclass
+class Checkpoint:
+    """A rule's progress: rows up to ``position`` are in the target. Totals count what was exported."""
+
+    position: int
+    end: int | None = None                 # a one-shot export: the last position it exports
+    pending: dict[str, Any] | None = None  # a round being written: {"upto", "time", "sizes"}
+    items: int = 0
+    files: int = 0
+    bytes: int = 0
+
+
+def parse_time(text: str) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def read_checkpoint(state_dir: Path) -> Checkpoint | None:
+    data = read_json(state_dir / "checkpoint.json", None)
+    return Checkpoint(**data) if isinstance(data, dict) else None
+
+
+class Exporter:
+    """Export rounds of ``rule`` from ``store`` to ``target``, its checkpoint kept in ``state_dir``."""
+
+    def __init__(self, store: Store, rule: Rule, target: Target, state_dir: Path, *, max_items: int) -> None:
+        self.store, self.rule, self.target, self.state_dir = store, rule, target, state_dir
+        self.max_items = max_items
+        self.format = FORMAT_WRITERS[rule.format]
+        self.since, self.until = parse_time(rule.since), parse_time(rule.until)
+        self.checkpoint = self._load()
+
+    def _load(self) -> Checkpoint:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        checkpoint = read_checkpoint(self.state_dir)
+        last = self.store.row_position()
+        if checkpoint is None:
+            if self.rule.kind == "once":
+                checkpoint = Checkpoint(position=-1, end=last)  # what is stored now, old rows (0) included
+            else:
+                checkpoint = Checkpoint(position=-1 if self.rule.start == "beginning" else last)
+            self._save(checkpoint)
+        elif checkpoint.position > last:  # the store was replaced by a younger one
+            log.error("export rule %s: its checkpoint (%d) is past the store's last row (%d): the store "
+                      "was replaced; exporting the new store from its beginning", self.rule.name,
+                      checkpoint.position, last)
+            checkpoint = replace(checkpoint, position=-1, pending=None)
+            self._save(checkpoint)
+        return checkpoint
+
+    def _save(self, checkpoint: Checkpoint) -> None:
+        write_atomic(self.state_dir / "checkpoint.json", orjson.dumps(asdict(checkpoint)), mode=0o644)
+        self.checkpoint = checkpoint
+
+    @property
+    def done(self) -> bool:
+        """A one-shot export has written everything it set out to."""
+        cp = self.checkpoint
+        return cp.end is not None and cp.position >= cp.end and cp.pending is None
+
+    def total(self) -> int:
+        """Rows a one-shot export writes in all (0 for a continuous rule)."""
+        if self.checkpoint.end is None:
+            return 0
+        return self.store.export_count(self.rule.app_id, self.rule.tables, after=-1, upto=self.checkpoint.end,
+                                       since=self.since, until=self.until)
+
+    def lag_items(self) -> int:
+        """Rows of the rule not in the target yet."""
+        cp = self.checkpoint
+        return self.store.export_count(self.rule.app_id, self.rule.tables, after=cp.position, upto=cp.end,
+                                       since=self.since, until=self.until)
+
+    def round(self) -> bool:
+        """Export the next range; False when there was nothing new (caught up)."""
+        cp = self.checkpoint
+        if cp.pending is not None:  # an interrupted round: the same range, names and time again
+            upto, when, sizes = cp.pending["upto"], datetime.fromisoformat(cp.pending["time"]), cp.pending["sizes"]
+        else:
+            last = cp.end if cp.end is not None else self.store.row_position()
+            if last <= cp.position:
+                return False
+            upto, when, sizes = min(last, cp.position + self.max_items), datetime.now(UTC), None
+        outputs, items = self._render(Batch(self.rule, cp.position, upto, when))
+        if sizes is None:
+            if not outputs:  # nothing of this rule's application in the range
+                self._save(replace(cp, position=upto))
+                return True
+            sizes = {o.name: self.target.size(o.name) for o in outputs if o.append}
+            self._save(replace(cp, pending={"upto": upto, "time": when.isoformat(), "sizes": sizes}))
+        for output in outputs:
+            if output.append:
+                self.target.append(output.name, output.data, sizes[output.name])
+            else:
+                self.target.put(output.name, output.data)
+        self._save(Checkpoint(position=upto, end=cp.end, items=cp.items + items, files=cp.files + len(outputs),
+                              bytes=cp.bytes + sum(len(o.data) for o in outputs)))
+        return True
+
+    def _render(self, batch: Batch) -> tuple[list[Output], int]:
+        outputs: list[Output] = []
+        items = 0
+        for table in self.rule.tables:
+            rows = self.store.export_rows(table, self.rule.app_id, after=batch.start, upto=batch.end,
+                                          since=self.since, until=self.until, maps=self.format.maps)
+            if rows.num_rows:
+                items += rows.num_rows
+                outputs.extend(self.format.render(table, rows, batch))
+        return outputs, items
