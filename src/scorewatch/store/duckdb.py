@@ -9,6 +9,9 @@ lets the hub replay its log after a crash without losing or duplicating anything
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -21,8 +24,10 @@ import pyarrow as pa
 
 from scorewatch.errors import BadRequest, ConfigError, Timeout
 from scorewatch.store import envelopes
-from scorewatch.store.base import QueryResult
+from scorewatch.store.base import QueryResult, StoreRefused, StoreUnavailable
 from scorewatch.store.schema import DUCKDB_TYPES, TABLES
+
+log = logging.getLogger("scorewatch.store")
 
 _ARROW_TYPES = {"string": pa.string(), "datetime": pa.timestamp("us"), "real": pa.float64(),
                 "int": pa.int32(), "long": pa.int64(), "bool": pa.bool_(), "dynamic": pa.string()}
@@ -42,6 +47,35 @@ def kql_type(duckdb_type: str) -> str:
     if duckdb_type.endswith("]") or duckdb_type.startswith(("STRUCT", "MAP")):
         return "dynamic"
     return "string"
+
+
+# Envelope text one INSERT statement reads at most (a larger table is inserted in several).
+STATEMENT_BYTES = 64 * 1024 * 1024
+
+
+def engine_message(exc: BaseException) -> str:
+    """DuckDB's message without what follows its first paragraph: the statement it quotes
+    (``LINE 1: INSERT ...``) and its tuning hints. Generated SQL is never shown to users."""
+    return str(exc).split("\n\n")[0].split("\nLINE ")[0].strip()
+
+
+def write_error(exc: Exception) -> Exception:
+    """A write's DuckDB error as the store interface names it: out of memory, I/O (a full disk) and
+    a fatal error are :class:`StoreUnavailable` (try again later); anything else about the data is
+    :class:`StoreRefused`."""
+    if isinstance(exc, (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.FatalException)):
+        return StoreUnavailable(engine_message(exc))
+    return StoreRefused(engine_message(exc))
+
+
+def _statement_parts(batch: pa.Table) -> list[pa.Table]:
+    if not isinstance(batch, pa.Table):  # a stream (RecordBatchReader): read once, as it comes
+        return [batch]
+    size = batch.column("env").nbytes if batch.num_rows else 0
+    if size <= STATEMENT_BYTES:
+        return [batch]
+    rows = max(1, batch.num_rows * STATEMENT_BYTES // size)
+    return [batch.slice(start, rows) for start in range(0, batch.num_rows, rows)]
 
 
 def _scalar(cur: duckdb.DuckDBPyConnection) -> Any:
@@ -69,6 +103,8 @@ class DuckDBStore:
         except duckdb.IOException as exc:  # most often: another process (a running hub) holds the file
             raise ConfigError(f"cannot open the store {self.path}: {exc}. Only one process may open it; "
                               "is a hub already running on this workspace?") from None
+        with contextlib.suppress(OSError):  # telemetry is private to the workspace's owner
+            os.chmod(self.path, 0o600)
         self._con.execute("SET TimeZone = 'UTC'")
         self._write_lock = threading.Lock()
         self._writer = self._cursor()
@@ -107,17 +143,23 @@ class DuckDBStore:
             self._writer.register("sw_rows", batch)
             try:
                 self._writer.execute(f"INSERT INTO {table} BY NAME SELECT * FROM sw_rows")
+            except duckdb.Error as exc:
+                raise write_error(exc) from None
             finally:
-                self._writer.unregister("sw_rows")
+                self._writer.unregister("sw_rows")  # outside a transaction: never an aborted one
         return len(rows)
 
-    def write_envelopes(self, batches: Mapping[str, pa.Table], *, position: int | None = None) -> dict[str, int]:
+    def write_envelopes(self, batches: Mapping[str, pa.Table], *, position: int | None = None,
+                        dry_run: bool = False) -> dict[str, int]:
         """Map Application Insights envelopes into the tables, all in one transaction.
 
         ``batches`` maps a table name to an Arrow table with the columns ``env`` (envelope JSON text),
         ``appId``, ``appName`` and ``iKey`` (see :mod:`scorewatch.store.envelopes`). ``position``, when
-        given, is recorded as the applied write-ahead-log position in the same transaction. Returns
-        the rows written per table.
+        given, is recorded as the applied write-ahead-log position in the same transaction. A large
+        table is inserted in several statements of at most ``STATEMENT_BYTES`` of envelopes each (one
+        statement's working memory stays bounded; the transaction is still one). ``dry_run`` rolls
+        back instead of committing. Returns the rows written per table; raises
+        :class:`~scorewatch.store.base.StoreRefused` or :class:`~scorewatch.store.base.StoreUnavailable`.
         """
         written: dict[str, int] = {}
         with self._write_lock:
@@ -127,17 +169,24 @@ class DuckDBStore:
                 for table, batch in batches.items():
                     if table not in envelopes.BASE_TYPES.values():
                         raise BadRequest(f"unknown table {table!r}")
-                    cur.register("sw_batch", batch)
-                    try:
+                    written[table] = 0
+                    for part in _statement_parts(batch):
+                        cur.register("sw_batch", part)
                         cur.execute(envelopes.insert_sql(table, "sw_batch"))
-                        written[table] = _scalar(cur)
-                    finally:
+                        written[table] += _scalar(cur)
                         cur.unregister("sw_batch")
                 if position is not None:
                     cur.execute("INSERT OR REPLACE INTO scorewatch_state VALUES ('wal_position', ?)", [position])
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
+                cur.execute("ROLLBACK" if dry_run else "COMMIT")
+            except BaseException as exc:
+                # Roll back first: in the aborted transaction even unregister fails, and its error
+                # ("Current transaction is aborted") would replace the real one.
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
+                with contextlib.suppress(duckdb.Error):
+                    cur.unregister("sw_batch")
+                if isinstance(exc, (duckdb.Error, UnicodeError)):  # DuckDB's Python layer decodes text too
+                    raise write_error(exc) from None
                 raise
         return written
 
@@ -178,7 +227,8 @@ class DuckDBStore:
         except duckdb.InterruptException:
             raise Timeout(f"query cancelled after {timeout_s:g}s") from None
         except duckdb.Error as exc:
-            raise BadRequest(f"query failed: {exc}") from None
+            log.debug("query failed: %s; SQL: %s", exc, sql)
+            raise BadRequest(f"the query failed in the store: {engine_message(exc)}") from None
         finally:
             if timer is not None:
                 timer.cancel()
