@@ -37,7 +37,7 @@ def test_applied_log_segments_are_released_under_continuous_traffic(tmp_path: Pa
                 asyncio.run(send(20))
             except TooManyRequests:  # the writer is behind: back off as a client would
                 time.sleep(0.05)
-            counts.append(len(list(wal_dir.glob("*.log"))))
+            counts.append(len(list(wal_dir.glob("*.wal"))))
         assert ingestor.flush(30)
         assert store.count("traces") == 20 * ingestor.wal.last_seq
         # Without release the number of segment files only grows while traffic goes on.
