@@ -26,6 +26,7 @@ from scorewatch.ingest import otlp
 from scorewatch.ingest.apps import Registry
 from scorewatch.ingest.metrics import IngestMetrics
 from scorewatch.ingest.pipeline import Ingestor
+from scorewatch.ingest.quarantine import Quarantine, quarantine_dir
 from scorewatch.ingest.track import Accepted, decode_body, parse_track
 from scorewatch.ingest.wal import WriteAheadLog
 from scorewatch.kql.api import query_routes
@@ -67,11 +68,13 @@ class Hub:
 def open_hub(workspace: Workspace, settings: Settings) -> Hub:
     """Open the store and the write-ahead log, replay what the store misses, start the threads."""
     workspace.ensure()
+    workspace.store_dir.chmod(0o700)
     store = DuckDBStore(workspace.store_dir / "telemetry.duckdb", threads=settings.store_threads or None)
     registry = Registry(workspace.home / "apps.json", default_retention_days=settings.retention_days)
     registry.refresh()
     metrics = IngestMetrics()
     ingestor = Ingestor(store, WriteAheadLog(workspace.store_dir / "wal"), metrics,
+                        Quarantine(quarantine_dir(workspace)),
                         queue_items=settings.ingest_queue_items, queue_bytes=settings.ingest_queue_bytes,
                         batch_items=settings.ingest_batch_items,
                         linger_s=settings.ingest_linger_ms / 1000)
@@ -167,7 +170,8 @@ def create_app(hub: Hub) -> Starlette:
 
     async def prometheus(request: Request) -> Response:
         text = metrics.render(queue_depth=ingestor.pending, queue_limit=ingestor.queue_items,
-                              store_bytes=hub.store.size_bytes)
+                              store_bytes=hub.store.size_bytes, paused=ingestor.unavailable is not None,
+                              wal_corruptions=ingestor.wal.corruptions)
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     routes: list[BaseRoute] = [
