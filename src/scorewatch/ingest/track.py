@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from scorewatch.errors import BadRequest, PayloadTooLarge
 from scorewatch.ingest.apps import Application
@@ -36,21 +37,43 @@ BOOKKEEPING_METRICS = frozenset({
 })
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# Arrays and objects nest at most this deep in an envelope: the store keeps, and queries give back,
+# what ingest accepts (Python's JSON libraries stop at a few hundred levels).
+MAX_DEPTH = 100
+_PARSE_DEPTH = 500  # a body nested deeper is refused before the JSON parser (which recurses) sees it
 
 
 def decode_body(body: bytes, content_encoding: str | None, *, max_bytes: int) -> bytes:
-    """The body uncompressed: gzip/deflate by header, or gzip by its magic bytes; at most ``max_bytes``."""
+    """The body uncompressed: gzip/deflate by header, or gzip by its magic bytes; at most ``max_bytes``.
+
+    Every member of a multi-member gzip body is read (``cat a.gz b.gz`` is one valid gzip body); a
+    body that ends before its compressed stream does is refused, never taken as whole.
+    """
     encoding = (content_encoding or "").strip().lower()
     if encoding in ("gzip", "x-gzip", "deflate") or body[:2] == _GZIP_MAGIC:
         # wbits 47 = auto-detect gzip or zlib header.
-        inflater = zlib.decompressobj(wbits=47 if body[:2] == _GZIP_MAGIC or encoding != "deflate" else 15)
-        try:
-            data = inflater.decompress(body, max_bytes + 1)
-        except zlib.error as exc:
-            raise BadRequest(f"the body is not valid {encoding or 'gzip'} data: {exc}") from None
-        if len(data) > max_bytes or inflater.unconsumed_tail:
-            raise PayloadTooLarge(f"the uncompressed body is larger than {max_bytes} bytes")
-        return data
+        wbits = 47 if body[:2] == _GZIP_MAGIC or encoding != "deflate" else 15
+        parts: list[bytes] = []
+        size = 0
+        rest = body
+        while True:
+            inflater = zlib.decompressobj(wbits=wbits)
+            try:
+                data = inflater.decompress(rest, max_bytes + 1 - size)
+            except zlib.error as exc:
+                raise BadRequest(f"the body is not valid {encoding or 'gzip'} data: {exc}") from None
+            size += len(data)
+            if size > max_bytes or inflater.unconsumed_tail:
+                raise PayloadTooLarge(f"the uncompressed body is larger than {max_bytes} bytes")
+            parts.append(data)
+            if not inflater.eof:
+                raise BadRequest(f"the {encoding or 'gzip'} body is truncated: it ends before its compressed data does")
+            rest = inflater.unused_data
+            if rest[:2] != _GZIP_MAGIC:  # another gzip member follows, or the end (trailing zeros are padding)
+                if rest.strip(b"\0"):
+                    raise BadRequest(f"the {encoding or 'gzip'} body has {len(rest)} bytes of garbage after its data")
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
     if encoding not in ("", "identity"):
         raise BadRequest(f"unsupported Content-Encoding {content_encoding!r}")
     return body
@@ -71,6 +94,7 @@ class Accepted:
     apps: list[Application] = field(default_factory=list)
     received: int = 0
     filtered: int = 0
+    filtered_at: list[int] = field(default_factory=list)  # body positions of the filtered items
     errors: list[dict[str, Any]] = field(default_factory=list)
     refused_by_reason: dict[str, int] = field(default_factory=dict)
     body: bytes | None = None
@@ -117,23 +141,104 @@ def parse_track(data: bytes, lookup: Callable[[str | None], Application | None])
     rest, so no per-field Python objects are made here.
     """
     head = data.lstrip()[:1]
+    depth = None
     if head == b"[":
+        depth = json_depth(data)  # exact for a valid array (and msgspec refuses any other)
+        if depth > _PARSE_DEPTH:  # the parser would recurse that deep: refuse before it does
+            raise BadRequest(f"the body nests arrays and objects deeper than {MAX_DEPTH} levels")
         try:
             lines: list[Any] = _ITEMS.decode(data)
-        except msgspec.DecodeError as exc:
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise BadRequest(f"the body is not a valid JSON array of envelopes: {exc}") from None
     elif head == b"{":
         try:  # one (possibly pretty-printed) object
             _ONE_VALUE.decode(data)
             lines = [data]
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             lines = [line for line in (part.strip() for part in data.split(b"\n")) if line]
     else:
         raise BadRequest("the body must be a JSON array or newline-delimited JSON objects")
     result = Accepted(received=len(lines), nbytes=len(data))
     if not (head == b"[" and _accept_all(data, lines, lookup, result)):
         check_items(lines, lookup, result)
+    _check_storable(result, data if head == b"[" else None, depth)
     return result
+
+
+def _check_storable(result: Accepted, array: bytes | None, depth: int | None) -> None:
+    """Refuse the accepted items the store could not take or give back: text that is not UTF-8, and
+    values nested deeper than :data:`MAX_DEPTH`. One cheap pass over the whole body (``array``, when
+    it was a valid JSON array, or the accepted items) in the common case; item by item only when
+    something is off. Deterministic, as replay needs: the same body gives the same answer."""
+    if not result.lines:
+        return
+    text = array if array is not None else b"\n".join(map(bytes, result.lines))
+    valid_text = text.isascii() or _is_utf8(text)
+    shallow = (json_depth(text) if depth is None else depth) <= MAX_DEPTH + (array is not None)
+    if valid_text and shallow:
+        return
+    keep = []
+    skipped = {e["index"] for e in result.errors} | set(result.filtered_at)
+    indexes = [i for i in range(result.received) if i not in skipped]  # body position of each accepted item
+    for i, line in enumerate(result.lines):
+        raw = bytes(line)
+        if not valid_text and not _is_utf8(raw):
+            keep.append(False)
+            reason, message = "invalid_utf8", "the envelope is not valid UTF-8 text"
+        elif not shallow and json_depth(raw) > MAX_DEPTH:
+            keep.append(False)
+            reason, message = "too_deep", f"the envelope nests arrays and objects deeper than {MAX_DEPTH} levels"
+        else:
+            keep.append(True)
+            continue
+        result.refuse(indexes[i], reason, message)
+    result.lines = [x for x, k in zip(result.lines, keep, strict=True) if k]
+    result.base_types = [x for x, k in zip(result.base_types, keep, strict=True) if k]
+    result.apps = [x for x, k in zip(result.apps, keep, strict=True) if k]
+    result.errors.sort(key=lambda e: e["index"])
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+_QUOTE, _BACKSLASH = 0x22, 0x5C
+
+
+def json_depth(text: bytes) -> int:
+    """How deep arrays and objects nest in ``text`` (JSON values, one after another); brackets inside
+    strings do not count. Vectorised (numpy): a few passes over the bytes, no per-byte Python."""
+    data = np.frombuffer(text, np.uint8)
+    quotes = np.flatnonzero(data == _QUOTE)
+    if quotes.size:
+        preceded = quotes[quotes > 0]
+        preceded = preceded[data[preceded - 1] == _BACKSLASH]
+        if preceded.size:  # rare: a quote after a backslash is escaped when the run of backslashes is odd
+            escaped = [q for q in preceded.tolist() if _backslashes_before(text, q) % 2]
+            quotes = np.setdiff1d(quotes, np.array(escaped, dtype=quotes.dtype), assume_unique=True)
+    folded = data | 0x20  # '[' and '{' both become '{', ']' and '}' both '}'
+    opens = folded == 0x7B
+    where = np.flatnonzero(opens | (folded == 0x7D))
+    if quotes.size:
+        where = where[(np.searchsorted(quotes, where) & 1) == 0]  # an even number of quotes before: outside strings
+    if not where.size:
+        return 0
+    steps = np.where(opens[where], 1, -1).astype(np.int32)
+    levels = np.cumsum(steps)
+    if levels.min() < 0:  # closes what it never opened: not JSON values, so no bound either
+        return 1 << 30
+    return int(levels.max())
+
+
+def _backslashes_before(text: bytes, pos: int) -> int:
+    start = pos
+    while start > 0 and text[start - 1] == _BACKSLASH:
+        start -= 1
+    return pos - start
 
 
 def _accept_all(data: bytes, lines: list[Any], lookup: Callable[[str | None], Application | None],
@@ -146,7 +251,7 @@ def _accept_all(data: bytes, lines: list[Any], lookup: Callable[[str | None], Ap
         base_types = [item.data.baseType for item in items]  # type: ignore[union-attr]
         kinds = set(base_types)
         ikeys = {item.iKey for item in items}
-    except (msgspec.DecodeError, AttributeError, TypeError):  # a null data, an unhashable value
+    except (msgspec.DecodeError, AttributeError, TypeError, RecursionError):  # a null data, an unhashable value
         return False
     if len(items) != len(lines) or not kinds <= _KNOWN_BASE_TYPES or len(ikeys) != 1:
         return False
@@ -176,6 +281,9 @@ def check_items(lines: list[Any], lookup: Callable[[str | None], Application | N
         except msgspec.DecodeError:
             result.refuse(index, "invalid_json", "the line is not valid JSON")
             continue
+        except RecursionError:  # only ever this deep past MAX_DEPTH: refused either way, as on replay
+            result.refuse(index, "too_deep", f"the envelope nests arrays and objects deeper than {MAX_DEPTH} levels")
+            continue
         ikey = item.iKey
         app = known.get(ikey, _UNSEEN) if type(ikey) is str else None
         if app is _UNSEEN:
@@ -193,6 +301,7 @@ def check_items(lines: list[Any], lookup: Callable[[str | None], Application | N
             continue
         if base_type == "MetricData" and _is_bookkeeping(data.baseData.metrics):
             result.filtered += 1
+            result.filtered_at.append(index)
             continue
         add_line(line)
         add_type(base_type)
