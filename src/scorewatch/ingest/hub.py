@@ -152,7 +152,7 @@ def create_app(hub: Hub) -> Starlette:
             async with bodies.read(request) as body:
                 data = decode_body(body, request.headers.get("content-encoding"), max_bytes=MAX_DECODED)
             message, as_json = otlp.parse(signal, data, request.headers.get("content-type", ""))
-            envelopes = otlp.CONVERTERS[signal](message, app.instrumentation_key)
+            envelopes = otlp.convert(signal, message, app.instrumentation_key)
             accepted = Accepted(received=len(envelopes))
             accepted.base_types = [bt for bt, _ in envelopes]
             accepted.lines = [line for _, line in envelopes]
