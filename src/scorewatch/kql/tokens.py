@@ -86,6 +86,7 @@ _WORD = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")
 _NUMBER = re.compile(r"(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
 _UNIT = re.compile("|".join(sorted(TIMESPAN_UNITS, key=len, reverse=True)) + r"(?![A-Za-z0-9_])")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _RAW_BODY = {"datetime": TokenType.DATETIME, "dynamic": TokenType.DYNAMIC, "timespan": TokenType.TIMESPAN,
              "time": TokenType.TIMESPAN}
 
@@ -94,6 +95,10 @@ def tokenize(query: str) -> list[Token]:
     """The tokens of ``query``, ending with an ``EOF`` token; raises :class:`KqlError` on bad text."""
     tokens: list[Token] = []
     i, n = 0, len(query)
+    bad = _SURROGATE.search(query)
+    if bad:  # text no engine can take (it came from undecodable bytes)
+        raise KqlError.at("the query holds a lone surrogate: it is not valid Unicode text", query, bad.start(),
+                          kind="SyntaxError")
     while i < n:
         ch = query[i]
         if ch.isspace():
@@ -193,7 +198,15 @@ def _string(query: str, start: int) -> Token:
         if ch == "\\" and not verbatim and i + 1 < len(query):
             nxt = query[i + 1]
             if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", query[i + 2:i + 6]):
-                out.append(chr(int(query[i + 2:i + 6], 16)))
+                code = int(query[i + 2:i + 6], 16)
+                low = query[i + 8:i + 12] if query.startswith("\\u", i + 6) else ""
+                if 0xD800 <= code < 0xDC00 and re.fullmatch(r"[dD][c-fC-F][0-9a-fA-F]{2}", low):
+                    out.append(chr(0x10000 + ((code - 0xD800) << 10) + (int(low, 16) - 0xDC00)))  # a pair
+                    i += 12
+                    continue
+                if 0xD800 <= code < 0xE000:
+                    raise KqlError.at("a lone surrogate escape is not a character", query, i, 6, kind="SyntaxError")
+                out.append(chr(code))
                 i += 6
                 continue
             out.append(_ESCAPES.get(nxt, "\\" + nxt))
