@@ -83,6 +83,8 @@ class Settings:
     store_threads: int = setting(1, "Threads DuckDB uses in the hub (0: one per core). One keeps ingest cheapest on 2 cores.")
     query_timeout_s: float = setting(60.0, "Longest a query may run before it is cancelled.")
     query_max_rows: int = setting(500_000, "Most rows a query returns (the result is flagged as truncated).")
+    query_concurrency: int = setting(
+        4, "Queries the hub compiles and runs at once, off its event loop; more wait (past 8x this: 429).")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -204,7 +204,7 @@ def create_app(hub: Hub) -> Starlette:
 
 def _query_routes(hub: Hub) -> list[BaseRoute]:
     return query_routes(hub.store, hub.registry.authenticate, timeout_s=hub.settings.query_timeout_s,
-                        max_rows=hub.settings.query_max_rows)
+                        max_rows=hub.settings.query_max_rows, concurrency=hub.settings.query_concurrency)
 
 
 async def _every(interval: float, func: Any, *, now: bool = False) -> None:
