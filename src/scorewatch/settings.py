@@ -74,6 +74,10 @@ class Settings:
     # Hub (`scorewatch hub`)
     hub_host: str = setting("127.0.0.1", "Address the hub binds to.")
     hub_port: int = setting(8400, "Port of the hub.")
+    hub_max_connections: int = setting(
+        2048, "Connections the hub holds at once; past 80% of it requests are answered 429, at it 503.")
+    hub_request_timeout_s: float = setting(
+        30.0, "Longest a client may take to send a request's headers, or pause while sending its body (408).")
     ingest_queue_items: int = setting(500_000, "Telemetry items the hub holds before it answers 429.")
     retention_days: int = setting(90, "Default days an application's telemetry is kept.")
     ingest_queue_bytes: int = setting(512 * 1024 * 1024, "Bytes of telemetry (uncompressed JSON) the hub holds before it answers 429.")

@@ -51,25 +51,23 @@ def ensure_default_app(workspace: Workspace, settings: Settings) -> dict[str, An
 
 def run_hub(workspace: Workspace, settings: Settings) -> None:
     """Serve the hub until SIGINT/SIGTERM (then finish admitted items and close the store)."""
+    import os
+
     import uvicorn
 
+    from scorewatch.ingest.connections import raise_file_limit, uvicorn_config
     from scorewatch.ingest.hub import create_app, open_hub
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Requests wait on hand-offs between the event loop, the log thread and the writer thread; with
     # Python's default 5 ms GIL switch interval each hand-off can cost up to 5 ms of latency.
     sys.setswitchinterval(0.001)
+    os.umask(0o077)  # the store, its log and the quarantine are the workspace owner's alone
+    raise_file_limit(settings.hub_max_connections + 256)  # sockets, plus the store's and the log's files
     ensure_default_app(workspace, settings)
     hub = open_hub(workspace, settings)
-    try:
-        import httptools  # noqa: F401
-        http = "httptools"
-    except ImportError:
-        http = "h11"
     # No access log: at 100k items/s it costs CPU, and nothing the hub logs may carry a key.
-    config = uvicorn.Config(create_app(hub), host=settings.hub_host, port=settings.hub_port, http=http,
-                            loop="asyncio", access_log=False, log_level="info", limit_concurrency=512,
-                            timeout_graceful_shutdown=10)
+    config = uvicorn_config(create_app(hub), settings, log_level="info")
     click.echo(f"scorewatch hub on {hub_url(settings)} (workspace {workspace.home}); "
                f"keys: `scorewatch app keys {DEFAULT_APP}` or {workspace.config_path}")
     uvicorn.Server(config).run()
