@@ -21,6 +21,7 @@ COMMANDS = {
     "serve": "scorewatch.scoring.cli:serve",
     "hub": "scorewatch.ingest.cli:hub",
     "app": "scorewatch.ingest.cli:app",
+    "quarantine": "scorewatch.ingest.cli:quarantine",
     "up": "scorewatch.up:up",
     "query": "scorewatch.kql.cli:query",
 }

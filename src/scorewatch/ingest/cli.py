@@ -1,16 +1,21 @@
-"""``scorewatch hub`` and ``scorewatch app ...``: thin click commands over the hub and the registry."""
+"""``scorewatch hub``, ``scorewatch app ...`` and ``scorewatch quarantine ...``: thin click commands over
+the hub, the registry and the quarantine."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import click
 import orjson
 
+from scorewatch.errors import ScorewatchError
 from scorewatch.ingest.apps import Application, Registry
+from scorewatch.ingest.quarantine import Quarantine, quarantine_dir
 from scorewatch.settings import Settings
 from scorewatch.workspace import Workspace
 
@@ -165,3 +170,89 @@ def app_set(name: str, retention_days: int, home: Path | None) -> None:
     workspace, settings = _settings(home)
     application = registry_for(workspace, settings).set_retention(name, retention_days)
     click.echo(f"{application.name}: retention {application.retention_days} days")
+
+
+@click.group()
+def quarantine() -> None:
+    """Accepted items the store refused, kept in <home>/quarantine: list, replay or drop them."""
+
+
+def _quarantine(home: Path | None) -> tuple[Quarantine, Workspace, Settings]:
+    workspace, settings = _settings(home)
+    return Quarantine(quarantine_dir(workspace)), workspace, settings
+
+
+def _chosen(store: Quarantine, ids: tuple[str, ...], every: bool) -> list[str]:
+    if every == bool(ids):
+        raise click.UsageError("name the ids to act on (see `scorewatch quarantine list`), or pass --all")
+    return [e.name for e in store.entries()] if every else list(ids)
+
+
+@quarantine.command("list")
+@_home
+@_json
+def quarantine_list(home: Path | None, as_json: bool) -> None:
+    """List the quarantined items: id, how many, their applications, when, and the store's reason."""
+    store, _workspace, _ = _quarantine(home)
+    entries = [e.public() for e in store.entries()]
+    if as_json:
+        click.echo(orjson.dumps(entries, option=orjson.OPT_INDENT_2).decode())
+        return
+    for e in entries:
+        click.echo(f"{e['id']}\t{e['items']} items\t{','.join(e['apps'])}\t{e['time']}\t{e['error']}")
+    click.echo(f"{sum(e['items'] for e in entries)} items in {len(entries)} entries", err=True)
+
+
+@quarantine.command("replay")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Replay every entry.")
+@click.option("--hub-url", help="Hub address (default: from config.json).")
+@_home
+def quarantine_replay(ids: tuple[str, ...], every: bool, hub_url: str | None, home: Path | None) -> None:
+    """Send quarantined items to the running hub again (each envelope carries its instrumentation
+    key); an entry the hub accepts whole is removed, items it refuses stay."""
+    store, workspace, settings = _quarantine(home)
+    url = (hub_url or _url(workspace, settings)).rstrip("/") + "/v2/track"
+    for name in _chosen(store, ids, every):
+        items = store.items(name)
+        status, answer = _post(url, b"[" + b",".join(items) + b"]")
+        if status not in (200, 206):
+            reason = answer
+            if isinstance(answer, dict):
+                reason = (answer.get("error") or {}).get("message") or \
+                    "; ".join(sorted({e["message"] for e in answer.get("errors", [])})) or answer
+            raise ScorewatchError(f"{name}: the hub answered {status} ({reason}); the entry is kept", status=status)
+        refused = sorted({e["index"] for e in answer.get("errors", [])})
+        if refused:
+            store.keep_only(name, refused)
+        else:
+            store.drop(name)
+        click.echo(f"{name}: {len(items) - len(refused)} items stored, {len(refused)} refused and kept")
+
+
+@quarantine.command("drop")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Drop every entry.")
+@_home
+def quarantine_drop(ids: tuple[str, ...], every: bool, home: Path | None) -> None:
+    """Delete quarantined items for good."""
+    store, _workspace, _ = _quarantine(home)
+    for name in _chosen(store, ids, every):
+        store.drop(name)
+        click.echo(f"{name}: dropped")
+
+
+def _post(url: str, body: bytes) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - the hub's URL
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return exc.code, raw.decode(errors="replace")[:200]
+    except (urllib.error.URLError, OSError) as exc:
+        raise ScorewatchError(f"cannot reach the hub at {url}: {getattr(exc, 'reason', exc)} "
+                              "(is `scorewatch hub` running?)", code="HubUnreachable") from None

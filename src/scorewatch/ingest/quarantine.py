@@ -92,6 +92,19 @@ class Quarantine:
     def drop(self, name: str) -> None:
         self._path(name).unlink()
 
+    def keep_only(self, name: str, indexes: list[int]) -> None:
+        """Keep only the items at ``indexes`` of entry ``name`` (after a replay took the others)."""
+        path = self._path(name)
+        head, *items = path.read_bytes().split(b"\n")[:-1]
+        header = orjson.loads(head)
+        header["items"] = len(indexes)
+        tmp = self.dir / f".{name}.tmp"
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+            fh.write(b"\n".join([orjson.dumps(header), *(items[i] for i in indexes)]) + b"\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
     def _path(self, name: str) -> Path:
         path = self.dir / f"{name}.ndjson"
         if "/" in name or not path.is_file():
