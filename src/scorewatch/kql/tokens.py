@@ -83,7 +83,8 @@ _PUNCT = [("==", TokenType.EQ), ("!=", TokenType.NEQ), ("<>", TokenType.NEQ), ("
           ("+", TokenType.PLUS), ("-", TokenType.MINUS), ("*", TokenType.STAR), ("/", TokenType.SLASH),
           ("%", TokenType.PERCENT)]
 _WORD = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_DIGITS = frozenset("0123456789")
 _UNIT = re.compile("|".join(sorted(TIMESPAN_UNITS, key=len, reverse=True)) + r"(?![A-Za-z0-9_])")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0"}
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -112,7 +113,7 @@ def tokenize(query: str) -> list[Token]:
             tokens.append(_string(query, i))
             i += tokens[-1].length
             continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and query[i + 1].isdigit()):
+        if ch in _DIGITS or (ch == "." and i + 1 < n and query[i + 1] in _DIGITS):
             number = _NUMBER.match(query, i)
             assert number is not None
             end = number.end()
@@ -128,7 +129,7 @@ def tokenize(query: str) -> list[Token]:
                 raise KqlError.at(f"unknown timespan unit {query[end:bad.end()]!r}", query, end,
                                   bad.end() - end, kind="SyntaxError")
             text = number.group()
-            kind = TokenType.LONG if re.fullmatch(r"\d+", text) else TokenType.REAL
+            kind = TokenType.LONG if text.isdigit() else TokenType.REAL
             tokens.append(Token(kind, text, i, end - i))
             i = end
             continue
@@ -149,9 +150,7 @@ def tokenize(query: str) -> list[Token]:
             tokens.append(Token(TokenType.IDENT, text, i, end - i))
             i = end
             continue
-        if ch == "!" and i + 1 < n and query[i + 1].isalpha():
-            word = _WORD.match(query, i + 1)
-            assert word is not None
+        if ch == "!" and (word := _WORD.match(query, i + 1)) is not None:
             text, end = "!" + word.group(), word.end()
             if text == "!in" and query.startswith("~", end):
                 text, end = "!in~", end + 1
@@ -249,7 +248,7 @@ def _raw_body(query: str, start: int, lparen: int, kind: TokenType) -> Token:
     raise KqlError.at("missing closing ')'", query, start, lparen + 1 - start, kind="SyntaxError")
 
 
-_CLOCK = re.compile(r"(-)?(?:(\d+)\.)?(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?")
+_CLOCK = re.compile(r"(-)?(?:(\d+)\.)?(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?", re.ASCII)
 
 
 def timespan_micros(text: str) -> float | None:
