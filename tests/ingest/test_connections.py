@@ -82,6 +82,16 @@ def test_headers_past_the_cap_are_431_and_slow_ones_408(tmp_path: Path) -> None:
         assert httpx.get(f"{hub.url}/health", timeout=30).status_code == 200
 
 
+def test_large_bodies_on_one_connection_are_not_mistaken_for_headers(shared_hub: RunningHub) -> None:
+    """A read holds the next request's headers and the start of its body: only headers count."""
+    body = orjson.dumps([envelope(shared_hub.ikey, "MessageData", {"message": "x" * 500})] * 400)
+    assert len(body) > 3 * 64 * 1024
+    with httpx.Client(timeout=30) as client:
+        for _ in range(5):
+            response = client.post(f"{shared_hub.url}/v2.1/track", content=body)
+            assert response.status_code == 200, response.text
+
+
 def test_a_body_that_stops_or_crawls_is_408(tmp_path: Path) -> None:
     with running_hub(tmp_path / "ws", hub_request_timeout_s=1.0) as hub:
         with socket.create_connection(_address(hub), timeout=30) as sock:

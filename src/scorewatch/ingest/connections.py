@@ -64,7 +64,8 @@ class HubProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.limit_concurrency = None  # replaced by the checks below
         self._phase = "headers"  # headers → body → app, and back to headers for the next request
-        self._header_bytes = 0
+        self._header_bytes = 0  # bytes received while the headers are not complete
+        self._header_size = 0   # request line and headers as parsed
         self._started = 0.0      # when the current phase started
         self._body_bytes = 0
         self._last_body = 0.0
@@ -92,8 +93,20 @@ class HubProtocol(HttpToolsProtocol):
         if self._phase == "headers" and self._header_bytes > MAX_HEADER_BYTES and not self.transport.is_closing():
             self._refuse(_TOO_LARGE)
 
+    def on_message_begin(self) -> None:
+        self._header_size = 0
+        super().on_message_begin()
+
+    def on_url(self, url: bytes) -> None:
+        self._header_size += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_size += len(name) + len(value) + 4
+        super().on_header(name, value)
+
     def on_headers_complete(self) -> None:
-        if self._header_bytes > MAX_HEADER_BYTES:  # they came in one read with the start of the body
+        if self._header_size > MAX_HEADER_BYTES:  # they came whole in one read (with the body's start)
             self._refuse(_TOO_LARGE)
             return
         self._phase, self._started, self._body_bytes = "body", self.loop.time(), 0
@@ -113,9 +126,12 @@ class HubProtocol(HttpToolsProtocol):
         super().on_body(body)
 
     def on_message_complete(self) -> None:
-        self._phase = "app"
-        self._disarm()
         super().on_message_complete()
+        if self.cycle is not None and self.cycle.response_complete:  # answered before its body ended
+            self._await_headers()
+        else:
+            self._phase = "app"
+            self._disarm()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -161,6 +162,7 @@ class Ingestor:
 
     def _wal_loop(self) -> None:
         last_release = time.monotonic()
+        wal_failing = False
         while True:
             with self._wal_wake:
                 if not self._wal_queue and not self._stopping:
@@ -182,7 +184,9 @@ class Ingestor:
                 seqs = self.wal.append([encode(acc) for acc, _ in waiting])
             except Exception as exc:  # disk full, I/O error: refuse, never answer 200
                 self.metrics.wal_failed += 1
-                log.error("write-ahead log append failed: %s", exc)
+                if not wal_failing:  # once per streak, not once per request
+                    log.error("write-ahead log append failed (requests are answered 503 until it works): %s", exc)
+                wal_failing = True
                 with self._wal_wake:
                     self.pending -= sum(len(acc.lines) for acc, _ in waiting)
                     self.pending_bytes -= sum(acc.nbytes for acc, _ in waiting)
@@ -191,6 +195,9 @@ class Ingestor:
                 for _, fut in waiting:
                     fut.set_exception(error)
                 continue
+            if wal_failing:
+                log.warning("the write-ahead log is written again")
+                wal_failing = False
             with self._write_wake:
                 for seq, (acc, _) in zip(seqs, waiting, strict=True):
                     self._records.append(Record.of(seq, acc.lines, acc.base_types, acc.apps, acc.nbytes))
@@ -230,7 +237,7 @@ class Ingestor:
                     return
                 continue
             try:
-                self._write(batch)
+                self._retrying(lambda: self._write(batch), unexpected=True)  # noqa: B023 - called here
             except _Stopped:
                 return
             with self._wal_wake:
@@ -245,6 +252,9 @@ class Ingestor:
         written on its own, and the items the store still refuses go to the quarantine: an item the
         hub acknowledged is stored or quarantined, never dropped.
         """
+        batch = [r for r in batch if r.seq > self.applied]  # a retry after an error half-way: not twice
+        if not batch:
+            return 0
         started = time.perf_counter()
         try:
             self._until_written(batch, batch[-1].seq)
@@ -261,24 +271,44 @@ class Ingestor:
         :class:`StoreRefused`. A single record the store has no memory for during
         ``memory_patience_s`` (a dry run: at once) is refused, then quarantined, so one huge
         request cannot stall ingest for ever."""
-        delay, since = self.retry_min_s, time.monotonic()
-        while True:
+        since = time.monotonic()
+
+        def write() -> None:
             try:
                 self._write_records(parts, position, dry_run=dry_run)
             except StoreUnavailable as exc:
                 if "memory" in str(exc).lower() and len(parts) <= 1 and (
                         dry_run or time.monotonic() - since > self.memory_patience_s):
                     raise StoreRefused(str(exc)) from None
+                raise
+
+        self._retrying(write, resume=not dry_run)
+
+    def _retrying(self, action: Callable[[], object], *, resume: bool = True, unexpected: bool = False) -> None:
+        """Run ``action`` until it stops failing for now (the store unavailable, a full disk); in the
+        meantime admission answers 503. ``unexpected``: any other error is retried too (logged with
+        its traceback once), so the writer never dies with acknowledged items in its hands."""
+        delay = self.retry_min_s
+        transient: tuple[type[BaseException], ...] = (StoreUnavailable, OSError)
+        while True:
+            try:
+                action()
+            except (_Stopped, StoreRefused):
+                raise
+            except Exception as exc:
+                if not (unexpected or isinstance(exc, transient)):
+                    raise
                 self.metrics.store_unavailable += 1
                 if self.unavailable is None:
-                    log.error("the store cannot write (%s): ingest answers 503 until it can", exc)
-                self.unavailable = str(exc)
+                    log.error("the store cannot write (%s): ingest answers 503 until it can", exc,
+                              exc_info=not isinstance(exc, transient))
+                self.unavailable = str(exc) or type(exc).__name__
                 if self._stopping:
                     raise _Stopped from None  # the log keeps the records: replayed on the next start
                 time.sleep(delay)
                 delay = min(delay * 2, self.retry_max_s)
                 continue
-            if self.unavailable is not None and not dry_run:
+            if self.unavailable is not None and resume:
                 log.warning("the store writes again; ingest resumes")
                 self.unavailable = None
             return
@@ -288,6 +318,7 @@ class Ingestor:
         the quarantine first, then the rest is written with the record's position."""
         try:
             self._until_written([record], record.seq)
+            self.applied = max(self.applied, record.seq)
             return
         except StoreRefused as exc:
             refused = self._refused_parts(record, 0, record.count, exc, [self.isolate_budget])
@@ -304,8 +335,10 @@ class Ingestor:
         except StoreRefused as exc:  # together they are refused after all: keep everything aside
             refused, kept = [(0, record.count, exc)], []
         for first, stop, error in refused:
-            self.quarantine.put(record.slice(first, stop), first, str(error))
+            self._retrying(lambda: self.quarantine.put(record.slice(first, stop), first, str(error)),  # noqa: B023
+                           resume=False)
         self._until_written(kept, record.seq)
+        self.applied = max(self.applied, record.seq)
         count = sum(stop - first for first, stop, _ in refused)
         self.metrics.quarantined += count
         log.error("quarantined %d of the %d items of log record %d (%s): the store refused them: %s",

@@ -60,12 +60,19 @@ def engine_message(exc: BaseException) -> str:
 
 
 def write_error(exc: Exception) -> Exception:
-    """A write's DuckDB error as the store interface names it: out of memory, I/O (a full disk) and
-    a fatal error are :class:`StoreUnavailable` (try again later); anything else about the data is
-    :class:`StoreRefused`."""
-    if isinstance(exc, (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.FatalException)):
-        return StoreUnavailable(engine_message(exc))
-    return StoreRefused(engine_message(exc))
+    """A write's DuckDB error as the store interface names it: out of memory, I/O (a full disk, a
+    failed commit) and a fatal error are :class:`StoreUnavailable` (try again later); anything else
+    about the data is :class:`StoreRefused`."""
+    message = engine_message(exc)
+    if isinstance(exc, (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.FatalException)) or \
+            any(sign in message for sign in _UNAVAILABLE):
+        return StoreUnavailable(message)
+    return StoreRefused(message)
+
+
+# A failed commit is the disk's doing (DuckDB reports a full disk at COMMIT as a transaction error).
+_UNAVAILABLE = ("Failed to commit", "No space left", "Disk quota exceeded", "Input/output error",
+                "Read-only file system", "Too many open files")
 
 
 def _statement_parts(batch: pa.Table) -> list[pa.Table]:
