@@ -277,7 +277,7 @@ class Ingestor:
             try:
                 self._write_records(parts, position, dry_run=dry_run)
             except StoreUnavailable as exc:
-                if "memory" in str(exc).lower() and len(parts) <= 1 and (
+                if exc.memory and len(parts) <= 1 and (
                         dry_run or time.monotonic() - since > self.memory_patience_s):
                     raise StoreRefused(str(exc)) from None
                 raise

@@ -13,6 +13,7 @@ retry them, but not stored: they describe the SDK, not the application.
 
 from __future__ import annotations
 
+import re
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -206,39 +207,31 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-_QUOTE, _BACKSLASH = 0x22, 0x5C
+_STRUCTURE_ONLY = bytes(b for b in range(256) if b not in b'"[]{}')  # bytes.translate: delete the rest
+_ESCAPE = re.compile(rb"\\.", re.DOTALL)
+_QUOTE_OR_BACKSLASH_ESCAPED = re.compile(rb'\\[\\"]')
 
 
 def json_depth(text: bytes) -> int:
     """How deep arrays and objects nest in ``text`` (JSON values, one after another); brackets inside
-    strings do not count. Vectorised (numpy): a few passes over the bytes, no per-byte Python."""
-    data = np.frombuffer(text, np.uint8)
-    quotes = np.flatnonzero(data == _QUOTE)
-    if quotes.size:
-        preceded = quotes[quotes > 0]
-        preceded = preceded[data[preceded - 1] == _BACKSLASH]
-        if preceded.size:  # rare: a quote after a backslash is escaped when the run of backslashes is odd
-            escaped = [q for q in preceded.tolist() if _backslashes_before(text, q) % 2]
-            quotes = np.setdiff1d(quotes, np.array(escaped, dtype=quotes.dtype), assume_unique=True)
-    folded = data | 0x20  # '[' and '{' both become '{', ']' and '}' both '}'
-    opens = folded == 0x7B
-    where = np.flatnonzero(opens | (folded == 0x7D))
-    if quotes.size:
-        where = where[(np.searchsorted(quotes, where) & 1) == 0]  # an even number of quotes before: outside strings
-    if not where.size:
+    strings do not count. Two C passes over the bytes (drop escapes when one hides a quote; keep
+    quotes and brackets), then numpy over what is left: a fraction of a microsecond per envelope."""
+    if b"\\" in text and _QUOTE_OR_BACKSLASH_ESCAPED.search(text):
+        text = _ESCAPE.sub(b"", text)  # an escaped quote is no quote
+    kept = np.frombuffer(text.translate(None, _STRUCTURE_ONLY), np.uint8)
+    if not kept.size:
         return 0
-    steps = np.where(opens[where], 1, -1).astype(np.int32)
-    levels = np.cumsum(steps)
+    folded = kept | 0x20  # '[' and '{' both become '{', ']' and '}' both '}'
+    opens, closes = folded == 0x7B, folded == 0x7D
+    quotes = kept == 0x22
+    if quotes.any():  # a bracket after an odd number of quotes is inside a string
+        outside = (np.cumsum(quotes, dtype=np.int32) & 1) == 0
+        opens &= outside
+        closes &= outside
+    levels = np.cumsum(opens.view(np.int8) - closes.view(np.int8), dtype=np.int32)
     if levels.min() < 0:  # closes what it never opened: not JSON values, so no bound either
         return 1 << 30
     return int(levels.max())
-
-
-def _backslashes_before(text: bytes, pos: int) -> int:
-    start = pos
-    while start > 0 and text[start - 1] == _BACKSLASH:
-        start -= 1
-    return pos - start
 
 
 def _accept_all(data: bytes, lines: list[Any], lookup: Callable[[str | None], Application | None],

@@ -14,7 +14,12 @@ from typing import Any, Protocol
 
 class StoreUnavailable(Exception):
     """The store cannot write right now (disk full, out of memory, an I/O error): the data is fine,
-    the same write should be tried again later."""
+    the same write should be tried again later. ``memory``: it ran out of memory (a write too large
+    for it may never pass)."""
+
+    def __init__(self, message: str, *, memory: bool = False) -> None:
+        super().__init__(message)
+        self.memory = memory
 
 
 class StoreRefused(Exception):

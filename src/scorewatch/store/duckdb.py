@@ -66,7 +66,7 @@ def write_error(exc: Exception) -> Exception:
     message = engine_message(exc)
     if isinstance(exc, (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.FatalException)) or \
             any(sign in message for sign in _UNAVAILABLE):
-        return StoreUnavailable(message)
+        return StoreUnavailable(message, memory=isinstance(exc, duckdb.OutOfMemoryException))
     return StoreRefused(message)
 
 
