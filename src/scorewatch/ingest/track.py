@@ -41,7 +41,7 @@ _GZIP_MAGIC = b"\x1f\x8b"
 # Arrays and objects nest at most this deep in an envelope: the store keeps, and queries give back,
 # what ingest accepts (Python's JSON libraries stop at a few hundred levels).
 MAX_DEPTH = 100
-_PARSE_DEPTH = 500  # a body nested deeper is refused before the JSON parser (which recurses) sees it
+_ENVELOPE_LEVELS = 3  # the envelope, data and baseData hold a kept JSON value (properties...)
 
 
 def decode_body(body: bytes, content_encoding: str | None, *, max_bytes: int) -> bytes:
@@ -96,6 +96,7 @@ class Accepted:
     received: int = 0
     filtered: int = 0
     filtered_at: list[int] = field(default_factory=list)  # body positions of the filtered items
+    kept_json: list[Any] = field(default_factory=list)  # each accepted item's baseData (_BaseData)
     errors: list[dict[str, Any]] = field(default_factory=list)
     refused_by_reason: dict[str, int] = field(default_factory=dict)
     body: bytes | None = None
@@ -111,8 +112,16 @@ class Accepted:
         self.refused_by_reason[reason] = self.refused_by_reason.get(reason, 0) + 1
 
 
+_ABSENT = msgspec.Raw()
+
+
 class _BaseData(msgspec.Struct):
     metrics: Any = None
+    # The fields the store keeps as JSON (customDimensions, customMeasurements, details): their
+    # nesting is checked (MAX_DEPTH). Everything else deep is stored as text or not at all.
+    properties: msgspec.Raw = _ABSENT
+    measurements: msgspec.Raw = _ABSENT
+    exceptions: msgspec.Raw = _ABSENT
 
 
 class _Data(msgspec.Struct):
@@ -141,52 +150,56 @@ def parse_track(data: bytes, lookup: Callable[[str | None], Application | None])
     ``iKey``, ``data.baseType`` and ``data.baseData`` are decoded to check it: the store maps the
     rest, so no per-field Python objects are made here.
     """
+    try:
+        return _parse_track(data, lookup)
+    except RecursionError:  # nested so deep the parser gave up: the whole body, so replay agrees
+        raise BadRequest(f"the body nests arrays and objects deeper than {MAX_DEPTH} levels") from None
+
+
+def _parse_track(data: bytes, lookup: Callable[[str | None], Application | None]) -> Accepted:
     head = data.lstrip()[:1]
-    depth = None
     if head == b"[":
-        depth = json_depth(data)  # exact for a valid array (and msgspec refuses any other)
-        if depth > _PARSE_DEPTH:  # the parser would recurse that deep: refuse before it does
-            raise BadRequest(f"the body nests arrays and objects deeper than {MAX_DEPTH} levels")
         try:
             lines: list[Any] = _ITEMS.decode(data)
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except msgspec.DecodeError as exc:
             raise BadRequest(f"the body is not a valid JSON array of envelopes: {exc}") from None
     elif head == b"{":
         try:  # one (possibly pretty-printed) object
             _ONE_VALUE.decode(data)
             lines = [data]
-        except (msgspec.DecodeError, RecursionError):
+        except msgspec.DecodeError:
             lines = [line for line in (part.strip() for part in data.split(b"\n")) if line]
     else:
         raise BadRequest("the body must be a JSON array or newline-delimited JSON objects")
     result = Accepted(received=len(lines), nbytes=len(data))
     if not (head == b"[" and _accept_all(data, lines, lookup, result)):
         check_items(lines, lookup, result)
-    _check_storable(result, data if head == b"[" else None, depth)
+    _check_storable(result, data)
     return result
 
 
-def _check_storable(result: Accepted, array: bytes | None, depth: int | None) -> None:
-    """Refuse the accepted items the store could not take or give back: text that is not UTF-8, and
-    values nested deeper than :data:`MAX_DEPTH`. One cheap pass over the whole body (``array``, when
-    it was a valid JSON array, or the accepted items) in the common case; item by item only when
-    something is off. Deterministic, as replay needs: the same body gives the same answer."""
+def _check_storable(result: Accepted, data: bytes) -> None:
+    """Refuse the accepted items the store could not take or give back: text that is not UTF-8 (the
+    whole body is checked at once, ~free for ASCII), and JSON values the store keeps (properties,
+    measurements, exceptions) nested past :data:`MAX_DEPTH`, checked together in one pass. Item by
+    item only when something is off. Deterministic, as replay needs: the same body, the same answer."""
     if not result.lines:
         return
-    text = array if array is not None else b"\n".join(map(bytes, result.lines))
-    valid_text = text.isascii() or _is_utf8(text)
-    shallow = (json_depth(text) if depth is None else depth) <= MAX_DEPTH + (array is not None)
+    valid_text = data.isascii() or _is_utf8(data)
+    kept = result.kept_json
+    shallow = _ENVELOPE_LEVELS + json_depth(b"\n".join(
+        [b.properties for b in kept] + [b.measurements for b in kept] + [b.exceptions for b in kept])) <= MAX_DEPTH
     if valid_text and shallow:
         return
     keep = []
     skipped = {e["index"] for e in result.errors} | set(result.filtered_at)
     indexes = [i for i in range(result.received) if i not in skipped]  # body position of each accepted item
-    for i, line in enumerate(result.lines):
-        raw = bytes(line)
-        if not valid_text and not _is_utf8(raw):
+    for i, (line, base) in enumerate(zip(result.lines, kept, strict=True)):
+        if not valid_text and not _is_utf8(bytes(line)):
             keep.append(False)
             reason, message = "invalid_utf8", "the envelope is not valid UTF-8 text"
-        elif not shallow and json_depth(raw) > MAX_DEPTH:
+        elif not shallow and _ENVELOPE_LEVELS + json_depth(
+                b"\n".join((base.properties, base.measurements, base.exceptions))) > MAX_DEPTH:
             keep.append(False)
             reason, message = "too_deep", f"the envelope nests arrays and objects deeper than {MAX_DEPTH} levels"
         else:
@@ -196,6 +209,7 @@ def _check_storable(result: Accepted, array: bytes | None, depth: int | None) ->
     result.lines = [x for x, k in zip(result.lines, keep, strict=True) if k]
     result.base_types = [x for x, k in zip(result.base_types, keep, strict=True) if k]
     result.apps = [x for x, k in zip(result.apps, keep, strict=True) if k]
+    result.kept_json = [x for x, k in zip(result.kept_json, keep, strict=True) if k]
     result.errors.sort(key=lambda e: e["index"])
 
 
@@ -244,7 +258,7 @@ def _accept_all(data: bytes, lines: list[Any], lookup: Callable[[str | None], Ap
         base_types = [item.data.baseType for item in items]  # type: ignore[union-attr]
         kinds = set(base_types)
         ikeys = {item.iKey for item in items}
-    except (msgspec.DecodeError, AttributeError, TypeError, RecursionError):  # a null data, an unhashable value
+    except (msgspec.DecodeError, AttributeError, TypeError):  # a null data, an unhashable value
         return False
     if len(items) != len(lines) or not kinds <= _KNOWN_BASE_TYPES or len(ikeys) != 1:
         return False
@@ -257,6 +271,7 @@ def _accept_all(data: bytes, lines: list[Any], lookup: Callable[[str | None], Ap
             for kind, item in zip(base_types, items, strict=True)):
         return False
     result.lines, result.base_types, result.apps = lines, base_types, [app] * len(lines)
+    result.kept_json = [item.data.baseData for item in items]  # type: ignore[union-attr]
     return True
 
 
@@ -265,6 +280,7 @@ def check_items(lines: list[Any], lookup: Callable[[str | None], Application | N
     known: dict[str, Application | None] = {}
     decode = _ENVELOPE.decode
     add_line, add_type, add_app = result.lines.append, result.base_types.append, result.apps.append
+    add_json = result.kept_json.append
     for index, line in enumerate(lines):  # the hot loop of ingest: keep it lean
         try:
             item = decode(line)
@@ -273,9 +289,6 @@ def check_items(lines: list[Any], lookup: Callable[[str | None], Application | N
             continue
         except msgspec.DecodeError:
             result.refuse(index, "invalid_json", "the line is not valid JSON")
-            continue
-        except RecursionError:  # only ever this deep past MAX_DEPTH: refused either way, as on replay
-            result.refuse(index, "too_deep", f"the envelope nests arrays and objects deeper than {MAX_DEPTH} levels")
             continue
         ikey = item.iKey
         app = known.get(ikey, _UNSEEN) if type(ikey) is str else None
@@ -299,6 +312,7 @@ def check_items(lines: list[Any], lookup: Callable[[str | None], Application | N
         add_line(line)
         add_type(base_type)
         add_app(app)
+        add_json(data.baseData)
 
 
 _UNSEEN: Any = object()
