@@ -115,7 +115,7 @@ class Accepted:
 _ABSENT = msgspec.Raw()
 
 
-class _BaseData(msgspec.Struct):
+class _BaseData(msgspec.Struct, gc=False):
     metrics: Any = None
     # The fields the store keeps as JSON (customDimensions, customMeasurements, details): their
     # nesting is checked (MAX_DEPTH). Everything else deep is stored as text or not at all.
@@ -124,13 +124,14 @@ class _BaseData(msgspec.Struct):
     exceptions: msgspec.Raw = _ABSENT
 
 
-class _Data(msgspec.Struct):
+class _Data(msgspec.Struct, gc=False):
     baseType: Any = None
     baseData: _BaseData | None = None
 
 
-class _Envelope(msgspec.Struct):
-    """The few fields ingest checks; msgspec skips the rest without building Python objects."""
+class _Envelope(msgspec.Struct, gc=False):
+    """The few fields ingest checks; msgspec skips the rest without building Python objects.
+    ``gc=False``: they hold no cycles, so the garbage collector need not track thousands of them."""
 
     iKey: Any = None
     data: _Data | None = None
@@ -186,7 +187,7 @@ def _check_storable(result: Accepted, data: bytes) -> None:
     if not result.lines:
         return
     valid_text = data.isascii() or _is_utf8(data)
-    kept = result.kept_json
+    kept, result.kept_json = result.kept_json, []  # needed here only
     shallow = _ENVELOPE_LEVELS + json_depth(b"\n".join(
         [b.properties for b in kept] + [b.measurements for b in kept] + [b.exceptions for b in kept])) <= MAX_DEPTH
     if valid_text and shallow:
@@ -209,7 +210,6 @@ def _check_storable(result: Accepted, data: bytes) -> None:
     result.lines = [x for x, k in zip(result.lines, keep, strict=True) if k]
     result.base_types = [x for x, k in zip(result.base_types, keep, strict=True) if k]
     result.apps = [x for x, k in zip(result.apps, keep, strict=True) if k]
-    result.kept_json = [x for x, k in zip(result.kept_json, keep, strict=True) if k]
     result.errors.sort(key=lambda e: e["index"])
 
 
@@ -223,14 +223,25 @@ def _is_utf8(data: bytes) -> bool:
 
 _STRUCTURE_ONLY = bytes(b for b in range(256) if b not in b'"[]{}')  # bytes.translate: delete the rest
 _ESCAPE = re.compile(rb"\\.", re.DOTALL)
-_QUOTE_OR_BACKSLASH_ESCAPED = re.compile(rb'\\[\\"]')
+
+
+def _hides_a_quote(text: bytes) -> bool:
+    """Whether an escape in ``text`` is ``\\"`` or ``\\\\`` (or there are too many escapes to look)."""
+    pos = text.find(b"\\")
+    for _ in range(64):
+        if pos < 0:
+            return False
+        if text[pos + 1:pos + 2] in (b'"', b"\\"):
+            return True
+        pos = text.find(b"\\", pos + 2)
+    return pos >= 0
 
 
 def json_depth(text: bytes) -> int:
     """How deep arrays and objects nest in ``text`` (JSON values, one after another); brackets inside
     strings do not count. Two C passes over the bytes (drop escapes when one hides a quote; keep
     quotes and brackets), then numpy over what is left: a fraction of a microsecond per envelope."""
-    if b"\\" in text and _QUOTE_OR_BACKSLASH_ESCAPED.search(text):
+    if _hides_a_quote(text):
         text = _ESCAPE.sub(b"", text)  # an escaped quote is no quote
     kept = np.frombuffer(text.translate(None, _STRUCTURE_ONLY), np.uint8)
     if not kept.size:
