@@ -121,11 +121,15 @@ class HubProtocol(HttpToolsProtocol):
             self.app = app
 
     def on_body(self, body: bytes) -> None:
+        if self.cycle is None or self.transport.is_closing():  # refused before the application saw it
+            return
         self._body_bytes += len(body)
         self._last_body = self.loop.time()
         super().on_body(body)
 
     def on_message_complete(self) -> None:
+        if self.cycle is None or self.transport.is_closing():  # refused before the application saw it
+            return
         super().on_message_complete()
         if self.cycle is not None and self.cycle.response_complete:  # answered before its body ended
             self._await_headers()
