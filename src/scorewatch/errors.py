@@ -90,17 +90,12 @@ class TooManyRequests(ScorewatchError):
         self.retry_after = retry_after
 
 
-class ServiceUnavailable(ScorewatchError):
+class ServiceUnavailable(TooManyRequests):
     """The server cannot take this now (its disk is full, its store cannot write): retry after
-    ``retry_after`` seconds; nothing of the request was kept."""
+    ``retry_after`` seconds, as after a 429; nothing of the request was kept."""
 
     status = 503
-    exit_code = 5
     code = "ServiceUnavailable"
-
-    def __init__(self, message: str, *, retry_after: float = 1.0, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
 
 
 class HeadersTooLarge(ScorewatchError):

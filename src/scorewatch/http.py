@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from scorewatch.errors import ScorewatchError
+from scorewatch.errors import ScorewatchError, TooManyRequests
 
 log = logging.getLogger("scorewatch.http")
 
@@ -17,9 +17,8 @@ def error_response(exc: BaseException) -> Response:
     """The JSON response for ``exc``: ``{"error": {"code", "message", ...}}`` with its status."""
     if isinstance(exc, ScorewatchError):
         headers = {}
-        retry_after = getattr(exc, "retry_after", None)  # TooManyRequests, ServiceUnavailable
-        if retry_after is not None:
-            headers["Retry-After"] = str(max(1, round(retry_after)))
+        if isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
         return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
     if isinstance(exc, HTTPException):
         return JSONResponse({"error": {"code": _code_for(exc.status_code), "message": exc.detail}},
@@ -41,4 +40,4 @@ EXCEPTION_HANDLERS = {ScorewatchError: handle_exception, HTTPException: handle_e
 def _code_for(status: int) -> str:
     return {400: "BadArgument", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
             405: "MethodNotAllowed", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
-            429: "TooManyRequests", 431: "RequestHeaderFieldsTooLarge", 503: "ServiceUnavailable"}.get(status, "Error")
+            429: "TooManyRequests"}.get(status, "Error")
