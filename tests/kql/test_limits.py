@@ -85,3 +85,17 @@ def test_edges_that_are_fine() -> None:
 def test_text_that_is_not_unicode_is_refused() -> None:
     err = error_of("traces | where message == 'a\udcffb'")  # what undecodable command-line bytes become
     assert "lone surrogate" in err.message and err.column == 29
+
+
+def test_a_recursion_the_limits_did_not_foresee_is_still_an_answer() -> None:
+    import sys
+
+    kql = "traces" + " | extend x = 1" * 30
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(120)  # as if the query were deeper than the limits allow for
+    try:
+        with pytest.raises(KqlError) as info:
+            compile_query(kql, app_id="app1")
+    finally:
+        sys.setrecursionlimit(limit)
+    assert info.value.message.startswith("query too complex")

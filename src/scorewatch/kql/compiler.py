@@ -51,7 +51,10 @@ def compile_query(kql: str, *, dialect: str = "duckdb", app_id: str | None = Non
     """
     if dialect not in DIALECTS:
         raise KqlError(f"unknown SQL dialect {dialect!r}", query=kql)
-    return Compiler(kql, DIALECTS[dialect](), app_id=app_id, timespan=timespan, now=now).compile()
+    try:
+        return Compiler(kql, DIALECTS[dialect](), app_id=app_id, timespan=timespan, now=now).compile()
+    except RecursionError:  # a shape the size limits did not foresee: still an answer, not a crash
+        raise too_complex("it nests too deeply to compile", kql, 0, len(kql)) from None
 
 
 class Compiler(ExpressionCompiler):
