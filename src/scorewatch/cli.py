@@ -22,6 +22,7 @@ COMMANDS = {
     "hub": "scorewatch.ingest.cli:hub",
     "app": "scorewatch.ingest.cli:app",
     "export": "scorewatch.export.cli:export",
+    "quarantine": "scorewatch.ingest.cli:quarantine",
     "up": "scorewatch.up:up",
     "examples": "scorewatch.up:list_examples",
     "query": "scorewatch.kql.cli:query",

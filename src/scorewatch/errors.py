@@ -90,6 +90,20 @@ class TooManyRequests(ScorewatchError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(TooManyRequests):
+    """The server cannot take this now (its disk is full, its store cannot write): retry after
+    ``retry_after`` seconds, as after a 429; nothing of the request was kept."""
+
+    status = 503
+    code = "ServiceUnavailable"
+
+
+class HeadersTooLarge(ScorewatchError):
+    status = 431
+    exit_code = 2
+    code = "RequestHeaderFieldsTooLarge"
+
+
 class Timeout(ScorewatchError):
     status = 504
     exit_code = 6

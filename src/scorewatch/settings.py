@@ -82,6 +82,10 @@ class Settings:
     # Hub (`scorewatch hub`)
     hub_host: str = setting("127.0.0.1", "Address the hub binds to.")
     hub_port: int = setting(8400, "Port of the hub.")
+    hub_max_connections: int = setting(
+        2048, "Connections the hub holds at once; past 80% of it requests are answered 429, at it 503.")
+    hub_request_timeout_s: float = setting(
+        30.0, "Longest a client may take to send a request's headers, or pause while sending its body (408).")
     ingest_queue_items: int = setting(500_000, "Telemetry items the hub holds before it answers 429.")
     retention_days: int = setting(90, "Default days an application's telemetry is kept.")
     ingest_queue_bytes: int = setting(512 * 1024 * 1024, "Bytes of telemetry (uncompressed JSON) the hub holds before it answers 429.")
@@ -91,6 +95,8 @@ class Settings:
     store_threads: int = setting(1, "Threads DuckDB uses in the hub (0: one per core). One keeps ingest cheapest on 2 cores.")
     query_timeout_s: float = setting(60.0, "Longest a query may run before it is cancelled.")
     query_max_rows: int = setting(500_000, "Most rows a query returns (the result is flagged as truncated).")
+    query_concurrency: int = setting(
+        4, "Queries the hub compiles and runs at once, off its event loop; more wait (past 8x this: 429).")
 
     # Continuous export (`scorewatch export ...`; the hub runs the rules)
     export_interval_s: float = setting(5.0, "Seconds an export rule that has caught up waits before it looks for new rows.")

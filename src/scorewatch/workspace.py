@@ -87,10 +87,10 @@ class Workspace:
         return str(config["workspace_id"])
 
     def ensure(self) -> Workspace:
-        """Create the workspace directories (idempotent); returns self."""
+        """Create the workspace directories (idempotent, mode 0700: telemetry is private); returns self."""
         for path in (self.home, self.store_dir, self.spool_dir, self.blobs_dir, self.models_dir,
                      self.services_dir):
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return self
 
     def read_config(self) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from scorewatch.ingest.cli import ensure_default_app
+from scorewatch.ingest.connections import protocol_class
 from scorewatch.ingest.hub import Hub, create_app, open_hub
 from scorewatch.settings import Settings
 from scorewatch.workspace import Workspace
@@ -47,7 +48,7 @@ def running_hub(home: Path, **overrides: Any) -> Iterator[RunningHub]:
     workspace = Workspace(home)
     default = ensure_default_app(workspace, settings)
     hub = open_hub(workspace, settings)
-    with serve_in_thread(create_app(hub), port=port) as url:
+    with serve_in_thread(create_app(hub), port=port, http=protocol_class(settings)) as url:
         wait_for_http(url + "/health", expect_status=200)
         yield RunningHub(url, hub, workspace, default)
 

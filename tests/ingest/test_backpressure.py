@@ -62,11 +62,11 @@ def test_flood_everything_accepted_is_stored(tmp_path: Path) -> None:
 def test_byte_budget_and_gzip_bomb(tmp_path: Path) -> None:
     import gzip
 
-    with running_hub(tmp_path / "ws", ingest_queue_bytes=3000, ingest_linger_ms=600_000,
+    with running_hub(tmp_path / "ws", ingest_queue_bytes=4000, ingest_linger_ms=600_000,
                      ingest_batch_items=1_000_000) as hub:
         url = f"{hub.url}/v2.1/track"
         assert httpx.post(url, content=_body(hub.ikey, "a", 10)).status_code == 200  # ~1.4 KB
-        response = httpx.post(url, content=_body(hub.ikey, "b", 20))  # would pass 3000 bytes
+        response = httpx.post(url, content=_body(hub.ikey, "b", 20))  # would pass 4000 bytes
         assert response.status_code == 429 and "Retry-After" in response.headers
         bomb = gzip.compress(b" " * (129 * 1024 * 1024), 1)  # 129 MiB of whitespace, ~130 KB sent
         response = httpx.post(url, content=bomb, headers={"Content-Encoding": "gzip"})

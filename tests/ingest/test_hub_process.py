@@ -198,3 +198,24 @@ def test_a_second_hub_on_the_same_workspace_is_a_clear_error(tmp_path: Path) -> 
         server.stop()
     assert second.returncode == 2
     assert "is a hub already running" in second.stderr and "Traceback" not in second.stderr
+
+
+def test_what_the_hub_writes_is_private_to_the_workspace_owner(tmp_path: Path) -> None:
+    """The store, its log, the registry and the quarantine: 0600 files in 0700 directories (they were
+    0644 under 0755, readable by every local user)."""
+    import os
+    import stat
+
+    home = tmp_path / "ws"
+    server, url = start_hub(home, tmp_path)
+    ikey = orjson.loads((home / "config.json").read_bytes())["default_app"]["instrumentation_key"]
+    assert httpx.post(f"{url}/v2.1/track", content=orjson.dumps(items(ikey, 0, 3))).status_code == 200
+    server.stop()
+    found = []
+    for root, dirs, files in os.walk(home):
+        for name in dirs + files:
+            mode = (Path(root) / name).stat().st_mode
+            found.append(name)
+            assert stat.S_IMODE(mode) & 0o077 == 0, f"{Path(root) / name} is {oct(stat.S_IMODE(mode))}"
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    assert {"telemetry.duckdb", "wal", "config.json"} <= set(found)

@@ -92,3 +92,30 @@ def test_bad_bodies_are_clear_errors(shared_hub: RunningHub) -> None:
         response = httpx.post(f"{hub.url}/v1/traces", content=body, headers={**key, "content-type": content_type})
         assert response.status_code == status, (body, response.text)
         assert response.json()["error"]["message"]
+
+
+def test_status_codes_that_are_not_numbers_and_huge_histogram_counts_are_stored(shared_hub: RunningHub) -> None:
+    """"abc" or NaN as http.status_code was a 500 (which SDKs retry for ever); a cumulative histogram
+    whose count passed 2^31 took its whole export with it."""
+    hub = shared_hub
+    trace_id = secrets.token_hex(16)
+    spans = []
+    for code in ({"stringValue": "abc"}, {"doubleValue": "NaN"}, {"doubleValue": "Infinity"}, {"intValue": "503"}):
+        span = _span_json(trace_id, secrets.token_hex(8), 2, "GET /odd")
+        span["attributes"] = [{"key": "http.status_code", "value": code}]
+        spans.append(span)
+    body = {"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}
+    response = httpx.post(f"{hub.url}/v1/traces", content=orjson.dumps(body),
+                          headers={"content-type": "application/json", "x-instrumentation-key": hub.ikey})
+    assert response.status_code == 200, response.text
+    rows = hub.rows("SELECT resultCode, success FROM requests WHERE operation_Id = ? ORDER BY resultCode",
+                    (trace_id,))
+    assert rows == [["503", False], ["abc", True], ["inf", True], ["nan", True]]
+    name = f"latency-{secrets.token_hex(4)}"
+    metrics = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [{"name": name, "histogram": {
+        "aggregationTemporality": 2, "dataPoints": [{"count": str(2**31 + 7), "sum": 1e12,
+                                                     "timeUnixNano": str(time.time_ns())}]}}]}]}]}
+    response = httpx.post(f"{hub.url}/v1/metrics", content=orjson.dumps(metrics),
+                          headers={"content-type": "application/json", "x-instrumentation-key": hub.ikey})
+    assert response.status_code == 200, response.text
+    assert hub.rows("SELECT valueCount, value FROM customMetrics WHERE name = ?", (name,)) == [[2**31 - 1, 1e12]]

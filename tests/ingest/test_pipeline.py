@@ -12,6 +12,7 @@ from scorewatch.errors import TooManyRequests
 from scorewatch.ingest.apps import Application
 from scorewatch.ingest.metrics import IngestMetrics
 from scorewatch.ingest.pipeline import Ingestor
+from scorewatch.ingest.quarantine import Quarantine
 from scorewatch.ingest.track import Accepted
 from scorewatch.ingest.wal import WriteAheadLog
 from scorewatch.store.duckdb import DuckDBStore
@@ -21,7 +22,8 @@ def test_applied_log_segments_are_released_under_continuous_traffic(tmp_path: Pa
     app = Application("a", "id-a", "key-a", 90)
     store = DuckDBStore(tmp_path / "t.duckdb")
     wal_dir = tmp_path / "wal"
-    ingestor = Ingestor(store, WriteAheadLog(wal_dir, segment_bytes=2000), IngestMetrics(), queue_items=10_000,
+    ingestor = Ingestor(store, WriteAheadLog(wal_dir, segment_bytes=2000), IngestMetrics(),
+                        Quarantine(tmp_path / "quarantine"), queue_items=10_000,
                         batch_items=50, linger_s=0.01, release_interval_s=0.05)
     ingestor.start()
 
@@ -37,7 +39,7 @@ def test_applied_log_segments_are_released_under_continuous_traffic(tmp_path: Pa
                 asyncio.run(send(20))
             except TooManyRequests:  # the writer is behind: back off as a client would
                 time.sleep(0.05)
-            counts.append(len(list(wal_dir.glob("*.log"))))
+            counts.append(len(list(wal_dir.glob("*.wal"))))
         assert ingestor.flush(30)
         assert store.count("traces") == 20 * ingestor.wal.last_seq
         # Without release the number of segment files only grows while traffic goes on.

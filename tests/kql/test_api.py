@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
+
 import httpx
 import pytest
 
@@ -105,3 +108,98 @@ def test_time_limit_cancels_the_query(store):
         assert response.json()["error"]["code"] == "Timeout"
         # the server is still there and answers the next query
         assert post(server, {"query": "requests | count"}).json()["tables"][0]["rows"] == [[9]]
+
+
+def test_compiling_and_running_a_query_leaves_the_event_loop_free(store):
+    """The clock a query reads is where compiling starts: here it blocks until the test has seen the
+    server answer another route meanwhile (on the event loop, it would freeze every route)."""
+    import threading
+
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from scorewatch.kql.api import query_routes
+    from tests.helpers import serve_in_thread
+    from tests.kql.conftest import NOW, authenticate
+
+    entered, release = threading.Event(), threading.Event()
+
+    def clock():
+        entered.set()
+        assert release.wait(30)
+        return NOW
+
+    async def ping(request):
+        return PlainTextResponse("pong")
+
+    app = Starlette(routes=[*query_routes(store, authenticate, clock=clock, concurrency=1),
+                            Route("/ping", ping)])
+    with serve_in_thread(app, log_level="error", lifespan="off") as url:
+        results: dict[int, list[int]] = {200: [], 429: []}
+
+        def ask():
+            response = httpx.post(f"{url}/v1/apps/app1/query", json={"query": "requests | count"},
+                                  headers={"x-api-key": "key-one"}, timeout=60)
+            results.setdefault(response.status_code, []).append(int(response.headers.get("Retry-After", 0)))
+
+        threads = [threading.Thread(target=ask) for _ in range(12)]
+        try:
+            threads[0].start()
+            assert entered.wait(30)
+            assert httpx.get(f"{url}/ping", timeout=10).text == "pong"  # the loop is free
+            for thread in threads[1:]:
+                thread.start()
+            deadline = time.monotonic() + 30
+            while len(results[429]) < 4 and time.monotonic() < deadline:  # 8 admitted (1 running), 4 refused
+                time.sleep(0.02)
+        finally:
+            release.set()
+            for thread in threads:
+                if thread.ident is not None:
+                    thread.join(60)
+        assert len(results[200]) == 8 and len(results[429]) == 4 and min(results[429]) >= 1
+
+
+def test_a_chunked_body_is_refused_as_it_passes_the_limit(api):
+    """The body is checked while it streams: a chunked body without end gets its 413 at 1 MiB."""
+    import socket
+    from urllib.parse import urlsplit
+
+    host, port = urlsplit(api.url).hostname, urlsplit(api.url).port
+    with socket.create_connection((host, port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/apps/app1/query HTTP/1.1\r\nHost: x\r\nx-api-key: key-one\r\n"
+                     b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b" " * 65536
+        for _ in range(20):  # 1.25 MiB, and the body never ends
+            sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_timespans_past_the_calendar_and_arithmetic_overflow_are_400_without_sql(api):
+    for timespan in ("P99999999999D", "9999-12-31T00:00:00Z/P30D"):
+        response = post(api, {"query": "requests | count", "timespan": timespan})
+        assert response.status_code == 400 and "timespan" in response.json()["error"]["message"], response.text
+    response = post(api, {"query": "print x = 9223372036854775807 * 2"})
+    assert response.status_code == 400
+    message = response.json()["error"]["message"]
+    assert "Overflow" in message and "SELECT" not in message and "LINE" not in message
+
+
+def test_a_value_nested_deeper_than_json_output_allows_comes_back_as_text(tmp_path):
+    """Rows stored before ingest limited nesting (or by another writer) never make a query fail."""
+    from scorewatch.store.duckdb import DuckDBStore
+    from tests.kql.conftest import ApiServer
+
+    deep = "[" * 300 + "]" * 300
+    store = DuckDBStore(tmp_path / "t.duckdb")
+    try:
+        store.write_batch("traces", [{"timestamp": datetime(2024, 5, 1, 10), "message": "deep", "appId": "app1",
+                                      "customDimensions": deep}])
+        with ApiServer(store) as server:
+            response = post(server, {"query": "traces | project message, customDimensions"})
+        assert response.status_code == 200, response.text
+        assert response.json()["tables"][0]["rows"] == [["deep", deep]]
+    finally:
+        store.close()

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pytest
 
 from scorewatch.errors import BadRequest, Timeout
+from scorewatch.store import duckdb as duckdb_store
+from scorewatch.store.base import StoreRefused, StoreUnavailable
 from scorewatch.store.duckdb import DuckDBStore
 from scorewatch.store.schema import POSITION, TABLES
 
@@ -116,14 +120,107 @@ def test_slow_query_is_cancelled(store: DuckDBStore) -> None:
     assert store.query("SELECT 1").rows == [[1]]  # the store is still usable
 
 
-def test_queries_run_while_a_write_is_open(store: DuckDBStore) -> None:
-    rows = [{"timestamp": datetime(2026, 1, 1), "message": str(i)} for i in range(20_000)]
-    writer = threading.Thread(target=lambda: [store.write_batch("traces", rows) for _ in range(5)])
+def test_queries_run_while_a_write_is_open(store: DuckDBStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A query answers while a write is half done (one table and half of the next inserted, the rest
+    still to come) and sees none of it: the tables and the log position commit together."""
+    requests = _batch([{"time": "2026-01-01T00:00:00Z", "data": {"baseType": "RequestData",
+                                                                 "baseData": {"name": str(i)}}} for i in range(1000)])
+    traces = _batch([{"time": "2026-01-01T00:00:00Z", "data": {"baseType": "MessageData",
+                                                               "baseData": {"message": str(i)}}} for i in range(1000)])
+    paused, resume = threading.Event(), threading.Event()
+
+    def parts(batch: pa.Table) -> Iterator[pa.Table]:  # the requests' second half waits until the test has looked
+        if batch.num_rows and batch.column("env")[0].as_py() != requests.column("env")[0].as_py():
+            yield batch
+            return
+        yield batch.slice(0, 500)
+        paused.set()
+        assert resume.wait(30)
+        yield batch.slice(500)
+
+    monkeypatch.setattr(duckdb_store, "_statement_parts", parts)
+    writer = threading.Thread(target=store.write_envelopes, kwargs={"position": 5, "batches": {
+        "traces": traces, "requests": requests}})
     writer.start()
-    seen = [store.query("SELECT count(*) FROM traces").rows[0][0] for _ in range(20)]
-    writer.join()
-    assert all(n % 20_000 == 0 for n in seen)  # each batch is one transaction: never half a batch
-    assert store.count("traces") == 100_000
+    try:
+        assert paused.wait(30), "the write never reached its second table"
+        seen: list[int] = []
+        reader = threading.Thread(target=lambda: seen.extend(
+            [store.count("traces"), store.count("requests"), store.applied_position()]))
+        reader.start()
+        reader.join(30)
+        assert not reader.is_alive(), "a query waited for the open write"
+        assert seen == [0, 0, 0]  # traces and half the requests were inserted, yet not visible: one transaction
+    finally:
+        resume.set()
+        writer.join(30)
+    assert [store.count("traces"), store.count("requests"), store.applied_position()] == [1000, 1000, 5]
+
+
+def test_numbers_past_an_integer_column_are_clamped(store: DuckDBStore) -> None:
+    metric = {"time": "2026-01-01T00:00:00Z", "data": {"baseType": "MetricData", "baseData": {
+        "metrics": [{"name": "h", "value": 1.5, "count": 2**31 + 5}]}}}
+    sampled = {"time": "2026-01-01T00:00:00Z", "sampleRate": 1e-9,
+               "data": {"baseType": "MessageData", "baseData": {"message": "rare"}}}
+    store.write_envelopes({"customMetrics": _batch([metric]), "traces": _batch([sampled])})
+    assert store.query("SELECT valueCount FROM customMetrics").rows == [[2**31 - 1]]
+    assert store.query("SELECT itemCount FROM traces").rows == [[2**31 - 1]]
+
+
+def _raw_batch(envelope: bytes) -> pa.Table:
+    env = pa.LargeStringArray.from_buffers(1, pa.py_buffer(np.array([0, len(envelope)], dtype=np.int64)),
+                                           pa.py_buffer(envelope))  # as the writer builds it: unchecked bytes
+    return pa.table({"env": env, "appId": ["a"], "appName": ["n"], "iKey": ["k"]})
+
+
+def test_a_refused_write_names_the_real_error_and_keeps_nothing(store: DuckDBStore) -> None:
+    bad = _raw_batch(b'{"data": {"baseType": "MessageData", "baseData": {"message": "\xff"}}}')
+    good = _batch([{"time": "2026-01-01T00:00:00Z", "data": {"baseType": "MessageData",
+                                                              "baseData": {"message": "m"}}}])
+    with pytest.raises(StoreRefused) as refused:
+        store.write_envelopes({"requests": good, "traces": bad}, position=3)
+    assert "aborted" not in str(refused.value) and "UTF-8" in str(refused.value), refused.value
+    assert "INSERT" not in str(refused.value)  # no generated SQL in the message
+    assert store.count("requests") == 0 and store.applied_position() == 0
+    assert store.write_envelopes({"traces": good}, position=4) == {"traces": 1}  # the store goes on
+
+
+def test_dry_run_keeps_nothing(store: DuckDBStore) -> None:
+    good = _batch([{"time": "2026-01-01T00:00:00Z", "data": {"baseType": "MessageData",
+                                                              "baseData": {"message": "m"}}}])
+    assert store.write_envelopes({"traces": good}, position=9, dry_run=True) == {"traces": 1}
+    assert store.count("traces") == 0 and store.applied_position() == 0
+
+
+def test_out_of_memory_is_unavailable_not_refused(tmp_path: Path) -> None:
+    store = DuckDBStore(tmp_path / "t.duckdb", memory_limit="1MB")
+    try:
+        batch = _batch([{"data": {"baseType": "MessageData", "baseData": {"message": "m" * 150}}}] * 3000)
+        with pytest.raises(StoreUnavailable, match="Out of Memory"):
+            store.write_envelopes({"traces": batch}, position=1)
+        store._con.execute("SET memory_limit = '512MB'")  # the pressure is gone
+        assert store.write_envelopes({"traces": batch}, position=1) == {"traces": 3000}
+    finally:
+        store.close()
+
+
+def test_a_large_table_is_inserted_in_parts_of_one_transaction(store: DuckDBStore,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(duckdb_store, "STATEMENT_BYTES", 2000)
+    lines = [{"time": "2026-01-01T00:00:00Z", "data": {"baseType": "MessageData",
+                                                       "baseData": {"message": f"m{i}"}}} for i in range(100)]
+    assert store.write_envelopes({"traces": _batch(lines)}, position=2) == {"traces": 100}
+    bad = pa.concat_tables([_batch(lines).cast(_raw_batch(b"{}").schema), _raw_batch(b'{"data": {"baseData": {"message": "\xfe"}}}')])
+    with pytest.raises(StoreRefused):  # the last part fails: the parts before it are rolled back too
+        store.write_envelopes({"traces": bad}, position=3)
+    assert store.count("traces") == 100 and store.applied_position() == 2
+
+
+def test_query_errors_do_not_show_the_sql(store: DuckDBStore) -> None:
+    with pytest.raises(BadRequest) as failed:
+        store.query("SELECT CAST('abc' || range AS INTEGER) AS secret_generated_alias FROM range(1)")
+    assert "secret_generated_alias" not in failed.value.message and "LINE" not in failed.value.message
+    assert "Could not convert" in failed.value.message
 
 
 def test_retention_removes_old_rows_of_that_app_only(store: DuckDBStore) -> None:

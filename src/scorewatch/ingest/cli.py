@@ -1,9 +1,12 @@
-"""``scorewatch hub`` and ``scorewatch app ...``: thin click commands over the hub and the registry."""
+"""``scorewatch hub``, ``scorewatch app ...`` and ``scorewatch quarantine ...``: thin click commands over
+the hub, the registry and the quarantine."""
 
 from __future__ import annotations
 
 import logging
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +17,7 @@ import orjson
 
 from scorewatch.errors import ScorewatchError
 from scorewatch.ingest.apps import Application, Registry
+from scorewatch.ingest.quarantine import Quarantine, quarantine_dir
 from scorewatch.settings import Settings
 from scorewatch.workspace import HOME_HELP, Workspace
 
@@ -54,25 +58,23 @@ def ensure_default_app(workspace: Workspace, settings: Settings) -> dict[str, An
 
 def run_hub(workspace: Workspace, settings: Settings) -> None:
     """Serve the hub until SIGINT/SIGTERM (then finish admitted items and close the store)."""
+    import os
+
     import uvicorn
 
+    from scorewatch.ingest.connections import raise_file_limit, uvicorn_config
     from scorewatch.ingest.hub import create_app, open_hub
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Requests wait on hand-offs between the event loop, the log thread and the writer thread; with
     # Python's default 5 ms GIL switch interval each hand-off can cost up to 5 ms of latency.
     sys.setswitchinterval(0.001)
+    os.umask(0o077)  # the store, its log and the quarantine are the workspace owner's alone
+    raise_file_limit(settings.hub_max_connections + 256)  # sockets, plus the store's and the log's files
     ensure_default_app(workspace, settings)
     hub = open_hub(workspace, settings)
-    try:
-        import httptools  # noqa: F401
-        http = "httptools"
-    except ImportError:
-        http = "h11"
     # No access log: at 100k items/s it costs CPU, and nothing the hub logs may carry a key.
-    config = uvicorn.Config(create_app(hub), host=settings.hub_host, port=settings.hub_port, http=http,
-                            loop="asyncio", access_log=False, log_level="info", limit_concurrency=512,
-                            timeout_graceful_shutdown=10)
+    config = uvicorn_config(create_app(hub), settings, log_level="info")
     click.echo(f"scorewatch hub on {hub_url(settings)} (workspace {workspace.home}); "
                f"keys: `scorewatch app keys {DEFAULT_APP}` or {workspace.config_path}")
     uvicorn.Server(config).run()
@@ -185,3 +187,89 @@ def app_set(name: str, retention_days: int, home: Path | None) -> None:
     with _naming(workspace.require()):
         application = registry_for(workspace, settings).set_retention(name, retention_days)
     click.echo(f"{application.name}: retention {application.retention_days} days")
+
+
+@click.group()
+def quarantine() -> None:
+    """Accepted items the store refused, kept in <home>/quarantine: list, replay or drop them."""
+
+
+def _quarantine(home: Path | None) -> tuple[Quarantine, Workspace, Settings]:
+    workspace, settings = _settings(home)
+    return Quarantine(quarantine_dir(workspace)), workspace, settings
+
+
+def _chosen(store: Quarantine, ids: tuple[str, ...], every: bool) -> list[str]:
+    if every == bool(ids):
+        raise click.UsageError("name the ids to act on (see `scorewatch quarantine list`), or pass --all")
+    return [e.name for e in store.entries()] if every else list(ids)
+
+
+@quarantine.command("list")
+@_home
+@_json
+def quarantine_list(home: Path | None, as_json: bool) -> None:
+    """List the quarantined items: id, how many, their applications, when, and the store's reason."""
+    store, _workspace, _ = _quarantine(home)
+    entries = [e.public() for e in store.entries()]
+    if as_json:
+        click.echo(orjson.dumps(entries, option=orjson.OPT_INDENT_2).decode())
+        return
+    for e in entries:
+        click.echo(f"{e['id']}\t{e['items']} items\t{','.join(e['apps'])}\t{e['time']}\t{e['error']}")
+    click.echo(f"{sum(e['items'] for e in entries)} items in {len(entries)} entries", err=True)
+
+
+@quarantine.command("replay")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Replay every entry.")
+@click.option("--hub-url", help="Hub address (default: from config.json).")
+@_home
+def quarantine_replay(ids: tuple[str, ...], every: bool, hub_url: str | None, home: Path | None) -> None:
+    """Send quarantined items to the running hub again (each envelope carries its instrumentation
+    key); an entry the hub accepts whole is removed, items it refuses stay."""
+    store, workspace, settings = _quarantine(home)
+    url = (hub_url or _url(workspace, settings)).rstrip("/") + "/v2/track"
+    for name in _chosen(store, ids, every):
+        items = store.items(name)
+        status, answer = _post(url, b"[" + b",".join(items) + b"]")
+        if status not in (200, 206):
+            reason = answer
+            if isinstance(answer, dict):
+                reason = (answer.get("error") or {}).get("message") or \
+                    "; ".join(sorted({e["message"] for e in answer.get("errors", [])})) or answer
+            raise ScorewatchError(f"{name}: the hub answered {status} ({reason}); the entry is kept", status=status)
+        refused = sorted({e["index"] for e in answer.get("errors", [])})
+        if refused:
+            store.keep_only(name, refused)
+        else:
+            store.drop(name)
+        click.echo(f"{name}: {len(items) - len(refused)} items stored, {len(refused)} refused and kept")
+
+
+@quarantine.command("drop")
+@click.argument("ids", nargs=-1)
+@click.option("--all", "every", is_flag=True, help="Drop every entry.")
+@_home
+def quarantine_drop(ids: tuple[str, ...], every: bool, home: Path | None) -> None:
+    """Delete quarantined items for good."""
+    store, _workspace, _ = _quarantine(home)
+    for name in _chosen(store, ids, every):
+        store.drop(name)
+        click.echo(f"{name}: dropped")
+
+
+def _post(url: str, body: bytes) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:  # noqa: S310 - the hub's URL
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return exc.code, raw.decode(errors="replace")[:200]
+    except (urllib.error.URLError, OSError) as exc:
+        raise ScorewatchError(f"cannot reach the hub at {url}: {getattr(exc, 'reason', exc)} "
+                              "(is `scorewatch hub` running?)", code="HubUnreachable") from None

@@ -28,6 +28,7 @@ from scorewatch.ingest import otlp
 from scorewatch.ingest.apps import Registry
 from scorewatch.ingest.metrics import IngestMetrics
 from scorewatch.ingest.pipeline import Ingestor
+from scorewatch.ingest.quarantine import Quarantine, quarantine_dir
 from scorewatch.ingest.track import Accepted, decode_body, parse_track
 from scorewatch.ingest.wal import WriteAheadLog
 from scorewatch.kql.api import query_routes
@@ -75,11 +76,13 @@ class Hub:
 def open_hub(workspace: Workspace, settings: Settings) -> Hub:
     """Open the store and the write-ahead log, replay what the store misses, start the threads."""
     workspace.ensure()
+    workspace.store_dir.chmod(0o700)
     store = DuckDBStore(workspace.store_dir / "telemetry.duckdb", threads=settings.store_threads or None)
     registry = Registry(workspace.home / "apps.json", default_retention_days=settings.retention_days)
     registry.refresh()
     metrics = IngestMetrics()
     ingestor = Ingestor(store, WriteAheadLog(workspace.store_dir / "wal"), metrics,
+                        Quarantine(quarantine_dir(workspace)),
                         queue_items=settings.ingest_queue_items, queue_bytes=settings.ingest_queue_bytes,
                         batch_items=settings.ingest_batch_items,
                         linger_s=settings.ingest_linger_ms / 1000)
@@ -157,7 +160,7 @@ def create_app(hub: Hub) -> Starlette:
             async with bodies.read(request) as body:
                 data = decode_body(body, request.headers.get("content-encoding"), max_bytes=MAX_DECODED)
             message, as_json = otlp.parse(signal, data, request.headers.get("content-type", ""))
-            envelopes = otlp.CONVERTERS[signal](message, app.instrumentation_key)
+            envelopes = otlp.convert(signal, message, app.instrumentation_key)
             accepted = Accepted(received=len(envelopes))
             accepted.base_types = [bt for bt, _ in envelopes]
             accepted.lines = [line for _, line in envelopes]
@@ -179,7 +182,8 @@ def create_app(hub: Hub) -> Starlette:
 
     async def prometheus(request: Request) -> Response:
         text = metrics.render(queue_depth=ingestor.pending, queue_limit=ingestor.queue_items,
-                              store_bytes=hub.store.size_bytes) + hub.exports.render_metrics()
+                              store_bytes=hub.store.size_bytes, paused=ingestor.unavailable is not None,
+                              wal_corruptions=ingestor.wal.corruptions) + hub.exports.render_metrics()
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     routes: list[BaseRoute] = [
@@ -213,7 +217,7 @@ def create_app(hub: Hub) -> Starlette:
 
 def _query_routes(hub: Hub) -> list[BaseRoute]:
     return query_routes(hub.store, hub.registry.authenticate, timeout_s=hub.settings.query_timeout_s,
-                        max_rows=hub.settings.query_max_rows)
+                        max_rows=hub.settings.query_max_rows, concurrency=hub.settings.query_concurrency)
 
 
 async def _every(interval: float, func: Any, *, now: bool = False) -> None:

@@ -21,7 +21,9 @@ class IngestMetrics:
     filtered: int = 0       # accepted SDK bookkeeping items, not stored
     throttled: int = 0      # requests answered 429
     stored: int = 0         # rows written to the store
-    write_failed: int = 0   # items the store refused (logged)
+    quarantined: int = 0    # accepted items the store refused, kept in the quarantine (logged)
+    store_unavailable: int = 0  # store writes that failed for now (full disk, no memory) and were retried
+    wal_failed: int = 0     # log appends that failed (the requests were answered 503)
     write_count: int = 0
     write_seconds: float = 0.0
     write_buckets: list[int] = field(default_factory=lambda: [0] * len(_WRITE_BUCKETS))
@@ -42,7 +44,8 @@ class IngestMetrics:
             if seconds <= bound:
                 self.write_buckets[i] += 1
 
-    def render(self, *, queue_depth: int, queue_limit: int, store_bytes: Callable[[], int]) -> str:
+    def render(self, *, queue_depth: int, queue_limit: int, store_bytes: Callable[[], int], paused: bool = False,
+               wal_corruptions: int = 0) -> str:
         """The Prometheus text exposition of every metric."""
         out: list[str] = []
 
@@ -64,8 +67,18 @@ class IngestMetrics:
                [("", self.throttled)])
         metric("scorewatch_store_rows_written_total", "counter", "Rows written to the store.",
                [("", self.stored)])
-        metric("scorewatch_store_write_failed_items_total", "counter", "Accepted items the store refused.",
-               [("", self.write_failed)])
+        metric("scorewatch_store_quarantined_items_total", "counter",
+               "Accepted items the store refused, moved to the workspace's quarantine.", [("", self.quarantined)])
+        metric("scorewatch_store_unavailable_total", "counter",
+               "Store writes that failed for now (full disk, no memory) and were tried again.",
+               [("", self.store_unavailable)])
+        metric("scorewatch_ingest_paused", "gauge", "1 while the store cannot write and ingest answers 503.",
+               [("", int(paused))])
+        metric("scorewatch_wal_append_failed_total", "counter", "Write-ahead log appends that failed (answered 503).",
+               [("", self.wal_failed)])
+        metric("scorewatch_wal_corruptions_total", "counter",
+               "Regions of the write-ahead log that did not read as records (skipped, logged).",
+               [("", wal_corruptions)])
         metric("scorewatch_ingest_queue_items", "gauge", "Items accepted and not yet in the store.",
                [("", queue_depth)])
         metric("scorewatch_ingest_queue_limit_items", "gauge", "Queue size past which ingest answers 429.",

@@ -16,6 +16,7 @@ exporter would send, so one path (:mod:`scorewatch.store.envelopes`) fills the t
 from __future__ import annotations
 
 import base64
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,7 +149,8 @@ def traces(message: Any, ikey: str) -> list[tuple[str, bytes]]:
                 span_id = span.span_id.hex()
                 time = _time(span.start_time_unix_nano)
                 if span.kind in (2, 5):  # SERVER, CONSUMER
-                    success = not failed and (status is None or int(status) < 400)
+                    code = _status_code(status)
+                    success = not failed and (code is None or code < 400)
                     base = {"id": span_id, "name": span.name, "duration": duration, "success": success,
                             "responseCode": str(status if status is not None else 0),
                             "url": attrs.get("url.full", attrs.get("http.url")), "properties": attrs}
@@ -165,6 +167,15 @@ def traces(message: Any, ikey: str) -> list[tuple[str, bytes]]:
                 for event in span.events:
                     out.append(_event(ikey, resource, span, event))
     return out
+
+
+def _status_code(value: Any) -> int | None:
+    """An HTTP status attribute as a number, or None when it is not one ("abc", NaN, a list)."""
+    try:
+        number = float(value) if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+    except ValueError:
+        return None
+    return int(number) if number is not None and math.isfinite(number) else None
 
 
 def _dependency_type(kind: int, attrs: dict[str, Any]) -> str:
@@ -257,6 +268,15 @@ def metrics(message: Any, ikey: str) -> list[tuple[str, bytes]]:
 
 
 CONVERTERS = {"traces": traces, "logs": logs, "metrics": metrics}
+
+
+def convert(signal: str, message: Message, ikey: str) -> list[tuple[str, bytes]]:
+    """(baseType, envelope JSON) for every item of ``message``; a value no envelope can carry is a
+    400 naming it, never a 500 (an SDK retries a 500 for ever)."""
+    try:
+        return CONVERTERS[signal](message, ikey)
+    except (ValueError, OverflowError, TypeError, orjson.JSONEncodeError) as exc:
+        raise BadRequest(f"the OTLP {signal} request holds a value that cannot be converted: {exc}") from None
 
 
 def response(signal: str, as_json: bool) -> tuple[bytes, str]:

@@ -58,6 +58,12 @@ class Record:
         codes = np.fromiter(map(BASE_TYPE_CODES.__getitem__, base_types), dtype=np.int8, count=n)
         return cls(seq, n, reserved, b"".join(lines), offsets, base_types, ids, names, ikeys, codes, single)
 
+    def slice(self, start: int, stop: int) -> Record:
+        """Items ``start`` to ``stop`` of this record (same sequence; the buffer is shared)."""
+        return Record(self.seq, stop - start, 0, self.blob, self.offsets[start:stop + 1],
+                      self.base_types[start:stop], self.app_ids[start:stop], self.app_names[start:stop],
+                      self.ikeys[start:stop], self.codes[start:stop], self.single_app)
+
     def lines(self) -> list[bytes]:
         """Each envelope's JSON text (for replay checks and tests)."""
         bounds = self.offsets.tolist()

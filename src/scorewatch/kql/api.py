@@ -10,6 +10,7 @@ reads; the query text cannot widen them. See docs/query-api.md.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from scorewatch.errors import BadRequest, PayloadTooLarge, ScorewatchError
+from scorewatch.errors import BadRequest, PayloadTooLarge, ScorewatchError, TooManyRequests
 from scorewatch.http import error_response
 from scorewatch.kql.compiler import CompiledQuery, compile_query
 from scorewatch.kql.errors import KqlError
@@ -38,25 +39,41 @@ _DURATION = re.compile(r"P(?:(?P<w>\d+(?:\.\d+)?)W)?(?:(?P<d>\d+(?:\.\d+)?)D)?"
 
 
 def query_routes(store: Store, authenticate: Authenticate, *, timeout_s: float = 60.0, max_rows: int = 500_000,
-                 clock: Callable[[], datetime] | None = None) -> list[BaseRoute]:
+                 clock: Callable[[], datetime] | None = None, concurrency: int = 4) -> list[BaseRoute]:
     """The query API's routes, answering from ``store``.
 
     ``authenticate(app_id, api_key)`` raises ``errors.Unauthorized``/``Forbidden`` to refuse a caller.
     ``timeout_s`` and ``max_rows`` protect the hub; ``clock`` is what ``now()``/``ago()`` read.
+    Compiling, running and encoding a query happen in a worker thread, ``concurrency`` queries at a
+    time (more wait; past ``8 * concurrency`` waiting the answer is 429), so no query holds up the
+    event loop that ingest and ``/health`` share.
     """
     now = clock or (lambda: datetime.now(UTC))
+    slots = asyncio.Semaphore(concurrency)
+    admitted = 0
+
+    def answer(app_id: str, text: str, timespan: str | None) -> bytes:
+        current = now()
+        compiled = compile_query(text, dialect=store.dialect, app_id=app_id,
+                                 timespan=parse_timespan(timespan, current), now=current)
+        result = store.query(compiled.sql, compiled.params, timeout_s=timeout_s, max_rows=max_rows)
+        return encode_body(compiled, result, max_rows)
 
     async def query(request: Request) -> Response:
+        nonlocal admitted
         try:
             app_id = request.path_params["app_id"]
             authenticate(app_id, request.headers.get("x-api-key"))
             text, timespan = await _arguments(request)
-            current = now()
-            compiled = compile_query(text, dialect=store.dialect, app_id=app_id,
-                                     timespan=parse_timespan(timespan, current), now=current)
-            result = await run_in_threadpool(store.query, compiled.sql, compiled.params, timeout_s=timeout_s,
-                                             max_rows=max_rows)
-            return Response(orjson.dumps(response_body(compiled, result, max_rows)), media_type="application/json")
+            if admitted >= 8 * concurrency:
+                raise TooManyRequests(f"{admitted} queries are running or waiting; retry later", retry_after=1)
+            admitted += 1
+            try:
+                async with slots:
+                    content = await run_in_threadpool(answer, app_id, text, timespan)
+            finally:
+                admitted -= 1
+            return Response(content, media_type="application/json")
         except KqlError as err:
             return kql_error_response(err)
         except ScorewatchError as err:
@@ -75,11 +92,14 @@ async def _arguments(request: Request) -> tuple[str, str | None]:
     if request.method == "GET":
         text, timespan = request.query_params.get("query"), request.query_params.get("timespan")
     else:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY:
             raise PayloadTooLarge(f"the query body is larger than {MAX_BODY} bytes")
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            raise PayloadTooLarge(f"the query body is larger than {MAX_BODY} bytes")
+        raw = bytearray()
+        async for chunk in request.stream():  # checked as it arrives: a chunked body has no length
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                raise PayloadTooLarge(f"the query body is larger than {MAX_BODY} bytes")
         try:
             body = orjson.loads(raw) if raw else {}
         except orjson.JSONDecodeError:
@@ -100,6 +120,13 @@ def parse_timespan(text: str | None, now: datetime) -> tuple[datetime, datetime]
     """``PT1H`` (the hour before ``now``), ``start/end``, ``start/PT1H`` or ``PT1H/end``; None when absent."""
     if text is None or not text.strip():
         return None
+    try:
+        return _timespan_range(text, now)
+    except OverflowError:
+        raise BadRequest(f"invalid timespan {text!r}: it goes past the dates a query can use") from None
+
+
+def _timespan_range(text: str, now: datetime) -> tuple[datetime, datetime]:
     parts = text.strip().split("/")
     if len(parts) == 1:
         return now - _duration(parts[0]), now
@@ -136,10 +163,21 @@ def _instant(text: str) -> datetime:
 
 
 # ---------------------------------------------------------------- results
-def response_body(compiled: CompiledQuery, result: QueryResult, max_rows: int) -> dict[str, Any]:
+def encode_body(compiled: CompiledQuery, result: QueryResult, max_rows: int) -> bytes:
+    """The answer as JSON bytes. A dynamic value nested deeper than JSON output allows (stored before
+    ingest limited nesting) is given back as its JSON text rather than failing the query."""
+    try:
+        return orjson.dumps(response_body(compiled, result, max_rows))
+    except orjson.JSONEncodeError:
+        return orjson.dumps(response_body(compiled, result, max_rows, parse_dynamic=False))
+
+
+def response_body(compiled: CompiledQuery, result: QueryResult, max_rows: int, *,
+                  parse_dynamic: bool = True) -> dict[str, Any]:
     """The Application Insights answer for ``result``; types come from the compiler (KQL types)."""
     columns = compiled.columns if len(compiled.columns) == len(result.columns) else result.columns
-    converters = [_CONVERTERS.get(kind, _plain) for _, kind in columns]
+    converters = [_CONVERTERS.get(kind, _plain) if parse_dynamic or kind != "dynamic" else _plain
+                  for _, kind in columns]
     rows = [[convert(value) for convert, value in zip(converters, row, strict=False)] for row in result.rows]
     body: dict[str, Any] = {"tables": [{"name": "PrimaryResult",
                                         "columns": [{"name": n, "type": t} for n, t in columns], "rows": rows}]}

@@ -25,9 +25,11 @@ from scorewatch.kql.dialects import DIALECTS, Dialect, lit
 from scorewatch.kql.errors import KqlError, suggest
 from scorewatch.kql.expressions import ExpressionCompiler, naive_utc, strip_null_guards
 from scorewatch.kql.functions import FUNCTIONS, MULTI_COLUMN, SPECIAL_AGGREGATES, Typed
-from scorewatch.kql.parser import parse
+from scorewatch.kql.parser import parse, too_complex
 from scorewatch.kql.relation import Relation, Scope, alias, col
 from scorewatch.store import schema
+
+MAX_READS = 256  # table reads of one query, with every let written out in full
 
 
 @dataclass
@@ -49,7 +51,10 @@ def compile_query(kql: str, *, dialect: str = "duckdb", app_id: str | None = Non
     """
     if dialect not in DIALECTS:
         raise KqlError(f"unknown SQL dialect {dialect!r}", query=kql)
-    return Compiler(kql, DIALECTS[dialect](), app_id=app_id, timespan=timespan, now=now).compile()
+    try:
+        return Compiler(kql, DIALECTS[dialect](), app_id=app_id, timespan=timespan, now=now).compile()
+    except RecursionError:  # a shape the size limits did not foresee: still an answer, not a crash
+        raise too_complex("it nests too deeply to compile", kql, 0, len(kql)) from None
 
 
 class Compiler(ExpressionCompiler):
@@ -63,6 +68,13 @@ class Compiler(ExpressionCompiler):
         self.tabular_lets: dict[str, ast.Query | Relation] = {}
         self.render: dict[str, Any] | None = None
         self._aliases = 0
+        # Each tabular let (and `as`) is compiled once, as a common table expression; ``reads``
+        # counts the table reads the query would make with every let written out in full, which
+        # is what a let that doubles another costs, so it is bounded (MAX_READS).
+        self.ctes: list[tuple[str, exp.Query]] = []
+        self.let_reads: dict[str, int] = {}
+        self.reads = 0
+        self._compiling: set[str] = set()
 
     # ------------------------------------------------------------ entry
     def compile(self) -> CompiledQuery:
@@ -77,6 +89,9 @@ class Compiler(ExpressionCompiler):
         relation = self.query(script.query)
         query = relation.query
         _parenthesize(query)
+        for name, cte in self.ctes:
+            _parenthesize(cte)
+            query = query.with_(exp.to_identifier(name, quoted=True), as_=cte, copy=False)
         columns = [(name, "string" if kind == "null" else kind) for name, kind in relation.columns.items()]
         return CompiledQuery(query.sql(dialect=self.d.name), [], columns, self.render)
 
@@ -130,12 +145,20 @@ class Compiler(ExpressionCompiler):
 
     def table(self, ref: ast.TableRef) -> Relation:
         bound = self.tabular_lets.get(ref.name)
-        if isinstance(bound, Relation):
-            return Relation(bound.query.copy(), dict(bound.columns), source_name=ref.name)
-        if bound is not None:
+        if isinstance(bound, ast.Query):  # a let's first use: compile it once, as a CTE
+            if ref.name in self._compiling:
+                raise self.error(f"'{ref.name}' refers to itself", ref)
+            self._compiling.add(ref.name)
+            reads = self.reads
             relation = self.query(bound)
-            relation.source_name = ref.name
-            return relation
+            self._compiling.discard(ref.name)
+            self.let_reads[ref.name] = self.reads - reads
+            self.reads = reads
+            bound = self.tabular_lets[ref.name] = self.common_table(relation)
+        if isinstance(bound, Relation):
+            self.count_reads(self.let_reads.get(ref.name, 1), ref)
+            return Relation(bound.query.copy(), dict(bound.columns), filterable=True, source_name=ref.name)
+        self.count_reads(1, ref)
         if ref.name not in schema.TABLES:
             names = list(schema.TABLES) + list(self.tabular_lets)
             raise self.error(f"unknown table {ref.name!r}" + suggest(ref.name, names), ref)
@@ -291,8 +314,23 @@ class Compiler(ExpressionCompiler):
         return result
 
     def op_as(self, relation: Relation, op: ast.As) -> Relation:
-        self.tabular_lets[op.name] = Relation(relation.query.copy(), dict(relation.columns))
-        return relation
+        shared = self.tabular_lets[op.name] = self.common_table(relation)
+        self.let_reads[op.name] = max(1, self.reads)
+        return Relation(shared.query.copy(), dict(shared.columns), filterable=True,
+                        source_name=relation.source_name)
+
+    def common_table(self, relation: Relation) -> Relation:
+        """``relation`` as a CTE of the query; returns ``SELECT * FROM`` it (copy it for each use)."""
+        name = self.fresh("_let")
+        self.ctes.append((name, relation.query))
+        query = exp.select(exp.Star()).from_(exp.Table(this=exp.to_identifier(name, quoted=True)), copy=False)
+        return Relation(query, dict(relation.columns))
+
+    def count_reads(self, reads: int, node: ast.Node) -> None:
+        self.reads += reads
+        if self.reads > MAX_READS:
+            raise too_complex(f"it reads tables more than {MAX_READS} times once its lets are written out "
+                              "(a let that uses another twice doubles it)", self.source_text, node.pos, node.length)
 
     def op_getschema(self, relation: Relation, op: ast.GetSchema) -> Relation:
         system = {"string": "System.String", "datetime": "System.DateTime", "real": "System.Double",

@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlglot import exp
@@ -336,13 +336,21 @@ def _extreme_of(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
 @register("now", args=(0, 1))
 def _now(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     offset = c.constant(call.args[0], float, "a constant timespan") if call.args else 0.0
-    return Typed(c.d.timestamp(c.now + timedelta(microseconds=offset)), "datetime")
+    return Typed(c.d.timestamp(_shifted(c, offset, call)), "datetime")
 
 
 @register("ago")
 def _ago(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     micros = c.constant(call.args[0], float, "a constant timespan such as 1h")
-    return Typed(c.d.timestamp(c.now - timedelta(microseconds=micros)), "datetime")
+    return Typed(c.d.timestamp(_shifted(c, -micros, call)), "datetime")
+
+
+def _shifted(c: Compiler, micros: float, call: ast.Call) -> datetime:
+    try:
+        return c.now + timedelta(microseconds=micros)
+    except OverflowError:
+        raise c.error(f"{call.name}() goes past the datetimes a query can use (years 1 to 9999)",
+                      call.args[0]) from None
 
 
 def _datetime_arg(c: Compiler, value: Typed, call: ast.Call) -> exp.Expr:

@@ -7,6 +7,7 @@ comparisons and string operators < ``+ -`` < ``* / %`` < unary minus < member ac
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -32,12 +33,33 @@ TYPE_NAMES = ("string", "long", "int", "real", "double", "bool", "boolean", "dat
               "timespan", "decimal", "guid")
 
 
+# Limits that keep every query's parse and compile bounded (each level costs a few Python frames, and
+# Python stops at about a thousand): past them a query is refused as "too complex", at the offending text.
+MAX_NESTING = 64     # parentheses, calls, subqueries and unary signs inside each other
+MAX_DEPTH = 80       # levels of the syntax tree, counting each pipe operator of a query as one
+MAX_NODES = 20_000   # syntax tree nodes
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
+MAX_TIMESPAN_MICROS = (2**63 - 1) // 10  # KQL's timespan is a signed 64-bit count of 100 ns ticks
+
+
 class Parser:
     def __init__(self, query: str, tables: Iterable[str] = ()) -> None:
         self.query = query
         self.tokens = tokenize(query)
         self.i = 0
         self.tabular_names = set(tables)
+        self.nesting = 0
+
+    def nested(self, parse: Callable[[], Any]) -> Any:
+        """``parse()`` one level deeper; past :data:`MAX_NESTING` the query is too complex."""
+        self.nesting += 1
+        try:
+            if self.nesting > MAX_NESTING:
+                raise too_complex(f"more than {MAX_NESTING} nested levels (parentheses, calls, subqueries)",
+                                  self.query, self.tok.pos, self.tok.length)
+            return parse()
+        finally:
+            self.nesting -= 1
 
     # ------------------------------------------------------------ token helpers
     @property
@@ -125,6 +147,9 @@ class Parser:
         return tok.type is T.IDENT and (tok.text in self.tabular_names or self.peek().type is T.PIPE)
 
     def parse_query(self) -> ast.Query:
+        return self.nested(self._parse_query)
+
+    def _parse_query(self) -> ast.Query:
         start = self.tok
         source: ast.Node
         if self.match_word("union"):
@@ -484,15 +509,17 @@ class Parser:
 
     # ------------------------------------------------------------ scalar expressions
     def parse_expr(self) -> ast.Node:
-        return self._parse_or()
+        return self.nested(self._parse_or)
 
     def _binary_chain(self, sub: Callable[[], ast.Node], words: tuple[str, ...]) -> ast.Node:
-        start = self.tok
-        left = sub()
+        """``a or b or c ...``: the operands as a balanced tree (and/or are associative), so a long
+        chain stays shallow to compile."""
+        operands = [sub()]
+        op = ""
         while self.tok.is_word(*words):
             op = self.advance().text
-            left = self.span(ast.Binary(op, left, sub()), start)
-        return left
+            operands.append(sub())
+        return _balanced(op, operands)
 
     def _parse_or(self) -> ast.Node:
         return self._binary_chain(self._parse_and, ("or",))
@@ -551,11 +578,21 @@ class Parser:
 
     def _parse_unary(self) -> ast.Node:
         start = self.tok
+        if start.type is T.MINUS and self.peek().type is T.LONG:  # -9223372036854775808 is a long
+            self.advance()
+            tok = self.advance()
+            return self._long(-int(tok.text), start.pos, tok.pos + tok.length - start.pos)
         if self.match(T.MINUS):
-            return self.span(ast.Unary("-", self._parse_unary()), start)
+            return self.span(ast.Unary("-", self.nested(self._parse_unary)), start)
         if self.match(T.PLUS):
-            return self._parse_unary()
+            return self.nested(self._parse_unary)
         return self._parse_postfix()
+
+    def _long(self, value: int, pos: int, length: int) -> ast.Literal:
+        if not LONG_MIN <= value <= LONG_MAX:
+            raise KqlError.at(f"the number is out of the range of long ({LONG_MIN} to {LONG_MAX})", self.query,
+                              pos, length, kind="SyntaxError")
+        return ast.Literal(value, "long", pos=pos, length=length)
 
     def _parse_postfix(self) -> ast.Node:
         start = self.tok
@@ -592,9 +629,13 @@ class Parser:
             self.advance()
             value: Any = tok.text
             if tok.type is T.LONG:
-                value = int(tok.text)
-            elif tok.type in (T.REAL, T.TIMESPAN):
+                return self._long(int(tok.text), tok.pos, tok.length)
+            if tok.type in (T.REAL, T.TIMESPAN):
                 value = float(tok.text)
+                if not math.isfinite(value) or (tok.type is T.TIMESPAN and abs(value) > MAX_TIMESPAN_MICROS):
+                    what = "real" if tok.type is T.REAL else "timespan (about 29,000 years either way)"
+                    raise KqlError.at(f"the value is out of the range of {what}", self.query, tok.pos,
+                                      tok.length, kind="SyntaxError")
             return ast.Literal(value, literal_kinds[tok.type], pos=tok.pos, length=tok.length)
         if tok.type is T.LPAREN:
             self.advance()
@@ -629,5 +670,45 @@ class Parser:
 
 
 def parse(query: str, tables: Iterable[str] = ()) -> ast.Script:
-    """Parse ``query``; ``tables`` are the names a ``let`` may bind a tabular value to."""
-    return Parser(query, tables).parse()
+    """Parse ``query``; ``tables`` are the names a ``let`` may bind a tabular value to. A query past
+    the size limits (:data:`MAX_DEPTH`, :data:`MAX_NODES`) is refused as too complex."""
+    script = Parser(query, tables).parse()
+    check_size(script, query)
+    return script
+
+
+def too_complex(reason: str, query: str, pos: int, length: int = 1) -> KqlError:
+    return KqlError.at(f"query too complex: {reason}; simplify it or split it", query, pos, length,
+                       kind="SyntaxError")
+
+
+def check_size(script: ast.Script, query: str) -> None:
+    """Walk the tree without recursion; refuse it past :data:`MAX_DEPTH` levels or :data:`MAX_NODES`."""
+    stack: list[tuple[ast.Node, int]] = [(script, 0)]
+    count = 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if depth > MAX_DEPTH:
+            raise too_complex(f"more than {MAX_DEPTH} levels of operators and expressions", query,
+                              node.pos, node.length)
+        if count > MAX_NODES:
+            raise too_complex(f"more than {MAX_NODES} parts", query, node.pos, node.length)
+        if isinstance(node, ast.Query):  # each pipe operator nests the query one level deeper
+            stack.append((node.source, depth + 1))
+            stack.extend((op, depth + 1 + i) for i, op in enumerate(node.operators, start=1))
+            continue
+        for name in node.children:
+            value = getattr(node, name)
+            for item in value if isinstance(value, list) else [value]:
+                child = item[1] if isinstance(item, tuple) else item
+                if isinstance(child, ast.Node):
+                    stack.append((child, depth + 1))
+
+
+def _balanced(op: str, operands: list[ast.Node]) -> ast.Node:
+    if len(operands) == 1:
+        return operands[0]
+    middle = len(operands) // 2
+    left, right = _balanced(op, operands[:middle]), _balanced(op, operands[middle:])
+    return ast.Binary(op, left, right, pos=left.pos, length=max(1, right.pos + right.length - left.pos))

@@ -120,7 +120,7 @@ def union_all(c: Compiler, parts: list[tuple[str, Relation]], kind: str = "outer
         selects.append(exp.select(*items).from_(c.wrap(part), copy=False))
     query = selects[0]
     for select in selects[1:]:
-        query = exp.union(query, select, distinct=False)
+        query = exp.union(query, select, distinct=False, copy=False)
     return Relation(query, output)  # type: ignore[arg-type]
 
 # ------------------------------------------------------------ search

@@ -84,9 +84,11 @@ _PUNCT = [("==", TokenType.EQ), ("!=", TokenType.NEQ), ("<>", TokenType.NEQ), ("
           ("+", TokenType.PLUS), ("-", TokenType.MINUS), ("*", TokenType.STAR), ("/", TokenType.SLASH),
           ("%", TokenType.PERCENT)]
 _WORD = re.compile(r"[A-Za-z_$][A-Za-z0-9_]*")
-_NUMBER = re.compile(r"(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"(?:\d+\.\d*|\.\d+|\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_DIGITS = frozenset("0123456789")
 _UNIT = re.compile("|".join(sorted(TIMESPAN_UNITS, key=len, reverse=True)) + r"(?![A-Za-z0-9_])")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'", "0": "\0"}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _RAW_BODY = {"datetime": TokenType.DATETIME, "dynamic": TokenType.DYNAMIC, "timespan": TokenType.TIMESPAN,
              "time": TokenType.TIMESPAN}
 
@@ -95,6 +97,10 @@ def tokenize(query: str) -> list[Token]:
     """The tokens of ``query``, ending with an ``EOF`` token; raises :class:`KqlError` on bad text."""
     tokens: list[Token] = []
     i, n = 0, len(query)
+    bad = _SURROGATE.search(query)
+    if bad:  # text no engine can take (it came from undecodable bytes)
+        raise KqlError.at("the query holds a lone surrogate: it is not valid Unicode text", query, bad.start(),
+                          kind="SyntaxError")
     while i < n:
         ch = query[i]
         if ch.isspace():
@@ -108,7 +114,7 @@ def tokenize(query: str) -> list[Token]:
             tokens.append(_string(query, i))
             i += tokens[-1].length
             continue
-        if ch.isdigit() or (ch == "." and i + 1 < n and query[i + 1].isdigit()):
+        if ch in _DIGITS or (ch == "." and i + 1 < n and query[i + 1] in _DIGITS):
             number = _NUMBER.match(query, i)
             assert number is not None
             end = number.end()
@@ -124,7 +130,7 @@ def tokenize(query: str) -> list[Token]:
                 raise KqlError.at(f"unknown timespan unit {query[end:bad.end()]!r}", query, end,
                                   bad.end() - end, kind="SyntaxError")
             text = number.group()
-            kind = TokenType.LONG if re.fullmatch(r"\d+", text) else TokenType.REAL
+            kind = TokenType.LONG if text.isdigit() else TokenType.REAL
             tokens.append(Token(kind, text, i, end - i))
             i = end
             continue
@@ -145,9 +151,7 @@ def tokenize(query: str) -> list[Token]:
             tokens.append(Token(TokenType.IDENT, text, i, end - i))
             i = end
             continue
-        if ch == "!" and i + 1 < n and query[i + 1].isalpha():
-            word = _WORD.match(query, i + 1)
-            assert word is not None
+        if ch == "!" and (word := _WORD.match(query, i + 1)) is not None:
             text, end = "!" + word.group(), word.end()
             if text == "!in" and query.startswith("~", end):
                 text, end = "!in~", end + 1
@@ -194,7 +198,15 @@ def _string(query: str, start: int) -> Token:
         if ch == "\\" and not verbatim and i + 1 < len(query):
             nxt = query[i + 1]
             if nxt == "u" and re.fullmatch(r"[0-9a-fA-F]{4}", query[i + 2:i + 6]):
-                out.append(chr(int(query[i + 2:i + 6], 16)))
+                code = int(query[i + 2:i + 6], 16)
+                low = query[i + 8:i + 12] if query.startswith("\\u", i + 6) else ""
+                if 0xD800 <= code < 0xDC00 and re.fullmatch(r"[dD][c-fC-F][0-9a-fA-F]{2}", low):
+                    out.append(chr(0x10000 + ((code - 0xD800) << 10) + (int(low, 16) - 0xDC00)))  # a pair
+                    i += 12
+                    continue
+                if 0xD800 <= code < 0xE000:
+                    raise KqlError.at("a lone surrogate escape is not a character", query, i, 6, kind="SyntaxError")
+                out.append(chr(code))
                 i += 6
                 continue
             out.append(_ESCAPES.get(nxt, "\\" + nxt))
@@ -237,7 +249,7 @@ def _raw_body(query: str, start: int, lparen: int, kind: TokenType) -> Token:
     raise KqlError.at("missing closing ')'", query, start, lparen + 1 - start, kind="SyntaxError")
 
 
-_CLOCK = re.compile(r"(-)?(?:(\d+)\.)?(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?")
+_CLOCK = re.compile(r"(-)?(?:(\d+)\.)?(\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?", re.ASCII)
 
 
 def timespan_micros(text: str) -> float | None:

@@ -7,13 +7,28 @@ backend's ``dialect`` (a sqlglot dialect name), with parameters bound, never int
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+
+class StoreUnavailable(Exception):
+    """The store cannot write right now (disk full, out of memory, an I/O error): the data is fine,
+    the same write should be tried again later. ``memory``: it ran out of memory (a write too large
+    for it may never pass)."""
+
+    def __init__(self, message: str, *, memory: bool = False) -> None:
+        super().__init__(message)
+        self.memory = memory
+
+
+class StoreRefused(Exception):
+    """The store refuses this data: the same write would fail again. The message is the engine's
+    own reason, without the statement."""
 
 
 @dataclass
@@ -32,6 +47,18 @@ class Store(Protocol):
     def write_batch(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
         """Append ``rows`` (dicts keyed by :mod:`scorewatch.store.schema` column names; missing keys
         are null) to ``table`` in one transaction; returns the number written."""
+        ...
+
+    def write_envelopes(self, batches: Mapping[str, Any], *, position: int | None = None,
+                        dry_run: bool = False) -> dict[str, int]:
+        """Map Application Insights envelopes into the tables, all in one transaction that also
+        records ``position`` (the write-ahead-log position applied). ``dry_run`` rolls back instead of
+        committing: it tells whether the store would take the batch. Raises :class:`StoreRefused`
+        or :class:`StoreUnavailable`; nothing of a failed call is kept."""
+        ...
+
+    def applied_position(self) -> int:
+        """The last ``position`` recorded by :meth:`write_envelopes` (0 when none)."""
         ...
 
     def query(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float | None = None,

@@ -11,6 +11,9 @@ advanced in the same transaction as the rows that take the positions after it.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import os
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -25,8 +28,10 @@ import pyarrow.compute as pc
 
 from scorewatch.errors import BadRequest, ConfigError, Timeout
 from scorewatch.store import envelopes
-from scorewatch.store.base import QueryResult
+from scorewatch.store.base import QueryResult, StoreRefused, StoreUnavailable
 from scorewatch.store.schema import DUCKDB_TYPES, POSITION, TABLES
+
+log = logging.getLogger("scorewatch.store")
 
 _ARROW_TYPES = {"string": pa.string(), "datetime": pa.timestamp("us"), "real": pa.float64(),
                 "int": pa.int32(), "long": pa.int64(), "bool": pa.bool_(), "dynamic": pa.string()}
@@ -46,6 +51,40 @@ def kql_type(duckdb_type: str) -> str:
     if duckdb_type.endswith("]") or duckdb_type.startswith(("STRUCT", "MAP")):
         return "dynamic"
     return "string"
+
+
+# Envelope text one INSERT statement reads at most (a larger table is inserted in several).
+STATEMENT_BYTES = 64 * 1024 * 1024
+
+
+def engine_message(exc: BaseException) -> str:
+    """DuckDB's message without what follows its first paragraph: the statement it quotes
+    (``LINE 1: INSERT ...``) and its tuning hints. Generated SQL is never shown to users."""
+    return str(exc).split("\n\n")[0].split("\nLINE ")[0].strip()
+
+
+def write_error(exc: Exception) -> Exception:
+    """A write's DuckDB error as the store interface names it: out of memory, I/O (a full disk, a
+    failed commit) and a fatal error are :class:`StoreUnavailable` (try again later); anything else
+    about the data is :class:`StoreRefused`."""
+    message = engine_message(exc)
+    if isinstance(exc, (duckdb.OutOfMemoryException, duckdb.IOException, duckdb.FatalException)) or \
+            any(sign in message for sign in _UNAVAILABLE):
+        return StoreUnavailable(message, memory=isinstance(exc, duckdb.OutOfMemoryException))
+    return StoreRefused(message)
+
+
+# A failed commit is the disk's doing (DuckDB reports a full disk at COMMIT as a transaction error).
+_UNAVAILABLE = ("Failed to commit", "No space left", "Disk quota exceeded", "Input/output error",
+                "Read-only file system", "Too many open files")
+
+
+def _statement_parts(batch: pa.Table) -> list[pa.Table]:
+    size = batch.column("env").nbytes if batch.num_rows else 0
+    if size <= STATEMENT_BYTES:
+        return [batch]
+    rows = max(1, batch.num_rows * STATEMENT_BYTES // size)
+    return [batch.slice(start, rows) for start in range(0, batch.num_rows, rows)]
 
 
 def _scalar(cur: duckdb.DuckDBPyConnection) -> Any:
@@ -90,6 +129,8 @@ class DuckDBStore:
         except duckdb.IOException as exc:  # most often: another process (a running hub) holds the file
             raise ConfigError(f"cannot open the store {self.path}: {exc}. Only one process may open it; "
                               "is a hub already running on this workspace?") from None
+        with contextlib.suppress(OSError):  # telemetry is private to the workspace's owner
+            os.chmod(self.path, 0o600)
         self._con.execute("SET TimeZone = 'UTC'")
         self._write_lock = threading.Lock()
         self._writer = self._cursor()
@@ -136,21 +177,29 @@ class DuckDBStore:
                 cur.execute(f"INSERT INTO {table} BY NAME SELECT * FROM sw_rows")
                 cur.execute("INSERT OR REPLACE INTO scorewatch_state VALUES ('row_position', ?)", [last])
                 cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
+                if isinstance(exc, duckdb.Error):
+                    raise write_error(exc) from None
                 raise
             finally:
-                cur.unregister("sw_rows")
+                with contextlib.suppress(duckdb.Error):  # after the rollback: never in an aborted transaction
+                    cur.unregister("sw_rows")
             self._row_position = last
         return len(rows)
 
-    def write_envelopes(self, batches: Mapping[str, pa.Table], *, position: int | None = None) -> dict[str, int]:
+    def write_envelopes(self, batches: Mapping[str, pa.Table], *, position: int | None = None,
+                        dry_run: bool = False) -> dict[str, int]:
         """Map Application Insights envelopes into the tables, all in one transaction.
 
         ``batches`` maps a table name to an Arrow table with the columns ``env`` (envelope JSON text),
         ``appId``, ``appName`` and ``iKey`` (see :mod:`scorewatch.store.envelopes`). ``position``, when
         given, is recorded as the applied write-ahead-log position in the same transaction. The rows
-        take the next row positions (one per envelope). Returns the rows written per table.
+        take the next row positions (one per envelope). A large table is inserted in several
+        statements of at most ``STATEMENT_BYTES`` of envelopes each (one statement's working memory
+        stays bounded; the transaction is still one). ``dry_run`` rolls back instead of committing. Returns the rows written per table; raises
+        :class:`~scorewatch.store.base.StoreRefused` or :class:`~scorewatch.store.base.StoreUnavailable`.
         """
         written: dict[str, int] = {}
         with self._write_lock:
@@ -162,20 +211,28 @@ class DuckDBStore:
                     if table not in envelopes.BASE_TYPES.values():
                         raise BadRequest(f"unknown table {table!r}")
                     batch, last = _with_positions(batch, last)
-                    cur.register("sw_batch", batch)
-                    try:
+                    written[table] = 0
+                    for part in _statement_parts(batch):
+                        cur.register("sw_batch", part)
                         cur.execute(envelopes.insert_sql(table, "sw_batch"))
-                        written[table] = _scalar(cur)
-                    finally:
+                        written[table] += _scalar(cur)
                         cur.unregister("sw_batch")
                 if position is not None:
                     cur.execute("INSERT OR REPLACE INTO scorewatch_state VALUES ('wal_position', ?)", [position])
                 cur.execute("INSERT OR REPLACE INTO scorewatch_state VALUES ('row_position', ?)", [last])
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
+                cur.execute("ROLLBACK" if dry_run else "COMMIT")
+            except BaseException as exc:
+                # Roll back first: in the aborted transaction even unregister fails, and its error
+                # ("Current transaction is aborted") would replace the real one.
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
+                with contextlib.suppress(duckdb.Error):
+                    cur.unregister("sw_batch")
+                if isinstance(exc, (duckdb.Error, UnicodeError)):  # DuckDB's Python layer decodes text too
+                    raise write_error(exc) from None
                 raise
-            self._row_position = last
+            if not dry_run:
+                self._row_position = last
         return written
 
     def applied_position(self) -> int:
@@ -271,7 +328,8 @@ class DuckDBStore:
         except duckdb.InterruptException:
             raise Timeout(f"query cancelled after {timeout_s:g}s") from None
         except duckdb.Error as exc:
-            raise BadRequest(f"query failed: {exc}") from None
+            log.debug("query failed: %s; SQL: %s", exc, sql)
+            raise BadRequest(f"the query failed in the store: {engine_message(exc)}") from None
         finally:
             if timer is not None:
                 timer.cancel()

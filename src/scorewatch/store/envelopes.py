@@ -14,6 +14,8 @@ place:
 - ``severityLevel`` as a number or a name (``Information``, ``WARNING``, ...).
 - a field of the wrong JSON type becomes null instead of failing the batch.
 - ``sampleRate`` (percent kept) becomes ``itemCount = round(100 / sampleRate)``.
+- a number past what its INTEGER column holds (``itemCount``, a metric's ``valueCount``) is clamped
+  to the column's range (an OTLP cumulative histogram's count passes 2^31 on a long-lived service).
 - ``properties`` → ``customDimensions`` and ``measurements`` → ``customMeasurements``, as JSON, with
   values kept as sent (numbers stay numbers).
 
@@ -93,8 +95,9 @@ MACROS = [
         WHEN 'fatal' THEN 4 END)""",
     "CREATE OR REPLACE TEMP MACRO sw_ts(t) AS "
     "coalesce(CAST(try_cast(t AS TIMESTAMPTZ) AS TIMESTAMP), CAST(now() AS TIMESTAMP))",
-    "CREATE OR REPLACE TEMP MACRO sw_count(r) AS "
-    "CASE WHEN r > 0 AND r < 100 THEN CAST(round(100 / r) AS INTEGER) ELSE 1 END",
+    # An INTEGER column takes a clamped value: a count the cast would refuse fails the whole batch.
+    "CREATE OR REPLACE TEMP MACRO sw_int(x) AS CAST(least(greatest(round(x), -2147483648), 2147483647) AS INTEGER)",
+    "CREATE OR REPLACE TEMP MACRO sw_count(r) AS CASE WHEN r > 0 AND r < 100 THEN sw_int(100 / r) ELSE 1 END",
     "CREATE OR REPLACE TEMP MACRO sw_bucket(d) AS CASE WHEN d IS NULL THEN NULL "
     + " ".join(f"WHEN d < {limit} THEN '{label}'" for limit, label in PERFORMANCE_BUCKETS)
     + f" ELSE '{PERFORMANCE_BUCKET_SLOWEST}' END",
@@ -142,7 +145,7 @@ _OWN = {
                   "b.exceptions AS details",
     "traces": "b.message, sw_sev(b.severityLevel) AS severityLevel",
     "customEvents": "b.name",
-    "customMetrics": "m.name, m.value, CAST(coalesce(m.count, 1) AS INTEGER) AS valueCount, "
+    "customMetrics": "m.name, m.value, sw_int(coalesce(m.count, 1)) AS valueCount, "
                      "m.value AS valueSum, coalesce(m.min, m.value) AS valueMin, "
                      "coalesce(m.max, m.value) AS valueMax, coalesce(m.stdDev, 0) AS valueStdDev",
     "pageViews": "b.id, b.name, b.url, " + _DURATION,
