@@ -89,9 +89,13 @@ class Compiler(ExpressionCompiler):
         relation = self.query(script.query)
         query = relation.query
         _parenthesize(query)
+        lets = []
         for name, cte in self.ctes:
             _parenthesize(cte)
-            query = query.with_(exp.to_identifier(name, quoted=True), as_=cte, copy=False)
+            lets.append(exp.CTE(this=cte, alias=exp.TableAlias(this=exp.to_identifier(name, quoted=True))))
+        if lets:  # before the query's own CTEs (make-series adds some), which may read them
+            own = query.args.get("with_")
+            query.set("with_", exp.With(expressions=lets + (own.expressions if own else [])))
         columns = [(name, "string" if kind == "null" else kind) for name, kind in relation.columns.items()]
         return CompiledQuery(query.sql(dialect=self.d.name), [], columns, self.render)
 
