@@ -30,6 +30,7 @@ from scorewatch.errors import (
     UnsupportedMediaType,
 )
 from scorewatch.scoring.entry import EntryScript, RunFailed, ScoreInput, ScoreOutput
+from scorewatch.scoring.monitor import get_input
 from scorewatch.telemetry.context import Operation, current_operation, parse_traceparent
 
 if TYPE_CHECKING:
@@ -179,7 +180,8 @@ class ScoreEndpoint:
             elapsed = time.perf_counter() - started
             try:
                 service.monitor.request_finished(operation, scope, time.time() - elapsed, elapsed * 1000.0,
-                                                 output.status, body, output.body, error)
+                                                 output.status, body if method != "GET" else get_input(scope),
+                                                 output.body, error)
             except Exception:  # telemetry must never hurt serving
                 log.exception("monitor.request_finished failed")
 
