@@ -305,6 +305,23 @@ def test_sampling_keeps_failures_and_marks_sample_rate(monitor):
     assert not [i for i in out if i["data"]["baseData"].get("message") == "STDOUT"]
 
 
+def test_a_client_error_is_a_failed_request_kept_whole_whatever_the_sampling(monitor):
+    # 4xx is a failure as Application Insights counts it (success = status < 400): never sampled out,
+    # its model data carries the error; a 3xx is a success, sampled as any other.
+    monitor.control.update({"sampling_percentage": 0})
+    monitor._tick()
+    for status in (301, 400, 404, 499):
+        monitor.worker_started()
+        monitor.request_finished(*scored(new_op(), status=status, output=b'{"message": "no"}'))
+    [*requests] = items(monitor, "RequestData")
+    assert [(r["data"]["baseData"]["responseCode"], r["data"]["baseData"]["success"]) for r in requests] == [
+        ("400", False), ("404", False), ("499", False)]
+    assert not any("sampleRate" in r for r in requests)
+    traces = items(monitor, "MessageData", "model_data_collection")
+    assert [(t["data"]["baseData"]["properties"]["Status Code"], t["data"]["baseData"]["properties"]["Error"])
+            for t in traces] == [(code, '{"message": "no"}') for code in ("400", "404", "499")]
+
+
 def test_sampled_items_carry_sample_rate(monitor):
     monitor.control.update({"sampling_percentage": 50})
     monitor._tick()
