@@ -26,7 +26,6 @@ from starlette.routing import BaseRoute, Route
 from scorewatch.errors import BadRequest, PayloadTooLarge, ScorewatchError
 from scorewatch.http import error_response
 from scorewatch.kql.compiler import CompiledQuery, compile_query
-from scorewatch.kql.errors import KqlError
 from scorewatch.store.base import QueryResult, Store
 
 MAX_BODY = 1024 * 1024
@@ -57,18 +56,10 @@ def query_routes(store: Store, authenticate: Authenticate, *, timeout_s: float =
             result = await run_in_threadpool(store.query, compiled.sql, compiled.params, timeout_s=timeout_s,
                                              max_rows=max_rows)
             return Response(orjson.dumps(response_body(compiled, result, max_rows)), media_type="application/json")
-        except KqlError as err:
-            return kql_error_response(err)
-        except ScorewatchError as err:
+        except ScorewatchError as err:  # a KqlError too: its position in the body's innererror
             return error_response(err)
 
     return [Route("/v1/apps/{app_id}/query", query, methods=["GET", "POST"])]
-
-
-def kql_error_response(err: KqlError) -> Response:
-    """400 in Application Insights' shape, the KQL position in ``innererror``."""
-    body = {"error": {"code": "BadArgumentError", "message": err.message, "innererror": err.to_dict()}}
-    return Response(orjson.dumps(body), status_code=err.status, media_type="application/json")
 
 
 async def _arguments(request: Request) -> tuple[str, str | None]:
