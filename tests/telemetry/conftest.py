@@ -1,10 +1,10 @@
-"""Every telemetry test runs twice: with the C extensions (``c``), and with ``SCOREWATCH_NATIVE=0``
-(``python``), as simplejson runs its suite with and without its speedups.
+"""Every telemetry test runs twice: with the C extensions (``c_paths``), and with ``SCOREWATCH_NATIVE=0``
+(``python_paths``), as simplejson runs its suite with and without its speedups.
 
 A test reads the mode from the ``native`` fixture (for what it builds itself: ``Settings(native=...)``,
 ``Templates(native=...)``); servers it starts inherit ``SCOREWATCH_NATIVE``. Where a C compiler is at
-hand the extensions must be built and current, so the ``c`` runs fail rather than skip; without one,
-the ``c`` runs are skipped, saying so (there is no C path to test).
+hand the extensions must be built and current, so the ``c_paths`` runs fail rather than skip; without
+one, they are skipped, saying so (there is no C path to test).
 """
 
 import pytest
@@ -23,9 +23,9 @@ def require_extensions() -> None:
     pytest.skip(f"no C compiler at install, so no C paths: {'; '.join(missing)}")
 
 
-@pytest.fixture(params=["c", "python"], autouse=True)
+@pytest.fixture(params=["c_paths", "python_paths"], autouse=True)
 def native(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    on = request.param == "c"
+    on = request.param == "c_paths"
     if on:
         require_extensions()
     monkeypatch.setenv("SCOREWATCH_NATIVE", "1" if on else "0")
