@@ -65,7 +65,7 @@ def random_rows(seed: int, count: int) -> list[tuple]:
                                      math.nan, 1e300, 7]),
                 status=status, success=status < 400, request_id=rng.choice([f"req-{i}", ODD_TEXT]),
                 client=rng.choice(["", "client-é", "\ud800"]), body=rng.choice(payloads),
-                output=rng.choice(payloads), rate=rng.choice([100.0, 100.0, 50.0, 12.5, 100]),
+                output=rng.choice(payloads), rate=rng.choice([100.0, 100.0, 50.0, 12.5, 100, 50]),
                 model_data=rng.random() < 0.8))
         elif pick < 0.9:
             rows.append(line(rng.choice(texts), when, stream=rng.choice(["STDOUT", "STDOUT", "STDERR", "OTHER"]),

@@ -198,6 +198,14 @@ static int close_member(Buf *b, Template *t, Py_ssize_t slot) {
     return put_bytes(b, PIECE(PIECE(t->members, slot), 1));
 }
 
+/* An optional member whose value is ``text``: raw (between quotes) or as JSON; FALLBACK, WRITTEN or -1. */
+static int put_member(Buf *b, Template *t, Py_ssize_t slot, PyObject *text, int raw) {
+    if (open_member(b, t, slot) < 0) return -1;
+    int written = raw ? put_raw_text(b, text) : put_text(b, text);
+    if (written != WRITTEN) return written;
+    return close_member(b, t, slot) < 0 ? -1 : WRITTEN;
+}
+
 static int put_time(Builder *self, Buf *b, double when) {
     /* "YYYY-MM-DDTHH:MM:SS.ffffffZ", rounded as envelopes.format_time rounds (split_time) */
     double whole;
@@ -289,11 +297,7 @@ static int write_request(Builder *self, PyObject *row, PyObject *out) {
     PUT(put_piece(b, R, REQUEST_ENVELOPE_OPERATION_ID));
     STEP(put_raw_text(b, op));
     PUT(put_piece(b, R, REQUEST_ENVELOPE_CALLER));
-    if (caller != Py_None && PyUnicode_GET_LENGTH(caller) > 0) {
-        PUT(open_member(b, R, REQUEST_ENVELOPE_CALLER));
-        STEP(put_raw_text(b, caller));
-        PUT(close_member(b, R, REQUEST_ENVELOPE_CALLER));
-    }
+    if (caller != Py_None && PyUnicode_GET_LENGTH(caller) > 0) STEP(put_member(b, R, REQUEST_ENVELOPE_CALLER, caller, 1));
     PUT(put_piece(b, R, REQUEST_ENVELOPE_OPERATION_NAME));
     STEP(put_text(b, name));
     PUT(put_piece(b, R, REQUEST_ENVELOPE_ID));
@@ -424,23 +428,11 @@ static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject 
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_TIME));
     STEP(put_time(self, b, when));
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_OPERATION_ID));
-    if (has_op) {
-        PUT(open_member(b, O, OUTPUT_ENVELOPE_OPERATION_ID));
-        STEP(put_raw_text(b, op));
-        PUT(close_member(b, O, OUTPUT_ENVELOPE_OPERATION_ID));
-    }
+    if (has_op) STEP(put_member(b, O, OUTPUT_ENVELOPE_OPERATION_ID, op, 1));
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_PARENT_ID));
-    if (has_parent) {
-        PUT(open_member(b, O, OUTPUT_ENVELOPE_PARENT_ID));
-        STEP(put_raw_text(b, parent));
-        PUT(close_member(b, O, OUTPUT_ENVELOPE_PARENT_ID));
-    }
+    if (has_parent) STEP(put_member(b, O, OUTPUT_ENVELOPE_PARENT_ID, parent, 1));
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_OPERATION_NAME));
-    if (has_name) {
-        PUT(open_member(b, O, OUTPUT_ENVELOPE_OPERATION_NAME));
-        STEP(put_text(b, name));
-        PUT(close_member(b, O, OUTPUT_ENVELOPE_OPERATION_NAME));
-    }
+    if (has_name) STEP(put_member(b, O, OUTPUT_ENVELOPE_OPERATION_NAME, name, 0));
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_MESSAGE));
     PUT(put_bytes(b, PIECE(known, 0)));
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_SEVERITY));

@@ -53,7 +53,7 @@ def format_duration(ms: float) -> str:
 
 def sample_rate(percentage: float) -> float | None:
     """The ``sampleRate`` of an item kept at ``percentage``: None (no member) when nothing was sampled."""
-    return percentage if percentage < 100.0 else None
+    return float(percentage) if percentage < 100.0 else None
 
 
 _second_cache: tuple[int, str] = (-1, "")

@@ -113,7 +113,7 @@ class TelemetryMonitor:
             self.request_finished = self.recorder.request_finished  # type: ignore[method-assign]
         return self.recorder
 
-    def native(self) -> dict[str, bool]:
+    def native_parts(self) -> dict[str, bool]:
         """Which parts run in C: ``recorder`` (in this worker), ``envelopes`` (in its exporter process)."""
         recorder = self.recorder.native if self.recorder is not None else native.worker_module(self.settings.native) is not None
         return {"recorder": recorder, "envelopes": self.builder.templates.native}
@@ -144,7 +144,7 @@ class TelemetryMonitor:
     def metrics_text(self) -> str:
         snapshot = self.pipeline.snapshot() if self.pipeline is not None else self.stats.snapshot()
         labels = f'pid="{os.getpid()}"'
-        return render(snapshot, labels=labels) + render_native(self.native(), labels=labels)
+        return render(snapshot, labels=labels) + render_native(self.native_parts(), labels=labels)
 
     def shutdown(self, timeout_s: float) -> None:
         api.set_recorder(None)

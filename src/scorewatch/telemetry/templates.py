@@ -100,8 +100,9 @@ class Template:
         return b"".join(out)
 
 
-def markers(slots: tuple[Slot, ...]) -> dict[str, str]:
-    """A marker for each slot, by name, to render an envelope with (see :meth:`Template.compile`)."""
+def markers(slots: tuple[Slot, ...]) -> dict[str, Any]:
+    """A marker for each slot, by name, to render an envelope with (see :meth:`Template.compile`): a
+    string, whatever type the factory's argument has (a marker only has to reach the JSON)."""
     return {slot.name: _marker(slot.name) for slot in slots}
 
 
@@ -121,10 +122,10 @@ class Templates:
         m = markers(rows.REQUEST_ENVELOPE)
         self.request = Template.compile(factory.request(
             time=m["time"], id=m["id"], name=m["name"], url=m["url"], duration=m["duration"],
-            response_code=m["response_code"], success=m["success"],  # type: ignore[arg-type]
+            response_code=m["response_code"], success=m["success"],
             properties={**base, "Request Id": m["request_id"], "Client Request Id": m["client_request_id"]},
             operation_id=m["operation_id"], parent_id=m["caller"], operation_name=m["operation_name"],
-            sample_rate=m["sample_rate"]), rows.REQUEST_ENVELOPE)  # type: ignore[arg-type]
+            sample_rate=m["sample_rate"]), rows.REQUEST_ENVELOPE)
         m = markers(rows.MODEL_DATA_ENVELOPE)
         self.model_data = Template.compile(factory.message(
             time=m["time"], message="model_data_collection", severity=SEVERITY_INFO,
@@ -132,13 +133,13 @@ class Templates:
                         "Models": models, "Input": m["input"], "Prediction": m["prediction"], "Error": m["error"],
                         "Status Code": m["status_code"]},
             operation_id=m["operation_id"], parent_id=m["parent_id"], operation_name=m["operation_name"],
-            sample_rate=m["sample_rate"]), rows.MODEL_DATA_ENVELOPE)  # type: ignore[arg-type]
+            sample_rate=m["sample_rate"]), rows.MODEL_DATA_ENVELOPE)
         m = markers(rows.OUTPUT_ENVELOPE)
         self.output = Template.compile(factory.message(
-            time=m["time"], message=m["message"], severity=m["severity"],  # type: ignore[arg-type]
+            time=m["time"], message=m["message"], severity=m["severity"],
             properties={**base, "Contents": m["contents"]}, operation_id=m["operation_id"],
             parent_id=m["parent_id"], operation_name=m["operation_name"],
-            sample_rate=m["sample_rate"]), rows.OUTPUT_ENVELOPE)  # type: ignore[arg-type]
+            sample_rate=m["sample_rate"]), rows.OUTPUT_ENVELOPE)
         writer = rows_module(native)
         self._native = writer.Builder(
             self.request.pieces, self.request.members, self.model_data.pieces, self.model_data.members,
@@ -231,7 +232,7 @@ class Templates:
 
     def _request(self, row: tuple[Any, ...]) -> list[bytes]:
         """The request envelope of a :class:`~scorewatch.telemetry.rows.Request` row, and its model data's."""
-        dumps = orjson.dumps
+        dumps = orjson.dumps  # a shorter name, for reading
         success = row[Request.SUCCESS]
         rate = sample_rate(row[Request.SAMPLE_RATE]) if success else None
         sample = dumps(rate) if rate is not None else None
