@@ -49,6 +49,7 @@ def test_each_layout_names_every_position_once_and_makes_its_rows_by_name():
     assert all(row[getattr(Text, name.upper())] == name for name in names)
     assert rows.as_chunk(row)[1:] == row[1:] and rows.as_chunk(row)[Text.KIND] == Text.CHUNK
     assert rows.make_newline(rows.STDOUT, 7)[Newline.THREAD] == 7
+    assert all(len(tag) == 1 and tag.isascii() for tag in rows.TAGS) and len(set(rows.TAGS)) == len(rows.TAGS)
 
     class Broken:
         SIZE = 3

@@ -63,8 +63,9 @@ static int put_again(Buf *b, Py_ssize_t at, Py_ssize_t n) {  /* a copy of what t
     return 0;
 }
 
-static int put_bytes(Buf *b, PyObject *bytes) {  /* a literal piece (always exact bytes) */
-    return put(b, PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes));
+static int put_bytes(Buf *b, PyObject *bytes) {  /* a literal piece (always exact bytes; often empty) */
+    Py_ssize_t n = PyBytes_GET_SIZE(bytes);
+    return n == 0 ? 0 : put(b, PyBytes_AS_STRING(bytes), n);
 }
 
 static int put_digits(Buf *b, long long value, int width) {  /* zero-padded, value >= 0 */
@@ -177,29 +178,39 @@ typedef struct {
 typedef struct {
     PyObject_HEAD
     Template request, model_data, output;
-    PyObject *streams;     /* {"STDOUT": (b'"STDOUT"', severity), ...} */
+    PyObject *streams;     /* {"STDOUT": (b'"STDOUT"', severity), ...}, checked by Builder_init */
+    PyObject *last_stream; /* the stream of the line before, its JSON and severity: most lines repeat it */
+    PyObject *last_json;
+    long last_severity;
     Py_ssize_t inline_limit;
     long long second;      /* the second whose "YYYY-MM-DDTHH:MM:SS" is in prefix */
     char prefix[32];
+    Py_ssize_t prefix_len;
     Buf buf;
 } Builder;
 
 #define PIECE(tuple, i) PyTuple_GET_ITEM((tuple), (i))
 
-static int put_piece(Buf *b, Template *t, Py_ssize_t slot) {  /* the literal before ``slot`` */
-    return put_bytes(b, PIECE(t->pieces, slot));
+/* The writers keep a template's tuples in locals (``Template t = self->request``): through a pointer
+   into the builder they would be read again after every write to the buffer, which may alias them. */
+static int put_piece(Buf *b, Template t, Py_ssize_t slot) {  /* the literal before ``slot`` */
+    return put_bytes(b, PIECE(t.pieces, slot));
 }
 
-static int open_member(Buf *b, Template *t, Py_ssize_t slot) {
-    return put_bytes(b, PIECE(PIECE(t->members, slot), 0));
+static int open_member(Buf *b, Template t, Py_ssize_t slot) {
+    return put_bytes(b, PIECE(PIECE(t.members, slot), 0));
 }
 
-static int close_member(Buf *b, Template *t, Py_ssize_t slot) {
-    return put_bytes(b, PIECE(PIECE(t->members, slot), 1));
+static int close_member(Buf *b, Template t, Py_ssize_t slot) {
+    return put_bytes(b, PIECE(PIECE(t.members, slot), 1));
 }
 
-/* An optional member whose value is ``text``: raw (between quotes) or as JSON; FALLBACK, WRITTEN or -1. */
-static int put_member(Buf *b, Template *t, Py_ssize_t slot, PyObject *text, int raw) {
+/* An optional member whose value is ``text``: raw (between quotes) or as JSON; FALLBACK, WRITTEN or -1.
+   Inlined: it runs for most rows, and ``raw`` is a constant at each call. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int put_member(Buf *b, Template t, Py_ssize_t slot, PyObject *text, int raw) {
     if (open_member(b, t, slot) < 0) return -1;
     int written = raw ? put_raw_text(b, text) : put_text(b, text);
     if (written != WRITTEN) return written;
@@ -223,8 +234,9 @@ static int put_time(Builder *self, Buf *b, double when) {
                 || strftime(self->prefix, sizeof self->prefix, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
             return FALLBACK;
         self->second = second;
+        self->prefix_len = (Py_ssize_t)strlen(self->prefix);
     }
-    if (put(b, self->prefix, (Py_ssize_t)strlen(self->prefix)) < 0 || put(b, ".", 1) < 0
+    if (put(b, self->prefix, self->prefix_len) < 0 || put(b, ".", 1) < 0
             || put_digits(b, micros, 6) < 0 || put(b, "Z", 1) < 0)
         return -1;
     return WRITTEN;
@@ -234,7 +246,7 @@ static int time_ok(double when) {
     return isfinite(when) && when >= 0 && when < (double)MAX_SECOND;
 }
 
-static int put_sample(Buf *b, Template *t, Py_ssize_t slot, double rate) {  /* the member, orjson.dumps(rate) */
+static int put_sample(Buf *b, Template t, Py_ssize_t slot, double rate) {  /* the member, orjson.dumps(rate) */
     char *repr = PyOS_double_to_string(rate, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (repr == NULL) return -1;
     int failed = open_member(b, t, slot) < 0 || put(b, repr, (Py_ssize_t)strlen(repr)) < 0
@@ -287,7 +299,7 @@ static int write_request(Builder *self, PyObject *row, PyObject *out) {
     int ok = success == Py_True;
     int sampled = ok && rate < 100.0;  /* envelopes.sample_rate; failures are never sampled */
     Buf *b = &self->buf;
-    Template *R = &self->request;
+    Template R = self->request;
 
     b->len = 0;
     PUT(put_piece(b, R, REQUEST_ENVELOPE_TIME));
@@ -329,7 +341,7 @@ static int write_request(Builder *self, PyObject *row, PyObject *out) {
     Py_ssize_t request_len = b->len;
     if (model_data == Py_True) {
         /* the model data envelope goes after the request's, in the same buffer */
-        Template *M = &self->model_data;
+        Template M = self->model_data;
         PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_TIME));
         PUT(put_again(b, time_at, time_end - time_at));
         PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_OPERATION_ID));
@@ -398,14 +410,16 @@ static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject 
     /* printed JSON becomes a nested object, a blank line no envelope: both for the fallback */
     if (first == '{' || first == '[' || Py_UNICODE_ISSPACE(first) || PyUnicode_READ_CHAR(text, length - 1) == '\n')
         return FALLBACK;
-    PyObject *known = PyDict_GetItemWithError(self->streams, stream);  /* (b'"STDOUT"', severity) */
-    if (known == NULL) {
-        PyErr_Clear();
-        return FALLBACK;
+    if (stream != self->last_stream) {
+        PyObject *known = PyDict_GetItemWithError(self->streams, stream);  /* (b'"STDOUT"', severity) */
+        if (known == NULL) {  /* another stream: Python's */
+            PyErr_Clear();
+            return FALLBACK;
+        }
+        Py_XSETREF(self->last_stream, Py_NewRef(stream));
+        Py_XSETREF(self->last_json, Py_NewRef(PIECE(known, 0)));
+        self->last_severity = PyLong_AsLong(PIECE(known, 1));
     }
-    if (!PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2 || !PyBytes_CheckExact(PIECE(known, 0))
-            || !PyLong_CheckExact(PIECE(known, 1)))
-        return FALLBACK;
     int has_op = 0, has_parent = 0, has_name = 0;
     if (op != Py_None) {
         if (!PyUnicode_CheckExact(op)) return FALLBACK;
@@ -416,13 +430,8 @@ static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject 
         has_parent = PyUnicode_GET_LENGTH(parent) > 0;
         has_name = PyUnicode_GET_LENGTH(name) > 0;
     }
-    long severity = PyLong_AsLong(PIECE(known, 1));
-    if (severity < 0) {
-        PyErr_Clear();
-        return FALLBACK;
-    }
     Buf *b = &self->buf;
-    Template *O = &self->output;
+    Template O = self->output;
 
     b->len = 0;
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_TIME));
@@ -434,9 +443,9 @@ static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject 
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_OPERATION_NAME));
     if (has_name) STEP(put_member(b, O, OUTPUT_ENVELOPE_OPERATION_NAME, name, 0));
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_MESSAGE));
-    PUT(put_bytes(b, PIECE(known, 0)));
+    PUT(put_bytes(b, self->last_json));
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_SEVERITY));
-    PUT(put_digits(b, severity, 1));
+    PUT(put_digits(b, self->last_severity, 1));
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_CONTENTS));
     STEP(put_text(b, text));
     PUT(put_piece(b, O, OUTPUT_ENVELOPE_SAMPLE_RATE));
@@ -453,10 +462,11 @@ static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject 
 
 static int write_row(Builder *self, PyObject *row, PyObject *pending, PyObject *out) {
     if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) == 0) return FALLBACK;
-    PyObject *kind = PIECE(row, 0);
-    if (!PyUnicode_CheckExact(kind)) return FALLBACK;
-    if (PyUnicode_CompareWithASCIIString(kind, TAG_REQUEST) == 0) return write_request(self, row, out);
-    if (PyUnicode_CompareWithASCIIString(kind, TAG_LINE) == 0) return write_line(self, row, pending, out);
+    PyObject *kind = PIECE(row, 0);  /* a tag: one ASCII character (rows.py) */
+    if (!PyUnicode_CheckExact(kind) || PyUnicode_GET_LENGTH(kind) != 1) return FALLBACK;
+    Py_UCS4 tag = PyUnicode_READ_CHAR(kind, 0);
+    if (tag == (Py_UCS4)TAG_REQUEST[0]) return write_request(self, row, out);
+    if (tag == (Py_UCS4)TAG_LINE[0]) return write_line(self, row, pending, out);
     return FALLBACK;
 }
 
@@ -560,6 +570,18 @@ static int Builder_init(Builder *self, PyObject *args, PyObject *kwargs) {
             || check_template(parts[2], parts[3], "........???", "model_data") < 0
             || check_template(parts[4], parts[5], ".???...?", "output") < 0)
         return -1;
+    PyObject *stream, *known;
+    Py_ssize_t at = 0;
+    while (PyDict_Next(parts[6], &at, &stream, &known)) {
+        if (!PyUnicode_CheckExact(stream) || !PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2
+                || !PyBytes_CheckExact(PIECE(known, 0)) || !PyLong_CheckExact(PIECE(known, 1))
+                || PyLong_AsLong(PIECE(known, 1)) < 0) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "streams: {str: (bytes, severity >= 0)}");
+            return -1;
+        }
+    }
+    Py_CLEAR(self->last_stream);
+    Py_CLEAR(self->last_json);
     PyObject **slots[] = {&self->request.pieces, &self->request.members, &self->model_data.pieces,
                           &self->model_data.members, &self->output.pieces, &self->output.members, &self->streams};
     for (int i = 0; i < 7; i++) {
@@ -579,6 +601,8 @@ static int Builder_traverse(Builder *self, visitproc visit, void *arg) {
     Py_VISIT(self->output.pieces);
     Py_VISIT(self->output.members);
     Py_VISIT(self->streams);
+    Py_VISIT(self->last_stream);
+    Py_VISIT(self->last_json);
     return 0;
 }
 
@@ -590,6 +614,8 @@ static int Builder_clear(Builder *self) {
     Py_CLEAR(self->output.pieces);
     Py_CLEAR(self->output.members);
     Py_CLEAR(self->streams);
+    Py_CLEAR(self->last_stream);
+    Py_CLEAR(self->last_json);
     return 0;
 }
 

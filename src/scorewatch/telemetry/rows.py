@@ -66,6 +66,7 @@ class Newline:
 
 
 LAYOUTS: tuple[type, ...] = (Request, Text, Newline)
+TAGS = (Request.TAG, Text.LINE, Text.CHUNK, Newline.TAG)  # one ASCII character each: the C code compares one
 
 # The streams a Text row names.
 STDOUT = "STDOUT"
