@@ -2,9 +2,8 @@
 
 Producers call :meth:`BatchProcessor.emit` with a light record (a tuple whose second element is the
 payload size in bytes), or, for the rows every request makes, add a plain tuple of small values to
-:attr:`BatchProcessor.rows` with :meth:`BatchProcessor.add` (the hottest path, print capture, inlines
-it: ``len(rows) < row_limit``, then the list's ``append``, else :meth:`refused`): one list append, no
-lock, no wake-up. The worker thread picks rows up every ``pickup_s`` and hands them on as
+:attr:`BatchProcessor.rows` with :meth:`BatchProcessor.add` (the C fast paths append to ``rows``
+themselves, after the same test, ``len(rows) < row_limit``): one list append, no lock, no wake-up. The worker thread picks rows up every ``pickup_s`` and hands them on as
 ``(RECORD_ROWS, 0, [row, ...])`` records of ``ROWS_PER_RECORD`` rows, so whatever it does with them
 (``marshal.dumps`` for the exporter process) is one C call per record, not Python per row: a thread
 holding the GIL delays the event loop, so it also sleeps briefly after every ``WORK_S`` of work. The
