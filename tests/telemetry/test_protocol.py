@@ -40,6 +40,7 @@ def test_the_c_header_is_the_one_rows_py_generates():
 
 def test_each_layout_names_every_position_once_and_makes_its_rows_by_name():
     assert [len(rows.fields(layout)) for layout in rows.LAYOUTS] == [Request.SIZE, Text.SIZE, Newline.SIZE]
+    assert all(layout.KIND == rows.KIND for layout in rows.LAYOUTS)  # type: ignore[attr-defined]
     names = rows.fields(Request)[1:]
     row = rows.make_request(**{name: name for name in names})
     assert row[Request.KIND] == Request.TAG and len(row) == Request.SIZE

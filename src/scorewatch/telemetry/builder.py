@@ -65,7 +65,7 @@ class EnvelopeBuilder:
     def with_blobs(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
         """A request row with its payloads as the row keeps them: text, or blob markers when large.
         A long printed chunk is left to the templates, which put its line together first."""
-        if row[0] != Request.TAG or not row[Request.MODEL_DATA]:
+        if row[rows.KIND] != Request.TAG or not row[Request.MODEL_DATA]:
             return row
         values = list(row)
         values[Request.INPUT] = self.payloads.value(row[Request.INPUT])

@@ -29,7 +29,8 @@ from typing import Any, NamedTuple
 
 # -- row layouts ---------------------------------------------------------------------------------------
 # A layout is a class whose upper-case int attributes name the positions of a row's fields, in order;
-# position 0 (KIND) always holds the row's tag.
+# position KIND, the first, always holds the row's tag.
+KIND = 0
 
 
 class Request:

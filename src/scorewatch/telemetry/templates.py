@@ -200,7 +200,7 @@ class Templates:
 
     def row(self, row: tuple[Any, ...]) -> list[bytes]:
         """The envelopes of one row (none while a line is still being written)."""
-        kind, size = row[0], len(row)
+        kind, size = row[rows.KIND], len(row)
         if kind == Request.TAG and size == Request.SIZE:
             return self._request(row)
         if kind == Text.CHUNK and size == Text.SIZE:
