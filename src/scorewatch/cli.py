@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
 from scorewatch import __version__
 from scorewatch.errors import ScorewatchError
+from scorewatch.settings import Settings
+from scorewatch.workspace import HOME_HELP, Workspace
 
 # command name -> "module:attribute" of its click command
 COMMANDS = {
@@ -27,6 +30,16 @@ COMMANDS = {
     "examples": "scorewatch.up:list_examples",
     "query": "scorewatch.kql.cli:query",
 }
+
+
+# Shared by the commands that work on a workspace.
+home_option = click.option("--home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
+
+
+def workspace_settings(home: Path | None, **overrides: Any) -> tuple[Workspace, Settings]:
+    """The settings (``home`` and ``overrides`` over the environment) and the workspace they name."""
+    settings = Settings.from_env(home=home, **overrides)
+    return Workspace(settings.home), settings
 
 
 class LazyGroup(click.Group):

@@ -3,7 +3,8 @@
 Every error a user can cause is a :class:`ScorewatchError` (or a subclass). It knows the HTTP status a
 server answers with and the exit code the CLI ends with, so exactly one place in each front end turns
 an exception into output: ``scorewatch.http.error_response`` for servers and ``scorewatch.cli.main``
-for the command line.
+for the command line. :func:`error_body` is the one renderer of an error's JSON body, in either shape
+scorewatch answers with; :func:`for_status` is the way back from a status to a class.
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ class ScorewatchError(Exception):
         return self.message
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON body servers answer with: ``{"code", "message", ...details}``."""
+        """``{"code", "message", ...details}``."""
         return {"code": self.code, "message": self.message, **self.details}
+
+    def app_insights_error(self) -> dict[str, Any]:
+        """The ``error`` object of Application Insights' error body (see :func:`error_body`)."""
+        return self.to_dict()
 
 
 class BadRequest(ScorewatchError):
@@ -64,6 +69,12 @@ class NotFound(ScorewatchError):
     status = 404
     exit_code = 4
     code = "NotFound"
+
+
+class MethodNotAllowed(ScorewatchError):
+    status = 405
+    exit_code = 2
+    code = "MethodNotAllowed"
 
 
 class PayloadTooLarge(ScorewatchError):
@@ -116,3 +127,29 @@ class ConfigError(ScorewatchError):
     status = 500
     exit_code = 2
     code = "ConfigError"
+
+
+# The shapes of an error's JSON body.
+AZURE_ML = "azureml"            # Azure ML scoring services: {"message": ...}
+APP_INSIGHTS = "appinsights"    # Application Insights' APIs (ingest, query, control): {"error": {"code", "message", ...}}
+
+
+def error_body(error: ScorewatchError, shape: str = APP_INSIGHTS) -> dict[str, Any]:
+    """The JSON body of ``error`` in ``shape`` (:data:`AZURE_ML` or :data:`APP_INSIGHTS`); the status
+    to answer with is ``error.status``."""
+    if shape == AZURE_ML:
+        return {"message": error.message}
+    if shape == APP_INSIGHTS:
+        return {"error": error.app_insights_error()}
+    raise ValueError(f"unknown error shape {shape!r}")
+
+
+def for_status(status: int) -> type[ScorewatchError]:
+    """The error class answered with ``status``: the most general one (``BadRequest`` for 400, not a
+    subclass of it), or :class:`ScorewatchError` when no class has that status."""
+    classes: list[type[ScorewatchError]] = [ScorewatchError]
+    for cls in classes:  # breadth first: grows as it goes
+        if cls.status == status:
+            return cls
+        classes.extend(cls.__subclasses__())
+    return ScorewatchError

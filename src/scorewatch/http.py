@@ -8,24 +8,34 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from scorewatch.errors import ScorewatchError, TooManyRequests
+from scorewatch.errors import APP_INSIGHTS, ScorewatchError, TooManyRequests, error_body, for_status
 
 log = logging.getLogger("scorewatch.http")
 
 
-def error_response(exc: BaseException) -> Response:
-    """The JSON response for ``exc``: ``{"error": {"code", "message", ...}}`` with its status."""
+def as_error(exc: BaseException) -> ScorewatchError:
+    """``exc`` as the error a user is told about: ours as it is, Starlette's by its status, anything
+    else (a defect) logged with its traceback and told as an internal error."""
     if isinstance(exc, ScorewatchError):
-        headers = {}
-        if isinstance(exc, TooManyRequests):
-            headers["Retry-After"] = str(max(1, round(exc.retry_after)))
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.status, headers=headers)
+        return exc
     if isinstance(exc, HTTPException):
-        return JSONResponse({"error": {"code": _code_for(exc.status_code), "message": exc.detail}},
-                            status_code=exc.status_code, headers=exc.headers)
+        return for_status(exc.status_code)(exc.detail, status=exc.status_code)
     log.error("unhandled error", exc_info=exc)
-    return JSONResponse({"error": {"code": "InternalError", "message": "internal server error"}},
-                        status_code=500)
+    return ScorewatchError("internal server error")
+
+
+def error_headers(error: ScorewatchError) -> dict[str, str]:
+    """The headers an error's status asks for."""
+    if isinstance(error, TooManyRequests):
+        return {"Retry-After": str(max(1, round(error.retry_after)))}
+    return {}
+
+
+def error_response(exc: BaseException, shape: str = APP_INSIGHTS) -> Response:
+    """The JSON response for ``exc`` in ``shape`` (see :func:`scorewatch.errors.error_body`), with its status."""
+    error = as_error(exc)
+    headers = {**(exc.headers or {}), **error_headers(error)} if isinstance(exc, HTTPException) else error_headers(error)
+    return JSONResponse(error_body(error, shape), status_code=error.status, headers=headers)
 
 
 async def handle_exception(request: Request, exc: Exception) -> Response:
@@ -35,9 +45,3 @@ async def handle_exception(request: Request, exc: Exception) -> Response:
 
 EXCEPTION_HANDLERS = {ScorewatchError: handle_exception, HTTPException: handle_exception,
                       Exception: handle_exception}
-
-
-def _code_for(status: int) -> str:
-    return {400: "BadArgument", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
-            405: "MethodNotAllowed", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
-            429: "TooManyRequests"}.get(status, "Error")

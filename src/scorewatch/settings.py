@@ -78,6 +78,8 @@ class Settings:
         True, "Build and send telemetry in a helper process per worker, off the worker's GIL.")
     exporter_cpus: str = setting(
         "", "CPUs the exporter processes may run on, as a Linux CPU list ('3', '2-3', '0,2'); empty: any.")
+    native: bool = setting(
+        True, "Record and build telemetry with the C extensions when they were built (0: the Python paths only).")
 
     # Hub (`scorewatch hub`)
     hub_host: str = setting("127.0.0.1", "Address the hub binds to.")

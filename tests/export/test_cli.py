@@ -18,11 +18,11 @@ import orjson
 import pytest
 from click.testing import CliRunner, Result
 
+from scorewatch.apps import Application, Registry
 from scorewatch.cli import main
 from scorewatch.errors import BadRequest
 from scorewatch.export.cli import export
 from scorewatch.export.rules import RuleBook
-from scorewatch.ingest.apps import Application, Registry
 from scorewatch.store.duckdb import DuckDBStore
 from scorewatch.workspace import Workspace
 from tests.export import readback, telemetry

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from scorewatch.apps import Application
 from scorewatch.errors import ScorewatchError
-from scorewatch.ingest.apps import Application
 from scorewatch.ingest.records import Record, decode, encode
 from scorewatch.ingest.track import decode_body, parse_track
 from scorewatch.store.duckdb import DuckDBStore

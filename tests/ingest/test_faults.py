@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
+from scorewatch.apps import Application
 from scorewatch.errors import ServiceUnavailable
-from scorewatch.ingest.apps import Application
 from scorewatch.ingest.metrics import IngestMetrics
 from scorewatch.ingest.pipeline import Ingestor
 from scorewatch.ingest.quarantine import Quarantine

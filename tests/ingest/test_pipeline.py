@@ -8,8 +8,8 @@ from pathlib import Path
 
 import orjson
 
+from scorewatch.apps import Application
 from scorewatch.errors import TooManyRequests
-from scorewatch.ingest.apps import Application
 from scorewatch.ingest.metrics import IngestMetrics
 from scorewatch.ingest.pipeline import Ingestor
 from scorewatch.ingest.quarantine import Quarantine

@@ -7,7 +7,7 @@ from pathlib import Path
 import orjson
 from click.testing import CliRunner
 
-from scorewatch.ingest.apps import Application
+from scorewatch.apps import Application
 from scorewatch.ingest.cli import quarantine
 from scorewatch.ingest.quarantine import Quarantine
 from scorewatch.ingest.records import Record

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from scorewatch.ingest.apps import Application
+from scorewatch.apps import Application
 from scorewatch.ingest.records import decode, encode
 from scorewatch.ingest.track import Accepted
 from scorewatch.ingest.wal import WriteAheadLog

@@ -1,4 +1,4 @@
-"""Envelope building, formats, connection strings; the monitor's inline builders match the factory."""
+"""Envelope building, formats, connection strings; the templates make the factory's envelopes."""
 
 from __future__ import annotations
 
@@ -8,12 +8,18 @@ import orjson
 import pytest
 
 from scorewatch.errors import ConfigError
-from scorewatch.scoring.monitor import ScoredRequest
+from scorewatch.telemetry import rows
+from scorewatch.telemetry.blobs import BlobStore
 from scorewatch.telemetry.connection import parse_connection_string
-from scorewatch.telemetry.envelopes import SEVERITY_INFO, format_duration, format_time, severity_for_level
-from scorewatch.telemetry.exporter import InMemoryExporter
-from scorewatch.telemetry.monitor import create_monitor
-from tests.telemetry.test_monitor import INFO, new_op, scored, settings  # noqa: F401
+from scorewatch.telemetry.envelopes import (
+    SEVERITY_INFO,
+    EnvelopeFactory,
+    format_duration,
+    format_time,
+    sample_rate,
+    severity_for_level,
+)
+from scorewatch.telemetry.templates import Template, Templates, markers
 
 
 @pytest.mark.parametrize(("ms", "text"), [(0, "0.00:00:00.000000"), (58, "0.00:00:00.058000"),
@@ -48,59 +54,88 @@ def test_connection_strings():
             parse_connection_string(bad)
 
 
-def test_inline_request_builder_matches_the_factory(settings):  # noqa: F811
-    monitor = create_monitor(settings, INFO, exporter=InMemoryExporter())
-    op = new_op()
-    facts = scored(op)
-    request = ScoredRequest(*facts)  # its derived properties, for the factory
-    fast_request, fast_trace = map(orjson.loads, monitor.templates.raw(monitor._request_row(*facts[:7])[1]))
-    props = {**monitor.base_properties, "Request Id": "req-1", "Client Request Id": "client-1"}
-    expected = monitor.factory.request(
-        when=request.start, id=op.parent_id, name="POST /score", url=request.url, duration_ms=12.5,
-        response_code=200, success=True, properties=props, operation_id=op.operation_id, parent_id=None)
-    assert fast_request == expected
-    expected_trace = monitor.factory.message(
-        when=request.start, message="model_data_collection", severity=SEVERITY_INFO,
-        properties={**props, "Models": "ridge:3", "Input": '{"data": [1]}', "Prediction": "[2]"},
-        operation_id=op.operation_id, parent_id=op.parent_id, operation_name="POST /score")
-    assert fast_trace == expected_trace
-    [fast_output] = map(orjson.loads, monitor.templates.raw(
-        ("o", 1.7e9, "STDOUT", "hi\n", 1, op.operation_id, op.parent_id, op.name, 100.0)))
-    assert fast_output == monitor.factory.message(
-        when=1.7e9, message="STDOUT", severity=SEVERITY_INFO, properties={**monitor.base_properties, "Contents": "hi"},
-        operation_id=op.operation_id, parent_id=op.parent_id, operation_name=op.name)
+def templates(native: bool, **kwargs) -> Templates:
+    return Templates("ikey-1", role="svc", role_instance="host",
+                     **{"base_properties": {"Service Name": "svc"}, "models": "m:1", "native": native, **kwargs})
 
 
-def test_inline_builders_escape_user_text_and_mark_samples(settings):  # noqa: F811
-    monitor = create_monitor(settings, INFO, exporter=InMemoryExporter())
-    op = new_op()
-    request = scored(op, status=200, body='{"q": "\\"quoted\\" \u2028 </script>"}'.encode(), output=b"\xff\xfe")
-    request[1]["query_string"] = b'a="b"'
-    monitor.sampling = 25.0
-    fast_request, fast_trace = map(orjson.loads, monitor.templates.raw(monitor._request_row(*request[:7])[1]))
-    assert fast_request["data"]["baseData"]["url"] == 'http://127.0.0.1:5999/score?a="b"' and fast_request["sampleRate"] == 25.0
-    assert orjson.loads(fast_trace["data"]["baseData"]["properties"]["Input"])["q"].startswith('"quoted"')
-    assert fast_trace["data"]["baseData"]["properties"]["Prediction"]["size"] == 2  # not UTF-8: a blob
-    [line] = map(orjson.loads, monitor.templates.raw(("o", 1.7e9, "STDERR", 'say "hi"\n\ttab\n', 2, None, "", "",
-                                                       100.0)))
+def request_row(**changes):
+    values = dict(start=1.7e9 + 0.25, operation_id="a" * 32, span_id="b" * 16, caller=None, name="POST /score",
+                  url="http://h:1/score", duration_ms=12.5, status=200, success=True, request_id="req-1",
+                  client_request_id="client-1", input=b'{"data": [1]}', prediction=b"[2]", sample_rate=100.0,
+                  model_data=True)
+    return rows.make_request(**{**values, **changes})
+
+
+def test_the_templates_make_the_factory_s_envelopes(native):
+    # The templates are compiled from the factory: filling them gives what the factory builds.
+    factory = EnvelopeFactory("ikey-1", role="svc", role_instance="host")
+    props = {"Service Name": "svc", "Request Id": "req-1", "Client Request Id": "client-1"}
+    for success, status, caller, rate in [(True, 200, None, 100.0), (False, 404, "c" * 16, 100.0),
+                                          (True, 201, "", 25.0)]:
+        row = request_row(success=success, status=status, caller=caller, sample_rate=rate)
+        request, trace = map(orjson.loads, templates(native).rows([row]))
+        sampled = sample_rate(rate) if success else None
+        assert request == factory.request(
+            time=format_time(1.7e9 + 0.25), id="b" * 16, name="POST /score", url="http://h:1/score",
+            duration="0.00:00:00.012500", response_code=str(status), success=success, properties=props,
+            operation_id="a" * 32, parent_id=caller, sample_rate=sampled)
+        failure = {} if success else {"Error": "[2]", "Status Code": str(status)}
+        assert trace == factory.message(
+            time=format_time(1.7e9 + 0.25), message="model_data_collection", severity=SEVERITY_INFO,
+            properties={**props, "Models": "m:1", "Input": '{"data": [1]}', "Prediction": "[2]", **failure},
+            operation_id="a" * 32, parent_id="b" * 16, operation_name="POST /score", sample_rate=sampled)
+    for op, name, rate in [("a" * 32, "POST /score", 100.0), (None, "", 50.0), ("a" * 32, "", 100.0)]:
+        line = rows.make_text(rows.Text.LINE, time=1.7e9, stream=rows.STDERR, text="hi", thread=1, operation_id=op,
+                              parent_id="b" * 16 if op else "", operation_name=name, sample_rate=rate)
+        [output] = map(orjson.loads, templates(native).rows([line]))
+        assert output == factory.message(
+            time=format_time(1.7e9), message="STDERR", severity=2, properties={"Service Name": "svc", "Contents": "hi"},
+            operation_id=op, parent_id="b" * 16 if op else None, operation_name=name or None,
+            sample_rate=sample_rate(rate))
+
+
+def test_a_template_refuses_an_envelope_whose_slots_are_not_the_declared_ones():
+    factory = EnvelopeFactory("ikey-1", role="svc", role_instance="host")
+    slots = rows.OUTPUT_ENVELOPE
+    m = markers(slots)
+    envelope = factory.message(time=m["time"], message=m["message"], severity=m["severity"],
+                               properties={"Contents": m["contents"]}, operation_id=m["operation_id"],
+                               parent_id=m["parent_id"], operation_name=m["operation_name"],
+                               sample_rate=m["sample_rate"])
+    assert Template.compile(envelope, slots).slots == slots
+    swapped = (slots[0], slots[2], slots[1], *slots[3:])
+    with pytest.raises(ValueError, match="do not follow the declared"):
+        Template.compile(envelope, swapped)
+    with pytest.raises(ValueError, match="do not follow the declared"):
+        Template.compile(envelope, slots[:-1])  # one slot the declaration does not have
+    required = (*slots[:-1], rows.Slot("sample_rate"))
+    assert Template.compile(envelope, required).members[-1] is None  # a required slot keeps its member's key
+
+
+def test_templates_escape_user_text_and_mark_samples(native, tmp_path):
+    built = templates(native, inline_limit=1024, blobs=BlobStore(tmp_path))
+    row = request_row(url='http://h:1/score?a="b"', input='{"q": "\\"quoted\\" \u2028 </script>"}'.encode(),
+                      prediction=b"\xff\xfe", sample_rate=25.0)
+    request, trace = map(orjson.loads, built.rows([row]))
+    assert request["data"]["baseData"]["url"] == 'http://h:1/score?a="b"' and request["sampleRate"] == 25.0
+    assert orjson.loads(trace["data"]["baseData"]["properties"]["Input"])["q"].startswith('"quoted"')
+    assert trace["data"]["baseData"]["properties"]["Prediction"]["size"] == 2  # not UTF-8: a blob
+    chunk = rows.make_text(rows.Text.CHUNK, time=1.7e9, stream=rows.STDERR, text='say "hi"\n\ttab\n', thread=2,
+                           operation_id=None, parent_id="", operation_name="", sample_rate=100.0)
+    [line] = map(orjson.loads, built.rows([chunk]))
     assert line["data"]["baseData"]["properties"]["Contents"] == 'say "hi"\n\ttab'
     assert "ai.operation.id" not in line["tags"] and line["data"]["baseData"]["severityLevel"] == 2
 
 
-def test_rows_in_a_batch_make_the_same_envelopes_as_one_by_one():
+def test_rows_in_a_batch_make_the_same_envelopes_as_one_by_one(native):
     # Templates.rows takes a print's text and its newline together when they follow each other; with
     # writes split, interleaved between threads or holding several lines, it falls back on the
     # pending-line table. Either way the envelopes are those of the rows taken one at a time.
-    from scorewatch.telemetry.templates import Templates
-
-    def templates() -> Templates:
-        return Templates("ikey-1", role="svc", role_instance="host", base_properties={"Service Name": "svc"},
-                         models="m:1")
-
     def out(when, stream, text, thread, op="a" * 32):
         return ("o", when, stream, text, thread, op, "b" * 16, "POST /score", 100.0)
 
-    rows = [
+    batch = [
         out(1.5, "STDOUT", "plain", 1), ("n", "STDOUT", 1),                     # print("plain")
         out(1.6, "STDOUT", '{"k": 1}', 1), ("n", "STDOUT", 1),                  # printed JSON
         out(1.7, "STDOUT", "part one, ", 1), out(1.8, "STDOUT", "two", 1),       # one line, two writes
@@ -112,15 +147,15 @@ def test_rows_in_a_batch_make_the_same_envelopes_as_one_by_one():
         out(2.2, "STDOUT", "   ", 1), ("n", "STDOUT", 1),                       # only blanks: nothing
         ("l", *out(2.4, "STDOUT", "a whole line", 1)[1:]),                      # text + newline, as the worker
         out(2.5, "STDOUT", "begun, ", 1), ("l", *out(2.6, "STDOUT", "ended", 1)[1:]),  # ships them
-        ("r", 2.25, "a" * 32, "b" * 16, None, "POST /score", "http://h/score", 1.5, 200, True, "r-1", "",
-         b'{"x": 1}', b"[2]", 100.0, True),                                    # a request, its model data
+        request_row(start=2.25, url="http://h/score", duration_ms=1.5, request_id="r-1", client_request_id="",
+                    input=b'{"x": 1}'),                                         # a request, its model data
         ("l", *out(2.26, "STDOUT", '{"k": 2}', 1)[1:]),                         # a JSON line, whole
         out(2.3, "STDOUT", "last", 3),                                          # the batch ends mid-line
     ]
-    one_by_one = templates()
-    expected = [envelope for row in rows for envelope in one_by_one.raw(row)]
-    batched = templates()
-    assert batched.rows(rows) == expected
+    one_by_one = templates(native)
+    expected = [envelope for row in batch for envelope in one_by_one.row(row)]
+    batched = templates(native)
+    assert batched.rows(batch) == expected
     envelopes = [orjson.loads(e) for e in expected]
     assert [e["data"]["baseData"].get("message", "request") for e in envelopes[8:10]] == [
         "request", "model_data_collection"]
@@ -128,20 +163,3 @@ def test_rows_in_a_batch_make_the_same_envelopes_as_one_by_one():
         "plain", {"k": 1}, "other thread", "part one, two", "to stderr", "a\nb", "a whole line", "begun, ended",
         {"k": 2}]
     assert batched._pending.keys() == one_by_one._pending.keys() == {("STDOUT", 3)}
-
-
-def test_urls_with_a_query_do_not_fill_the_name_cache():
-    from scorewatch.telemetry.templates import Templates
-
-    # The name cache is the Python writer's (native=False); the C writer escapes names as it goes.
-    templates = Templates("ikey-1", role="svc", role_instance="host", base_properties={}, models="m:1", native=False)
-
-    def row(url):
-        return ("r", 1.7e9, "a" * 32, "b" * 16, None, "GET /score", url, 1.0, 200, True, "r", "", None, None,
-                100.0, False)
-
-    for i in range(100):  # every GET with its own query
-        [envelope] = templates.rows([row(f"http://h/score?x={i}")])
-        assert orjson.loads(envelope)["data"]["baseData"]["url"] == f"http://h/score?x={i}"
-    templates.rows([row("http://h/score")])
-    assert set(templates._names) == {"GET /score", "http://h/score"}  # names and the plain URL, cached once

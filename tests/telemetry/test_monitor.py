@@ -13,21 +13,21 @@ import pytest
 import requests
 import urllib3
 
-from scorewatch.scoring.monitor import ServiceInfo
 from scorewatch.settings import Settings
 from scorewatch.telemetry.blobs import BlobStore
-from scorewatch.telemetry.context import Operation, current_operation, new_span_id, new_trace_id
+from scorewatch.telemetry.context import Operation, ServiceInfo, current_operation, new_span_id, new_trace_id
 from scorewatch.telemetry.exporter import InMemoryExporter
 from scorewatch.telemetry.monitor import create_monitor
+from scorewatch.telemetry.rows import Text
 
 INFO = ServiceInfo(service_name="svc", workspace_name="ws", entry_script="score.py", model_dir=None,
                    container_id="container-1", models=["ridge:3"])
 
 
 @pytest.fixture
-def settings(tmp_path):
+def settings(tmp_path, native):
     return Settings(home=tmp_path / "ws", connection_string="InstrumentationKey=abc-def;IngestionEndpoint=http://127.0.0.1:9",
-                    exporter_interval_ms=50, inline_limit=1024, port=5999)
+                    exporter_interval_ms=50, inline_limit=1024, port=5999, native=native)
 
 
 @pytest.fixture
@@ -42,8 +42,8 @@ def monitor(settings):
 
 def items(monitor, base_type=None, message=None):
     monitor.worker_started()
-    monitor.processor.force_flush(5)
-    out = monitor.exporter.items
+    monitor.pipeline.processor.force_flush(5)
+    out = monitor.pipeline.exporter.items
     if base_type:
         out = [i for i in out if i["data"]["baseType"] == base_type]
     if message:
@@ -136,9 +136,9 @@ def test_print_is_one_row_and_one_write_and_every_other_print_still_works(monito
 
     def work():
         assert builtins.print is not builtin  # the sink's print while capturing
-        rows_before = len(monitor.processor.rows)
-        print("plain", 2, {"a": 1})                    # values only: one "l" row, one write
-        assert monitor.processor.rows[rows_before:][-1][:4][::3] == ("l", "plain 2 {'a': 1}")
+        rows_before = len(monitor.pipeline.processor.rows)
+        print("plain", 2, {"a": 1})                    # values only: one LINE row, one write
+        assert monitor.pipeline.processor.rows[rows_before:][-1][:4][::3] == (Text.LINE, "plain 2 {'a': 1}")
         print("a", "b", sep="-", end="!\n")           # the builtin's way, through the proxy
         print("to stderr", file=sys.stderr)
         print("flushed", flush=True)
@@ -305,6 +305,23 @@ def test_sampling_keeps_failures_and_marks_sample_rate(monitor):
     assert not [i for i in out if i["data"]["baseData"].get("message") == "STDOUT"]
 
 
+def test_a_client_error_is_a_failed_request_kept_whole_whatever_the_sampling(monitor):
+    # 4xx is a failure as Application Insights counts it (success = status < 400): never sampled out,
+    # its model data carries the error; a 3xx is a success, sampled as any other.
+    monitor.control.update({"sampling_percentage": 0})
+    monitor._tick()
+    for status in (301, 400, 404, 499):
+        monitor.worker_started()
+        monitor.request_finished(*scored(new_op(), status=status, output=b'{"message": "no"}'))
+    [*requests] = items(monitor, "RequestData")
+    assert [(r["data"]["baseData"]["responseCode"], r["data"]["baseData"]["success"]) for r in requests] == [
+        ("400", False), ("404", False), ("499", False)]
+    assert not any("sampleRate" in r for r in requests)
+    traces = items(monitor, "MessageData", "model_data_collection")
+    assert [(t["data"]["baseData"]["properties"]["Status Code"], t["data"]["baseData"]["properties"]["Error"])
+            for t in traces] == [(code, '{"message": "no"}') for code in ("400", "404", "499")]
+
+
 def test_sampled_items_carry_sample_rate(monitor):
     monitor.control.update({"sampling_percentage": 50})
     monitor._tick()
@@ -342,13 +359,12 @@ def test_queue_overflow_drops_and_counts(settings):
                        exporter=InMemoryExporter())
     m.worker_started()
     try:
-        m.capturing = True
         for _ in range(20):
             m.request_finished(*scored(new_op()))
         assert m.stats.dropped["queue_full"] == 15
     finally:
         m.shutdown(5)
-    assert len([i for i in m.exporter.items if i["data"]["baseType"] == "RequestData"]) == 5
+    assert len([i for i in m.pipeline.exporter.items if i["data"]["baseType"] == "RequestData"]) == 5
 
 
 def test_bad_connection_string_or_workspace_is_a_clear_error(tmp_path, settings):

@@ -1,4 +1,6 @@
-"""The C writer of the common rows (``_rows.c``) against the Python templates, byte for byte."""
+"""The C writer of the common rows (``_rows.c``) against the Python templates, byte for byte.
+
+These tests run both paths themselves, so they run once (not once per mode of the conftest)."""
 
 from __future__ import annotations
 
@@ -10,9 +12,14 @@ import orjson
 import pytest
 
 from scorewatch.telemetry.blobs import BlobStore
-from scorewatch.telemetry.templates import ROWS_PER_PAUSE, Templates, _rows
+from scorewatch.telemetry.templates import ROWS_PER_PAUSE, Templates
+from tests.telemetry.conftest import require_extensions
 
-pytestmark = pytest.mark.skipif(_rows is None, reason="the C writer was not built (no C compiler at install)")
+
+@pytest.fixture(autouse=True)
+def native() -> bool:  # this module compares the two paths itself
+    require_extensions()
+    return True
 
 ODD_TEXT = "".join(map(chr, range(0x80))) + 'é ☃ \u2028 😀 "q" \\ /'
 
@@ -58,7 +65,7 @@ def random_rows(seed: int, count: int) -> list[tuple]:
                                      math.nan, 1e300, 7]),
                 status=status, success=status < 400, request_id=rng.choice([f"req-{i}", ODD_TEXT]),
                 client=rng.choice(["", "client-é", "\ud800"]), body=rng.choice(payloads),
-                output=rng.choice(payloads), rate=rng.choice([100.0, 100.0, 50.0, 12.5, 100]),
+                output=rng.choice(payloads), rate=rng.choice([100.0, 100.0, 50.0, 12.5, 100, 50]),
                 model_data=rng.random() < 0.8))
         elif pick < 0.9:
             rows.append(line(rng.choice(texts), when, stream=rng.choice(["STDOUT", "STDOUT", "STDERR", "OTHER"]),
@@ -100,8 +107,8 @@ def test_the_c_writer_takes_the_common_rows_itself(tmp_path):
     # The fast path must be the path of an ordinary request and print, not a fallback in disguise.
     built = templates(tmp_path, True)
     fallbacks: list[tuple] = []
-    python_row = built._row
-    built._row = lambda row: fallbacks.append(row) or python_row(row)  # type: ignore[method-assign]
+    python_row = built.row
+    built.row = lambda row: fallbacks.append(row) or python_row(row)  # type: ignore[method-assign]
     common = [request(), request(status=500, success=False, output=b"boom"), request(rate=25.0),
               request(caller="c" * 16, model_data=False), line(), line(stream="STDERR", op=None),
               line(ODD_TEXT), request(body=ODD_TEXT.encode(), request_id=ODD_TEXT)]
@@ -120,8 +127,8 @@ def test_the_c_writer_takes_the_common_rows_itself(tmp_path):
 def test_rows_it_does_not_take_go_to_python_in_order(tmp_path):
     built = templates(tmp_path, True)
     fallbacks: list[tuple] = []
-    python_row = built._row
-    built._row = lambda row: fallbacks.append(row) or python_row(row)  # type: ignore[method-assign]
+    python_row = built.row
+    built.row = lambda row: fallbacks.append(row) or python_row(row)  # type: ignore[method-assign]
     odd = [line('{"k": 1}'), request(body=b"\xff"), request(duration=61_000.0), request(body=b"y" * 2000),
            line("   "), ("n", "STDOUT", 1), request(status=True)]
     rows = [request(), *odd, line()]

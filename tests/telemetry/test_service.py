@@ -91,7 +91,7 @@ def base(item):
     return item["data"]["baseData"]
 
 
-def test_every_record_kind_arrives_correlated(tmp_path, receiver):
+def test_every_record_kind_arrives_correlated(tmp_path, receiver, native):
     trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
     with Service(tmp_path, receiver) as svc:
         ok = svc.score({"print": "hello", "log": "carefully", "call": f"{receiver.url}/echo", "collect": [1, 2]},
@@ -99,7 +99,9 @@ def test_every_record_kind_arrives_correlated(tmp_path, receiver):
         assert ok.status_code == 200
         failed = svc.score({"fail": True, "print": "before failing"}, **{"x-request-id": "r-fail"})
         assert failed.status_code == 500
-        receiver.wait_for(lambda items: len([i for i in items if i["data"]["baseType"] == "RequestData"]) == 2
+        refused = svc.score({"print": "never run"}, **{"x-request-id": "r" * 101})  # a client error
+        assert refused.status_code == 431
+        receiver.wait_for(lambda items: len([i for i in items if i["data"]["baseType"] == "RequestData"]) == 3
                           and any(i["data"]["baseType"] == "ExceptionData" for i in items))
         deadline = time.monotonic() + 10  # the exporter process reports its counters twice a second
         while not re.search(r'^scorewatch_telemetry_sent_total\{pid="\d+"\} [1-9]', metrics := httpx.get(
@@ -107,9 +109,16 @@ def test_every_record_kind_arrives_correlated(tmp_path, receiver):
             time.sleep(0.1)
     assert re.search(r'^scorewatch_telemetry_sent_total\{pid="\d+"\} [1-9]', metrics, re.M), metrics
     assert re.search(r'^scorewatch_telemetry_shipped_total\{pid="\d+"\} [1-9]', metrics, re.M)
+    # Which paths ran: in the log at start, and on /metrics (SCOREWATCH_NATIVE=0 in the python runs).
+    for part in ("recorder", "envelopes"):
+        assert re.search(rf'^scorewatch_telemetry_native{{pid="\d+",part="{part}"}} {int(native)}$', metrics, re.M)
+    expected = "_worker: C; _rows: C" if native else "_worker: Python (the native setting is off: SCOREWATCH_NATIVE=0)"
+    assert f"telemetry paths: {expected}" in svc.server.output()
     items = receiver.items
     requests_ = {base(i)["properties"]["Request Id"]: i for i in items if i["data"]["baseType"] == "RequestData"}
     ok_req, failed_req = requests_["r-ok"], requests_["r-fail"]
+    [refused_req] = [r for key, r in requests_.items() if key not in ("r-ok", "r-fail")]
+    assert (base(refused_req)["responseCode"], base(refused_req)["success"]) == ("431", False)
     assert ok_req["tags"]["ai.operation.id"] == trace_id
     assert ok_req["tags"]["ai.operation.parentId"] == "00f067aa0ba902b7"
     assert (base(ok_req)["responseCode"], base(ok_req)["success"]) == ("200", True)

@@ -1,7 +1,9 @@
 """The worker's C fast paths (``_worker.c``) against their Python references: the same rows, the same text.
 
-Each case runs once through the Python reference and once through the C object, from the same state;
-the C object's fallback is the reference behind a spy, so each case also says which way it went.
+Each case runs once through the Python reference (:class:`~scorewatch.telemetry.recorder.Recorder`
+without the extension) and once through the C object, from the same state; the C object's fallback is
+the reference behind a spy, so each case also says which way it went. These tests run both paths
+themselves, so they run once (not once per mode of the conftest).
 """
 
 from __future__ import annotations
@@ -15,13 +17,23 @@ from typing import Any
 
 import pytest
 
-from scorewatch.telemetry import monitor as monitor_module
+from scorewatch.telemetry.blobs import BlobStore, Payloads
 from scorewatch.telemetry.context import current_operation
 from scorewatch.telemetry.exporter import InMemoryExporter
-from scorewatch.telemetry.monitor import _worker, create_monitor
+from scorewatch.telemetry.monitor import create_monitor
+from scorewatch.telemetry.native import worker_module
+from scorewatch.telemetry.recorder import Recorder, State
+from scorewatch.telemetry.rows import Request, Text
+from tests.telemetry.conftest import require_extensions
 from tests.telemetry.test_monitor import INFO, new_op, scored, serve, settings  # noqa: F401
 
-pytestmark = pytest.mark.skipif(_worker is None, reason="the C fast paths were not built (no C compiler at install)")
+_worker = worker_module()
+
+
+@pytest.fixture(autouse=True)
+def native() -> bool:  # this module compares the two paths itself
+    require_extensions()
+    return True
 
 
 class Rows:
@@ -71,32 +83,39 @@ class Spy:
         return self.target(*args, **kwargs)
 
 
-class Text(str):
+class StrSubclass(str):
     pass
 
 
 @pytest.fixture
-def monitor(settings):  # noqa: F811
-    m = create_monitor(settings, INFO, exporter=InMemoryExporter())
-    m.processor = Rows()  # type: ignore[assignment]
-    return m
+def recorder(tmp_path):
+    """The Python reference (native=False), over rows no thread takes."""
+    return Recorder(Rows(), State(), Payloads(1024, BlobStore(tmp_path)), {"Service Name": "svc"},  # type: ignore[arg-type]
+                    native=False)
 
 
-def outcome(monitor, stream, started):
+def outcome(recorder, stream, started):
     """What a call left behind, times checked and taken out (they differ by the clock only)."""
     rows = []
-    for row in monitor.processor.rows:
+    for row in recorder.processor.rows:
         assert started <= row[1] <= time.time()
         rows.append((row[0], None, *row[2:]))
-    return rows, monitor.processor.emitted, monitor.processor.refusals, stream.written, dict(monitor._held["STDOUT"])
+    return (rows, recorder.processor.emitted, recorder.processor.refusals, stream.written,
+            dict(recorder._held["STDOUT"]))
 
 
-def reset(monitor, stream):
-    monitor.processor.rows.clear()
-    monitor.processor.emitted.clear()
-    monitor.processor.refusals = 0
-    monitor._held["STDOUT"].clear()
+def reset(recorder, stream):
+    recorder.processor.rows.clear()
+    recorder.processor.emitted.clear()
+    recorder.processor.refusals = 0
+    recorder._held["STDOUT"].clear()
     stream.written.clear()
+
+
+def printer(recorder, fallback, stream):
+    """A Printer over the recorder's rows, as Recorder.printer makes it, with ``fallback`` for Python's calls."""
+    return _worker.Printer(fallback, stream, stream.write, recorder.processor.rows, recorder._held["STDOUT"],
+                           recorder.state, recorder.processor, current_operation, recorder.payloads.inline_chars)
 
 
 SAMPLED_IN, SAMPLED_OUT = "00000000" + "a" * 24, "ffffffff" + "a" * 24
@@ -109,7 +128,7 @@ PRINTS = [
     ("traced caller", ("hello",), {}, {"extra": {"parent_span_id": "b" * 16}}, True),
     ("several values", ("a", 1, None), {}, {}, False),
     ("not a str", (42,), {}, {}, False),
-    ("a str subclass", (Text("sub"),), {}, {}, False),
+    ("a str subclass", (StrSubclass("sub"),), {}, {}, False),
     ("nothing", (), {}, {}, False),
     ("empty", ("",), {}, {}, False),
     ("ends its line", ("line\n",), {}, {}, False),
@@ -129,33 +148,30 @@ PRINTS = [
 
 @pytest.mark.parametrize(("args", "kwargs", "state", "native"), [case[1:] for case in PRINTS],
                          ids=[case[0] for case in PRINTS])
-def test_print_makes_the_rows_and_text_of_the_python_print(monitor, monkeypatch, args, kwargs, state, native):
+def test_print_makes_the_rows_and_text_of_the_python_print(recorder, monkeypatch, args, kwargs, state, native):
     stream, other = Stream(), Stream()
-    monkeypatch.setattr(monitor_module, "_worker", None)
-    reference = monitor.printer(stream, stream.write, builtins.print)
-    monkeypatch.undo()
+    reference = recorder.printer(stream, stream.write, builtins.print)
     spy = Spy(reference)
-    fast = _worker.Printer(spy, stream, stream.write, monitor.processor.rows, monitor._held["STDOUT"], monitor,
-                           monitor.processor, current_operation, monitor.inline_limit // 4)
+    fast = printer(recorder, spy, stream)
     if kwargs.get("file") == "other":
         kwargs = {**kwargs, "file": other}
     op = dataclasses.replace(new_op(), operation_id=state.get("operation_id", new_op().operation_id),
                              extra=state.get("extra", {}))
-    monitor.sampling = state.get("sampling", 100.0)
-    monitor.capturing = state.get("capturing", True)
-    monitor.processor.row_limit = state.get("row_limit", 1000)
+    recorder.state.sampling = state.get("sampling", 100.0)
+    recorder.state.capturing = state.get("capturing", True)
+    recorder.processor.row_limit = state.get("row_limit", 1000)
     monkeypatch.setattr(sys, "stdout", other if state.get("stdout") == "other" else stream)
     token = current_operation.set(state.get("operation", op))
     try:
         outcomes = []
         for print_ in (reference, fast):
-            reset(monitor, stream)
+            reset(recorder, stream)
             other.written.clear()
             started = time.time()
             if "held" in state:
-                monitor.writer("STDOUT", stream.write)(state["held"])
+                recorder.writer("STDOUT", stream.write)(state["held"])
             assert print_(*args, **kwargs) is None
-            outcomes.append((*outcome(monitor, stream, started), list(other.written)))
+            outcomes.append((*outcome(recorder, stream, started), list(other.written)))
     finally:
         current_operation.reset(token)
         monkeypatch.undo()
@@ -163,12 +179,13 @@ def test_print_makes_the_rows_and_text_of_the_python_print(monitor, monkeypatch,
     assert spy.calls == (0 if native else 1)
     if native:  # the case made the row it is about
         [row] = outcomes[1][0]
-        assert row[:5] == ("l", None, "STDOUT", args[0], get_ident())
+        assert (row[Text.KIND], row[Text.STREAM], row[Text.TEXT], row[Text.THREAD]) == (
+            Text.LINE, "STDOUT", args[0], get_ident())
 
 
-def test_print_refuses_bad_arguments_and_passes_on_what_its_stream_raises(monitor, monkeypatch):
+def test_print_refuses_bad_arguments_and_passes_on_what_its_stream_raises(recorder, monkeypatch):
     with pytest.raises(TypeError, match="must be a ContextVar"):
-        _worker.Printer(print, None, print, [], {}, monitor, monitor.processor, "not a var", 100)
+        _worker.Printer(print, None, print, [], {}, recorder.state, recorder.processor, "not a var", 100)
     with pytest.raises(TypeError, match="not initialized"):
         _worker.Printer.__new__(_worker.Printer)("text")
 
@@ -176,9 +193,8 @@ def test_print_refuses_bad_arguments_and_passes_on_what_its_stream_raises(monito
         raise OSError("disk full")
 
     stream = Stream()
-    fast = _worker.Printer(Spy(print), stream, broken, monitor.processor.rows, {}, monitor, monitor.processor,
-                           current_operation, 100)
-    monitor.capturing, monitor.sampling = True, 100.0
+    fast = _worker.Printer(Spy(print), stream, broken, recorder.processor.rows, {}, recorder.state,
+                           recorder.processor, current_operation, 100)
     monkeypatch.setattr(sys, "stdout", stream)
     try:
         with pytest.raises(OSError, match="disk full"):
@@ -209,71 +225,73 @@ REQUESTS = [
     ("no model data", {}, {"model_data": False}, True),
     ("traced caller", {}, {"extra": {"parent_span_id": "b" * 16}}, True),
     ("no server or scheme", {"server": None, "scheme": None}, {}, True),
+    ("GET, its input as run() got it", {"method": "GET", "body": '{"a": 1}'}, {}, True),
     ("a client error", {"status": 404}, {}, False),
     ("a failure", {"status": 500, "exc": ValueError("boom")}, {}, False),
     ("an exception, answered", {"exc": ValueError("boom")}, {}, False),
     ("a query", {"query_string": b"a=1"}, {}, False),
-    ("GET", {"method": "GET", "query_string": b""}, {}, False),
     ("bytearray output", {"output": bytearray(b"[2]")}, {}, False),
     ("large input", {"body": b"x" * 2000}, {}, False),
     ("not bytes", {"body": memoryview(b"{}")}, {}, False),
     ("sampled in", {}, {"sampling": 50.0, "operation_id": SAMPLED_IN}, False),
     ("sampled out", {}, {"sampling": 50.0, "operation_id": SAMPLED_OUT}, False),
     ("rows full", {}, {"row_limit": 0}, False),
-    ("name not known yet", {}, {"forget_names": True}, False),
+    ("URL not known yet", {}, {"forget_urls": True}, False),
     ("another path, known", {"path": "/other"}, {}, True),  # the reference, run first, learnt it
     ("not capturing", {}, {"capturing": False}, "nothing"),
 ]
 
 
-def recorder(monitor, fallback):
-    """A Recorder over the monitor's rows, as worker_started makes it, with ``fallback`` for Python's calls."""
-    return _worker.Recorder(fallback, monitor.processor.rows, monitor, monitor.processor, monitor._names_and_urls,
-                            monitor.inline_limit)
+def fast_recorder(recorder, fallback):
+    """A C Recorder over the recorder's rows, as Recorder makes it, with ``fallback`` for Python's calls."""
+    return _worker.Recorder(fallback, recorder.processor.rows, recorder.state, recorder.processor, recorder._urls,
+                            recorder.payloads.limit)
 
 
 @pytest.mark.parametrize(("changes", "state", "native"), [case[1:] for case in REQUESTS],
                          ids=[case[0] for case in REQUESTS])
-def test_recorder_makes_the_rows_of_the_python_request_finished(monitor, changes, state, native):
-    monitor.model_data = state.get("model_data", True)
-    monitor.sampling = state.get("sampling", 100.0)
-    monitor.capturing = state.get("capturing", True)
-    monitor.processor.row_limit = state.get("row_limit", 1000)
-    spy = Spy(monitor._record_request)
-    fast = recorder(monitor, spy)
-    fast(*facts(new_op()))  # learns the common request's name and URL (from its fallback)
+def test_recorder_makes_the_rows_of_the_python_request_finished(recorder, changes, state, native):
+    recorder.state.model_data = state.get("model_data", True)
+    recorder.state.sampling = state.get("sampling", 100.0)
+    recorder.state.capturing = state.get("capturing", True)
+    recorder.processor.row_limit = state.get("row_limit", 1000)
+    spy = Spy(recorder.record_request)
+    fast = fast_recorder(recorder, spy)
+    fast(*facts(new_op()))  # learns the common request's URL (from its fallback)
     op = dataclasses.replace(new_op(), operation_id=state.get("operation_id", new_op().operation_id),
                              extra=state.get("extra", {}))
     request = facts(op, **changes)
     outcomes = []
-    for record in (monitor._record_request, fast):
-        if state.get("forget_names"):
-            monitor._names_and_urls.clear()
+    for record in (recorder.record_request, fast):
+        if state.get("forget_urls"):
+            recorder._urls.clear()
             if record is fast:  # and forgets what it learnt: a new recorder
-                fast = record = recorder(monitor, spy)
-        reset(monitor, Stream())
+                fast = record = fast_recorder(recorder, spy)
+        reset(recorder, Stream())
         spy.calls = 0
         assert record(*request) is None
-        emitted = [(*e[:2], None, *e[3:]) if e[0] == "exception" else e for e in monitor.processor.emitted]  # time
-        outcomes.append((monitor.processor.rows[:], emitted, monitor.processor.refusals))
+        emitted = [(*e[:2], None, *e[3:]) if e[0] == "exception" else e for e in recorder.processor.emitted]  # time
+        outcomes.append((recorder.processor.rows[:], emitted, recorder.processor.refusals))
     assert outcomes[1] == outcomes[0]
     assert spy.calls == (0 if native else 1)
     if native is True:
         [row] = outcomes[1][0]
-        assert row[:3] == ("r", request[2], op.operation_id) and row[10:12] == ("req-1", "client-1")
+        assert (row[Request.START], row[Request.OPERATION_ID], row[Request.NAME]) == (request[2], op.operation_id,
+                                                                                     op.name)
+        assert (row[Request.REQUEST_ID], row[Request.CLIENT_REQUEST_ID]) == ("req-1", "client-1")
     elif native == "nothing":
         assert outcomes[1] == ([], [], 0)
 
 
-def test_recorder_takes_the_facts_without_an_exception_and_hands_odd_calls_on(monitor):
-    spy = Spy(monitor._record_request)
-    fast = recorder(monitor, spy)
+def test_recorder_takes_the_facts_without_an_exception_and_hands_odd_calls_on(recorder):
+    spy = Spy(recorder.record_request)
+    fast = fast_recorder(recorder, spy)
     request = facts(new_op())
-    monitor.request_finished(*request)  # names known
+    recorder.record_request(*request)  # URL known
     fast(*request[:7])
-    assert spy.calls == 0 and len(monitor.processor.rows) == 2
+    assert spy.calls == 0 and len(recorder.processor.rows) == 2
     fast(*request[:7], exception=None)  # keywords: Python's
-    assert spy.calls == 1 and len(monitor.processor.rows) == 3
+    assert spy.calls == 1 and len(recorder.processor.rows) == 3
     with pytest.raises(TypeError):  # too few facts: Python's error
         fast(*request[:3])
     with pytest.raises(TypeError, match="not initialized"):
@@ -288,11 +306,12 @@ def test_worker_started_installs_the_c_paths_which_record_a_request_end_to_end(s
         assert isinstance(builtins.print, _worker.Printer)
         op = new_op()
         serve(m, op, lambda: print("scored 2 rows"))
-        serve(m, new_op(), lambda: print("scored 2 rows"))  # the name and URL known: C all the way
-        m.processor.force_flush(5)
-        mine = [i for i in m.exporter.items if i["tags"]["ai.operation.id"] == op.operation_id]
+        serve(m, new_op(), lambda: print("scored 2 rows"))  # the URL known: C all the way
+        m.pipeline.processor.force_flush(5)
+        items = m.pipeline.exporter.items
+        mine = [i for i in items if i["tags"]["ai.operation.id"] == op.operation_id]
         assert sorted(i["data"]["baseType"] for i in mine) == ["MessageData", "MessageData", "RequestData"]
-        assert len(m.exporter.items) == 6
+        assert len(items) == 6
         [line] = [i for i in mine if i["data"]["baseData"].get("message") == "STDOUT"]
         assert line["data"]["baseData"]["properties"]["Contents"] == "scored 2 rows"
     finally:

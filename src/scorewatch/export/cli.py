@@ -9,6 +9,8 @@ from typing import Any
 import click
 import orjson
 
+from scorewatch.apps import registry_for
+from scorewatch.cli import home_option, workspace_settings
 from scorewatch.errors import BadRequest
 from scorewatch.export import oneshot
 from scorewatch.export.exporter import read_checkpoint
@@ -16,7 +18,6 @@ from scorewatch.export.rules import FORMATS, Rule, RuleBook, check_format, check
 from scorewatch.export.service import state_root
 from scorewatch.export.targets import Target, normalize_url
 from scorewatch.files import read_json
-from scorewatch.ingest.cli import _home, _settings, registry_for
 from scorewatch.workspace import Workspace
 
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -53,12 +54,12 @@ def export() -> None:
 @click.option("--from-beginning", is_flag=True,
               help="Also export the rows stored before the rule exists (default: from now on, as Azure does).")
 @_resource_id
-@_home
+@home_option
 @_json
 def export_add(name: str, app_name: str, url: str, tables: str | None, fmt: str, from_beginning: bool,
                resource_id: str, home: Path | None, as_json: bool) -> None:
     """Add export rule NAME; the target is checked (a file written and deleted) before it is saved."""
-    workspace, settings = _settings(home)
+    workspace, settings = workspace_settings(home)
     workspace.ensure()
     book = _book(workspace)
     check_name(name)
@@ -78,11 +79,11 @@ def export_add(name: str, app_name: str, url: str, tables: str | None, fmt: str,
 
 
 @export.command("list")
-@_home
+@home_option
 @_json
 def export_list(home: Path | None, as_json: bool) -> None:
     """List export rules."""
-    workspace, _ = _settings(home)
+    workspace, _ = workspace_settings(home)
     rules = [r for r in _book(workspace).list() if r.kind == "continuous"]
     if as_json:
         click.echo(orjson.dumps([r.public() for r in rules], option=orjson.OPT_INDENT_2).decode())
@@ -108,11 +109,11 @@ def describe(workspace: Workspace, rule: Rule) -> dict[str, Any]:
 
 @export.command("show")
 @click.argument("name")
-@_home
+@home_option
 @_json
 def export_show(name: str, home: Path | None, as_json: bool) -> None:
     """Show rule NAME: target, progress (rows, files, bytes), lag and failures."""
-    workspace, _ = _settings(home)
+    workspace, _ = workspace_settings(home)
     info = describe(workspace, _book(workspace).get(name))
     if as_json:
         click.echo(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
@@ -131,31 +132,31 @@ def export_show(name: str, home: Path | None, as_json: bool) -> None:
 
 @export.command("pause")
 @click.argument("name")
-@_home
+@home_option
 def export_pause(name: str, home: Path | None) -> None:
     """Pause rule NAME (the hub finishes the files it is writing). Retention keeps waiting for it for
     export_pause_limit_days (7), then deletes rows it has not exported."""
-    workspace, _ = _settings(home)
+    workspace, _ = workspace_settings(home)
     rule = _book(workspace).update(name, state="paused", paused_at=now_iso())
     click.echo(f"export rule {rule.name}: paused")
 
 
 @export.command("resume")
 @click.argument("name")
-@_home
+@home_option
 def export_resume(name: str, home: Path | None) -> None:
     """Resume rule NAME where it stopped."""
-    workspace, _ = _settings(home)
+    workspace, _ = workspace_settings(home)
     rule = _book(workspace).update(name, state="active", paused_at="")
     click.echo(f"export rule {rule.name}: active")
 
 
 @export.command("remove")
 @click.argument("name")
-@_home
+@home_option
 def export_remove(name: str, home: Path | None) -> None:
     """Remove rule NAME (what it exported stays in the target)."""
-    workspace, _ = _settings(home)
+    workspace, _ = workspace_settings(home)
     rule = _book(workspace).remove(name)
     shutil.rmtree(state_root(workspace.home) / rule.id, ignore_errors=True)
     click.echo(f"export rule {rule.name}: removed")
@@ -169,12 +170,12 @@ def export_remove(name: str, home: Path | None) -> None:
 @_format
 @_tables
 @_resource_id
-@_home
+@home_option
 def export_run(app_name: str, since: str, until: str, url: str, fmt: str, tables: str | None, resource_id: str,
                home: Path | None) -> None:
     """Export an application's rows of a time range once (a backfill). Ctrl-C stops it; the same
     command resumes it, and nothing is written twice."""
-    workspace, settings = _settings(home)
+    workspace, settings = workspace_settings(home)
     workspace.ensure()
     app = registry_for(workspace, settings).get(app_name)
     rule = oneshot.job_rule(workspace.home, app.name, app.app_id, app.instrumentation_key, since, until,

@@ -15,26 +15,20 @@ from typing import Any
 import click
 import orjson
 
+from scorewatch.apps import Application, registry_for
+from scorewatch.cli import home_option, workspace_settings
 from scorewatch.errors import ScorewatchError
-from scorewatch.ingest.apps import Application, Registry
 from scorewatch.ingest.quarantine import Quarantine, quarantine_dir
 from scorewatch.settings import Settings
-from scorewatch.workspace import HOME_HELP, Workspace
+from scorewatch.workspace import Workspace
 
 DEFAULT_APP = "default"
-
-_home = click.option("--home", type=click.Path(path_type=Path), default=None, help=HOME_HELP)
-
 
 def hub_url(settings: Settings) -> str:
     host = settings.hub_host
     if host in ("0.0.0.0", "::", ""):
         host = "127.0.0.1"
     return f"http://{host}:{settings.hub_port}"
-
-
-def registry_for(workspace: Workspace, settings: Settings) -> Registry:
-    return Registry(workspace.home / "apps.json", default_retention_days=settings.retention_days)
 
 
 def ensure_default_app(workspace: Workspace, settings: Settings) -> dict[str, Any]:
@@ -80,11 +74,6 @@ def run_hub(workspace: Workspace, settings: Settings) -> None:
     uvicorn.Server(config).run()
 
 
-def _settings(home: Path | None, **overrides: Any) -> tuple[Workspace, Settings]:
-    settings = Settings.from_env(home=home, **overrides)
-    return Workspace(settings.home), settings
-
-
 @contextmanager
 def _naming(workspace: Workspace) -> Iterator[None]:
     """Errors of an ``app`` command name the workspace they used."""
@@ -96,12 +85,12 @@ def _naming(workspace: Workspace) -> Iterator[None]:
 
 
 @click.command()
-@_home
+@home_option
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8400).")
 def hub(home: Path | None, host: str | None, port: int | None) -> None:
     """Run the hub: ingest (App Insights track, OTLP/HTTP), the store and the query API."""
-    workspace, settings = _settings(home, hub_host=host, hub_port=port)
+    workspace, settings = workspace_settings(home, hub_host=host, hub_port=port)
     run_hub(workspace, settings)
 
 
@@ -135,11 +124,11 @@ _json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @app.command("create")
 @click.argument("name")
 @click.option("--retention-days", type=int, default=None, help="Days telemetry is kept (default 90).")
-@_home
+@home_option
 @_json
 def app_create(name: str, retention_days: int | None, home: Path | None, as_json: bool) -> None:
     """Create application NAME; prints its connection string, appId and an API key."""
-    workspace, settings = _settings(home)
+    workspace, settings = workspace_settings(home)
     with _naming(workspace):
         workspace.ensure()
         application, api_key = registry_for(workspace, settings).create(name, retention_days=retention_days)
@@ -147,11 +136,11 @@ def app_create(name: str, retention_days: int | None, home: Path | None, as_json
 
 
 @app.command("list")
-@_home
+@home_option
 @_json
 def app_list(home: Path | None, as_json: bool) -> None:
     """List applications."""
-    workspace, settings = _settings(home)
+    workspace, settings = workspace_settings(home)
     workspace.require()
     url = _url(workspace, settings)
     with _naming(workspace):
@@ -165,11 +154,11 @@ def app_list(home: Path | None, as_json: bool) -> None:
 
 @app.command("keys")
 @click.argument("name")
-@_home
+@home_option
 @_json
 def app_keys(name: str, home: Path | None, as_json: bool) -> None:
     """Print NAME's connection string and appId, and issue a new API key (earlier keys stay valid)."""
-    workspace, settings = _settings(home)
+    workspace, settings = workspace_settings(home)
     registry = registry_for(workspace.require(), settings)
     with _naming(workspace):
         application = registry.get(name)
@@ -180,10 +169,10 @@ def app_keys(name: str, home: Path | None, as_json: bool) -> None:
 @app.command("set")
 @click.argument("name")
 @click.option("--retention-days", type=int, required=True, help="Days telemetry is kept.")
-@_home
+@home_option
 def app_set(name: str, retention_days: int, home: Path | None) -> None:
     """Change settings of application NAME (the hub applies retention within the hour, and on start)."""
-    workspace, settings = _settings(home)
+    workspace, settings = workspace_settings(home)
     with _naming(workspace.require()):
         application = registry_for(workspace, settings).set_retention(name, retention_days)
     click.echo(f"{application.name}: retention {application.retention_days} days")
@@ -195,7 +184,7 @@ def quarantine() -> None:
 
 
 def _quarantine(home: Path | None) -> tuple[Quarantine, Workspace, Settings]:
-    workspace, settings = _settings(home)
+    workspace, settings = workspace_settings(home)
     return Quarantine(quarantine_dir(workspace)), workspace, settings
 
 
@@ -206,7 +195,7 @@ def _chosen(store: Quarantine, ids: tuple[str, ...], every: bool) -> list[str]:
 
 
 @quarantine.command("list")
-@_home
+@home_option
 @_json
 def quarantine_list(home: Path | None, as_json: bool) -> None:
     """List the quarantined items: id, how many, their applications, when, and the store's reason."""
@@ -224,7 +213,7 @@ def quarantine_list(home: Path | None, as_json: bool) -> None:
 @click.argument("ids", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Replay every entry.")
 @click.option("--hub-url", help="Hub address (default: from config.json).")
-@_home
+@home_option
 def quarantine_replay(ids: tuple[str, ...], every: bool, hub_url: str | None, home: Path | None) -> None:
     """Send quarantined items to the running hub again (each envelope carries its instrumentation
     key); an entry the hub accepts whole is removed, items it refuses stay."""
@@ -250,7 +239,7 @@ def quarantine_replay(ids: tuple[str, ...], every: bool, hub_url: str | None, ho
 @quarantine.command("drop")
 @click.argument("ids", nargs=-1)
 @click.option("--all", "every", is_flag=True, help="Drop every entry.")
-@_home
+@home_option
 def quarantine_drop(ids: tuple[str, ...], every: bool, home: Path | None) -> None:
     """Delete quarantined items for good."""
     store, _workspace, _ = _quarantine(home)

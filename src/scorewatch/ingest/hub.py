@@ -21,11 +21,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from scorewatch.apps import Registry
 from scorewatch.errors import BadRequest, Forbidden, PayloadTooLarge, TooManyRequests, Unauthorized
 from scorewatch.export.service import ExportService
 from scorewatch.http import EXCEPTION_HANDLERS
 from scorewatch.ingest import otlp
-from scorewatch.ingest.apps import Registry
 from scorewatch.ingest.metrics import IngestMetrics
 from scorewatch.ingest.pipeline import Ingestor
 from scorewatch.ingest.quarantine import Quarantine, quarantine_dir

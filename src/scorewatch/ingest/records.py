@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from scorewatch.ingest.apps import Application
+from scorewatch.apps import Application
 from scorewatch.ingest.track import Accepted, decode_body, parse_track
 from scorewatch.store.envelopes import BASE_TYPES
 

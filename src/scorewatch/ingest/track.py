@@ -22,8 +22,8 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from scorewatch.apps import Application
 from scorewatch.errors import BadRequest, PayloadTooLarge
-from scorewatch.ingest.apps import Application
 from scorewatch.store.envelopes import BASE_TYPES
 
 # MetricData items whose metrics all carry one of these names are accepted and dropped.

@@ -27,7 +27,6 @@ from starlette.routing import BaseRoute, Route
 from scorewatch.errors import BadRequest, PayloadTooLarge, ScorewatchError, TooManyRequests
 from scorewatch.http import error_response
 from scorewatch.kql.compiler import CompiledQuery, compile_query
-from scorewatch.kql.errors import KqlError
 from scorewatch.store.base import QueryResult, Store
 
 MAX_BODY = 1024 * 1024
@@ -74,18 +73,10 @@ def query_routes(store: Store, authenticate: Authenticate, *, timeout_s: float =
             finally:
                 admitted -= 1
             return Response(content, media_type="application/json")
-        except KqlError as err:
-            return kql_error_response(err)
-        except ScorewatchError as err:
+        except ScorewatchError as err:  # a KqlError too: its position in the body's innererror
             return error_response(err)
 
     return [Route("/v1/apps/{app_id}/query", query, methods=["GET", "POST"])]
-
-
-def kql_error_response(err: KqlError) -> Response:
-    """400 in Application Insights' shape, the KQL position in ``innererror``."""
-    body = {"error": {"code": "BadArgumentError", "message": err.message, "innererror": err.to_dict()}}
-    return Response(orjson.dumps(body), status_code=err.status, media_type="application/json")
 
 
 async def _arguments(request: Request) -> tuple[str, str | None]:

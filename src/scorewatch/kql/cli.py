@@ -24,10 +24,6 @@ from scorewatch.kql.errors import KqlError
 from scorewatch.settings import Settings
 from scorewatch.workspace import Workspace
 
-_STATUS_ERRORS: dict[int, type[errors.ScorewatchError]] = {
-    400: errors.BadRequest, 401: errors.Unauthorized, 403: errors.Forbidden, 404: errors.NotFound,
-    413: errors.PayloadTooLarge, 429: errors.TooManyRequests, 504: errors.Timeout}
-
 
 @click.command()
 @click.argument("kql")
@@ -122,8 +118,7 @@ def _api_error(status: int, raw: bytes) -> errors.ScorewatchError:
     if inner.get("code") in ("SyntaxError", "SemanticError") and "line" in inner:
         return KqlError.from_dict(inner)
     message = error.get("message") or f"the hub answered HTTP {status}"
-    cls = _STATUS_ERRORS.get(status, errors.ScorewatchError)
-    return cls(message, status=status)
+    return errors.for_status(status)(message, status=status)
 
 
 def _cell(value: Any) -> str:

@@ -48,6 +48,10 @@ class KqlError(BadRequest):
         caret = " " * (self.column - 1) + "^" * self.length
         return f"{self.message} ({location})\n  {self.snippet}\n  {caret}"
 
+    def app_insights_error(self) -> dict[str, Any]:
+        """As Application Insights answers a bad query: a 400 whose ``innererror`` is :meth:`to_dict`."""
+        return {"code": "BadArgumentError", "message": self.message, "innererror": self.to_dict()}
+
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.kind, "message": self.message, "line": self.line, "column": self.column,
                 "length": self.length, "snippet": self.snippet}

@@ -16,7 +16,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -27,7 +27,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from scorewatch.errors import ScorewatchError
+from scorewatch.errors import AZURE_ML, ScorewatchError
+from scorewatch.http import error_response
 from scorewatch.scoring import compat, schema
 from scorewatch.scoring.auth import KeyChecker
 from scorewatch.scoring.compat.model import deployed_models
@@ -45,18 +46,8 @@ SHUTDOWN_FLUSH_S = 5.0
 FAILURE_FILE_VAR = "SCOREWATCH_SERVE_FAILURE_FILE"
 
 
-def message(text: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
-    """Azure's error body: ``{"message": ...}``."""
-    return Response(orjson.dumps({"message": text}), status, headers, media_type="application/json")
-
-
 async def _error_handler(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, HTTPException):
-        return message(exc.detail, exc.status_code, exc.headers)
-    if isinstance(exc, ScorewatchError):
-        return message(exc.message, exc.status)
-    log.error("unhandled error on %s", request.url.path, exc_info=exc)
-    return message("internal server error", 500)
+    return error_response(exc, AZURE_ML)
 
 
 def _exit_worker(reason: str) -> None:
@@ -184,7 +175,8 @@ class ScoringService:
         """Azure's only probe: 200 ``Healthy`` once init() has returned, never before or after a failure."""
         if self.ready:
             return PlainTextResponse("Healthy")
-        return message(self.failure or "init() of the entry script has not returned yet", 503)
+        return error_response(ScorewatchError(self.failure or "init() of the entry script has not returned yet",
+                                              status=503, code="ServiceUnavailable"), AZURE_ML)
 
     async def live(self, request: Request) -> Response:
         return Response(orjson.dumps({"status": "live", "pid": os.getpid()}), media_type="application/json")

@@ -22,14 +22,18 @@ import orjson
 
 from scorewatch import __version__
 from scorewatch.errors import (
+    AZURE_ML,
+    MethodNotAllowed,
     PayloadTooLarge,
     ScorewatchError,
     Timeout,
     TooManyRequests,
     Unauthorized,
     UnsupportedMediaType,
+    error_body,
 )
 from scorewatch.scoring.entry import EntryScript, RunFailed, ScoreInput, ScoreOutput
+from scorewatch.scoring.monitor import get_input
 from scorewatch.telemetry.context import Operation, current_operation, parse_traceparent
 
 if TYPE_CHECKING:
@@ -59,7 +63,7 @@ def _run_with_operation(operation: Operation, fn: Callable[[ScoreInput], ScoreOu
 
 
 def _error(exc: ScorewatchError) -> ScoreOutput:
-    return ScoreOutput(orjson.dumps({"message": exc.message}), exc.status)
+    return ScoreOutput(orjson.dumps(error_body(exc, AZURE_ML)), exc.status)
 
 
 class ScoreEndpoint:
@@ -117,8 +121,8 @@ class ScoreEndpoint:
             if rejected is not None:
                 raise ScorewatchError(rejected, status=431, code="RequestHeaderFieldsTooLarge")
             if method not in METHODS:
-                output = ScoreOutput(orjson.dumps({"message": "Method Not Allowed"}), 405, None,
-                                     [("Allow", "GET, POST, OPTIONS")])
+                output = _error(MethodNotAllowed("Method Not Allowed"))
+                output.headers = [("Allow", "GET, POST, OPTIONS")]
             elif service.keys is not None and method != "OPTIONS" and not service.keys.check(authorization):
                 # (CORS preflights never carry credentials, so OPTIONS is not asked for a key.)
                 raise Unauthorized("missing or invalid key: send 'Authorization: Bearer <key>'")
@@ -146,7 +150,7 @@ class ScoreEndpoint:
                 service.monitor.exception(exc.original, during="run")
             except Exception:  # telemetry must never hurt serving
                 log.exception("monitor.exception failed")
-            output = ScoreOutput(orjson.dumps({"message": RUN_FAILED_MESSAGE}), 500)
+            output = _error(ScorewatchError(RUN_FAILED_MESSAGE))
         except ScorewatchError as exc:
             error = exc
             if isinstance(exc, Timeout):
@@ -159,7 +163,7 @@ class ScoreEndpoint:
         except Exception as exc:  # a defect on our side: still a JSON answer, and the worker stays up
             error = exc
             log.exception("internal error while scoring (request %s)", request_id)
-            output = ScoreOutput(orjson.dumps({"message": "internal server error"}), 500)
+            output = _error(ScorewatchError("internal server error"))
         finally:
             metrics.in_flight -= 1
         headers = [
@@ -179,7 +183,8 @@ class ScoreEndpoint:
             elapsed = time.perf_counter() - started
             try:
                 service.monitor.request_finished(operation, scope, time.time() - elapsed, elapsed * 1000.0,
-                                                 output.status, body, output.body, error)
+                                                 output.status, body if method != "GET" else get_input(scope),
+                                                 output.body, error)
             except Exception:  # telemetry must never hurt serving
                 log.exception("monitor.request_finished failed")
 

@@ -1,14 +1,16 @@
 /* The envelopes of the common telemetry rows, written in C: the fast path of Templates.rows.
 
-Every scored request becomes two or three envelopes in the exporter process. Built in Python (bytes
-%-formatting, orjson calls and the bytecode between them) that is ~16k instructions an envelope,
-most of what monitoring costs the machine. This module writes the same bytes directly.
+Every scored request becomes two or three envelopes in the exporter process. Built in Python
+(orjson calls and the bytecode between them) that is most of what monitoring costs the machine;
+this module writes the same bytes directly.
 
 It takes only rows whose envelopes it can write exactly as templates.py does; every other row goes,
 in order, to the Python fallback it is given, which stays the reference (blob markers, printed JSON,
 lines split over several writes, non-UTF-8 payloads, durations of a minute or more, odd types).
-tests/telemetry/test_rows_native.py checks both ways byte for byte. The envelope layouts live in
-templates.py only: they are handed in as the literal pieces between the slots this file fills.
+tests/telemetry/test_rows_native.py checks both ways byte for byte. Nothing here defines an
+envelope: templates.py compiles each kind from EnvelopeFactory into the literal pieces around its
+slots, and hands them in; this file fills the slots, in the order rows.py declares them (the slot
+indices and the rows' layouts come from _protocol.h, generated from rows.py).
 */
 
 #define PY_SSIZE_T_CLEAN
@@ -16,6 +18,12 @@ templates.py only: they are handed in as the literal pieces between the slots th
 #include <math.h>
 #include <string.h>
 #include <time.h>
+
+#include "_protocol.h"
+
+#ifndef SOURCE_HASH
+#define SOURCE_HASH ""  /* setup.py defines it: the digest of this file and _protocol.h */
+#endif
 
 #define FALLBACK 0  /* a writer's answer: not a row for this path, ask Python */
 #define WRITTEN 1
@@ -55,8 +63,9 @@ static int put_again(Buf *b, Py_ssize_t at, Py_ssize_t n) {  /* a copy of what t
     return 0;
 }
 
-static int put_bytes(Buf *b, PyObject *bytes) {  /* a literal piece (always exact bytes) */
-    return put(b, PyBytes_AS_STRING(bytes), PyBytes_GET_SIZE(bytes));
+static int put_bytes(Buf *b, PyObject *bytes) {  /* a literal piece (always exact bytes; often empty) */
+    Py_ssize_t n = PyBytes_GET_SIZE(bytes);
+    return n == 0 ? 0 : put(b, PyBytes_AS_STRING(bytes), n);
 }
 
 static int put_digits(Buf *b, long long value, int width) {  /* zero-padded, value >= 0 */
@@ -159,24 +168,54 @@ static int as_double(PyObject *value, double *out) {  /* an exact float or int, 
 }
 
 /* -- the builder ------------------------------------------------------------------------------- */
+/* A template as templates.Template hands it in: ``pieces`` (the literal before each slot, then the
+   end) and ``members`` (for an optional slot, the bytes before and after its value; else None). */
+typedef struct {
+    PyObject *pieces;
+    PyObject *members;
+} Template;
+
 typedef struct {
     PyObject_HEAD
-    PyObject *request;     /* pieces of Templates._request_fmt: 14 around its 13 slots */
-    PyObject *model_data;  /* pieces of _model_data_fmt: 11 around 10 slots */
-    PyObject *output;      /* pieces of _output_fmt: 7 around 6 slots */
-    PyObject *parent_tag;  /* pieces of PARENT_TAG: 2 */
-    PyObject *tags;        /* pieces of OPERATION_TAGS: 3 (id, parent id) */
-    PyObject *named_tags;  /* pieces of NAMED_OPERATION_TAGS: 4 (id, parent id, name) */
-    PyObject *error;       /* pieces of MODEL_DATA_ERROR: 3 (prediction, status) */
-    PyObject *sample;      /* pieces of SAMPLE_RATE: 2 */
-    PyObject *streams;     /* Templates._streams: {"STDOUT": (b'"STDOUT"', severity), ...} */
+    Template request, model_data, output;
+    PyObject *streams;     /* {"STDOUT": (b'"STDOUT"', severity), ...}, checked by Builder_init */
+    PyObject *last_stream; /* the stream of the line before, its JSON and severity: most lines repeat it */
+    PyObject *last_json;
+    long last_severity;
     Py_ssize_t inline_limit;
     long long second;      /* the second whose "YYYY-MM-DDTHH:MM:SS" is in prefix */
     char prefix[32];
+    Py_ssize_t prefix_len;
     Buf buf;
 } Builder;
 
 #define PIECE(tuple, i) PyTuple_GET_ITEM((tuple), (i))
+
+/* The writers keep a template's tuples in locals (``Template t = self->request``): through a pointer
+   into the builder they would be read again after every write to the buffer, which may alias them. */
+static int put_piece(Buf *b, Template t, Py_ssize_t slot) {  /* the literal before ``slot`` */
+    return put_bytes(b, PIECE(t.pieces, slot));
+}
+
+static int open_member(Buf *b, Template t, Py_ssize_t slot) {
+    return put_bytes(b, PIECE(PIECE(t.members, slot), 0));
+}
+
+static int close_member(Buf *b, Template t, Py_ssize_t slot) {
+    return put_bytes(b, PIECE(PIECE(t.members, slot), 1));
+}
+
+/* An optional member whose value is ``text``: raw (between quotes) or as JSON; FALLBACK, WRITTEN or -1.
+   Inlined: it runs for most rows, and ``raw`` is a constant at each call. */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline int put_member(Buf *b, Template t, Py_ssize_t slot, PyObject *text, int raw) {
+    if (open_member(b, t, slot) < 0) return -1;
+    int written = raw ? put_raw_text(b, text) : put_text(b, text);
+    if (written != WRITTEN) return written;
+    return close_member(b, t, slot) < 0 ? -1 : WRITTEN;
+}
 
 static int put_time(Builder *self, Buf *b, double when) {
     /* "YYYY-MM-DDTHH:MM:SS.ffffffZ", rounded as envelopes.format_time rounds (split_time) */
@@ -195,8 +234,9 @@ static int put_time(Builder *self, Buf *b, double when) {
                 || strftime(self->prefix, sizeof self->prefix, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
             return FALLBACK;
         self->second = second;
+        self->prefix_len = (Py_ssize_t)strlen(self->prefix);
     }
-    if (put(b, self->prefix, (Py_ssize_t)strlen(self->prefix)) < 0 || put(b, ".", 1) < 0
+    if (put(b, self->prefix, self->prefix_len) < 0 || put(b, ".", 1) < 0
             || put_digits(b, micros, 6) < 0 || put(b, "Z", 1) < 0)
         return -1;
     return WRITTEN;
@@ -206,16 +246,18 @@ static int time_ok(double when) {
     return isfinite(when) && when >= 0 && when < (double)MAX_SECOND;
 }
 
-static int put_sample(Builder *self, Buf *b, double rate) {  /* ',"sampleRate":%a' % float(rate) */
+static int put_sample(Buf *b, Template t, Py_ssize_t slot, double rate) {  /* the member, orjson.dumps(rate) */
     char *repr = PyOS_double_to_string(rate, 'r', 0, Py_DTSF_ADD_DOT_0, NULL);
     if (repr == NULL) return -1;
-    int failed = put_bytes(b, PIECE(self->sample, 0)) < 0 || put(b, repr, (Py_ssize_t)strlen(repr)) < 0;
+    int failed = open_member(b, t, slot) < 0 || put(b, repr, (Py_ssize_t)strlen(repr)) < 0
+                 || close_member(b, t, slot) < 0;
     PyMem_Free(repr);
     return failed ? -1 : 0;
 }
 
 static int put_payload(Builder *self, Buf *b, PyObject *value) {
-    /* Templates._value then orjson.dumps, for inline bytes that are UTF-8 and short str. */
+    /* orjson.dumps(Payloads.value(value)), for the values it keeps inline: UTF-8 bytes within the
+       limit, and str of at most limit / 4 characters */
     if (PyBytes_CheckExact(value)) {
         const char *s = PyBytes_AS_STRING(value);
         Py_ssize_t n = PyBytes_GET_SIZE(value);
@@ -231,16 +273,18 @@ static int put_payload(Builder *self, Buf *b, PyObject *value) {
 #define STEP(call) do { int _r = (call); if (_r == FALLBACK) return FALLBACK; if (_r < 0) return -1; } while (0)
 #define PUT(call) do { if ((call) < 0) return -1; } while (0)
 
-/* ("r", start, operation_id, span_id, caller, name, url, duration_ms, status, success, request_id,
-    client_request_id, input, prediction, sample_rate, model_data): Templates._request. */
+/* A Request row: Templates._request. */
 static int write_request(Builder *self, PyObject *row, PyObject *out) {
-    if (PyTuple_GET_SIZE(row) != 16) return FALLBACK;
-    PyObject *op = PIECE(row, 2), *span = PIECE(row, 3), *caller = PIECE(row, 4), *name = PIECE(row, 5),
-             *url = PIECE(row, 6), *status_obj = PIECE(row, 8), *success = PIECE(row, 9),
-             *request_id = PIECE(row, 10), *client_request_id = PIECE(row, 11), *model_data = PIECE(row, 15);
+    if (PyTuple_GET_SIZE(row) != REQUEST_SIZE) return FALLBACK;
+    PyObject *op = PIECE(row, REQUEST_OPERATION_ID), *span = PIECE(row, REQUEST_SPAN_ID),
+             *caller = PIECE(row, REQUEST_CALLER), *name = PIECE(row, REQUEST_NAME), *url = PIECE(row, REQUEST_URL),
+             *status_obj = PIECE(row, REQUEST_STATUS), *success = PIECE(row, REQUEST_SUCCESS),
+             *request_id = PIECE(row, REQUEST_REQUEST_ID), *client_request_id = PIECE(row, REQUEST_CLIENT_REQUEST_ID),
+             *model_data = PIECE(row, REQUEST_MODEL_DATA);
     double start, duration_ms, rate;
-    if (as_double(PIECE(row, 1), &start) == FALLBACK || !time_ok(start)
-            || as_double(PIECE(row, 7), &duration_ms) == FALLBACK || as_double(PIECE(row, 14), &rate) == FALLBACK
+    if (as_double(PIECE(row, REQUEST_START), &start) == FALLBACK || !time_ok(start)
+            || as_double(PIECE(row, REQUEST_DURATION_MS), &duration_ms) == FALLBACK
+            || as_double(PIECE(row, REQUEST_SAMPLE_RATE), &rate) == FALLBACK
             || !PyLong_CheckExact(status_obj) || !PyBool_Check(success) || !PyBool_Check(model_data)
             || (caller != Py_None && !PyUnicode_CheckExact(caller)))
         return FALLBACK;
@@ -253,83 +297,84 @@ static int write_request(Builder *self, PyObject *row, PyObject *out) {
     if (scaled >= 60000000.0) return FALLBACK;  /* a minute or more: format_duration's long form */
     long long micros = scaled > 0 ? (long long)scaled : 0;
     int ok = success == Py_True;
-    int sampled = rate < 100.0;
+    int sampled = ok && rate < 100.0;  /* envelopes.sample_rate; failures are never sampled */
     Buf *b = &self->buf;
-    PyObject *P = self->request;
+    Template R = self->request;
 
     b->len = 0;
-    PUT(put_bytes(b, PIECE(P, 0)));
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_TIME));
+    Py_ssize_t time_at = b->len;  /* the time, request id and client request id are copied into the model data */
     STEP(put_time(self, b, start));
-    PUT(put_bytes(b, PIECE(P, 1)));
+    Py_ssize_t time_end = b->len;
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_OPERATION_ID));
     STEP(put_raw_text(b, op));
-    PUT(put_bytes(b, PIECE(P, 2)));
-    if (caller != Py_None && PyUnicode_GET_LENGTH(caller) > 0) {
-        PUT(put_bytes(b, PIECE(self->parent_tag, 0)));
-        STEP(put_raw_text(b, caller));
-        PUT(put_bytes(b, PIECE(self->parent_tag, 1)));
-    }
-    PUT(put_bytes(b, PIECE(P, 3)));
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_CALLER));
+    if (caller != Py_None && PyUnicode_GET_LENGTH(caller) > 0) STEP(put_member(b, R, REQUEST_ENVELOPE_CALLER, caller, 1));
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_OPERATION_NAME));
     STEP(put_text(b, name));
-    PUT(put_bytes(b, PIECE(P, 4)));
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_ID));
     STEP(put_raw_text(b, span));
-    PUT(put_bytes(b, PIECE(P, 5)));
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_NAME));
     STEP(put_text(b, name));
-    PUT(put_bytes(b, PIECE(P, 6)));
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_URL));
     STEP(put_text(b, url));
-    PUT(put_bytes(b, PIECE(P, 7)));
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_DURATION));
     PUT(put(b, "0.00:00:", 8));  /* format_duration, under a minute */
     PUT(put_digits(b, micros / 1000000, 2));
     PUT(put(b, ".", 1));
     PUT(put_digits(b, micros % 1000000, 6));
-    PUT(put_bytes(b, PIECE(P, 8)));
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_RESPONSE_CODE));
     PUT(put_digits(b, status, 1));
-    PUT(put_bytes(b, PIECE(P, 9)));
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_SUCCESS));
     PUT(ok ? put(b, "true", 4) : put(b, "false", 5));
-    PUT(put_bytes(b, PIECE(P, 10)));
-    Py_ssize_t ids_at = b->len;  /* request id and client request id: copied into the model data */
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_REQUEST_ID));
+    Py_ssize_t request_id_at = b->len;
     STEP(put_text(b, request_id));
-    PUT(put_bytes(b, PIECE(P, 11)));
+    Py_ssize_t request_id_end = b->len;
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_CLIENT_REQUEST_ID));
     Py_ssize_t client_at = b->len;
     STEP(put_text(b, client_request_id));
-    Py_ssize_t ids_end = b->len;
-    PUT(put_bytes(b, PIECE(P, 12)));
-    if (ok && sampled) PUT(put_sample(self, b, rate));
-    PUT(put_bytes(b, PIECE(P, 13)));
+    Py_ssize_t client_end = b->len;
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_SAMPLE_RATE));
+    if (sampled) PUT(put_sample(b, R, REQUEST_ENVELOPE_SAMPLE_RATE, rate));
+    PUT(put_piece(b, R, REQUEST_ENVELOPE_SLOTS));
     Py_ssize_t request_len = b->len;
     if (model_data == Py_True) {
         /* the model data envelope goes after the request's, in the same buffer */
-        PyObject *M = self->model_data;
-        Py_ssize_t time_at = PyBytes_GET_SIZE(PIECE(P, 0));
-        Py_ssize_t time_len = (Py_ssize_t)strlen(self->prefix) + 8;  /* ".ffffffZ" */
-        PUT(put_bytes(b, PIECE(M, 0)));
-        PUT(put_again(b, time_at, time_len));
-        PUT(put_bytes(b, PIECE(M, 1)));
+        Template M = self->model_data;
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_TIME));
+        PUT(put_again(b, time_at, time_end - time_at));
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_OPERATION_ID));
         STEP(put_raw_text(b, op));
-        PUT(put_bytes(b, PIECE(M, 2)));
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_PARENT_ID));
         STEP(put_raw_text(b, span));
-        PUT(put_bytes(b, PIECE(M, 3)));
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_OPERATION_NAME));
         STEP(put_text(b, name));
-        PUT(put_bytes(b, PIECE(M, 4)));
-        PUT(put_again(b, ids_at, client_at - ids_at - PyBytes_GET_SIZE(PIECE(P, 11))));
-        PUT(put_bytes(b, PIECE(M, 5)));
-        PUT(put_again(b, client_at, ids_end - client_at));
-        PUT(put_bytes(b, PIECE(M, 6)));
-        STEP(put_payload(self, b, PIECE(row, 12)));
-        PUT(put_bytes(b, PIECE(M, 7)));
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_REQUEST_ID));
+        PUT(put_again(b, request_id_at, request_id_end - request_id_at));
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_CLIENT_REQUEST_ID));
+        PUT(put_again(b, client_at, client_end - client_at));
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_INPUT));
+        STEP(put_payload(self, b, PIECE(row, REQUEST_INPUT)));
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_PREDICTION));
         Py_ssize_t prediction_at = b->len;
-        STEP(put_payload(self, b, PIECE(row, 13)));
+        STEP(put_payload(self, b, PIECE(row, REQUEST_PREDICTION)));
         Py_ssize_t prediction_end = b->len;
-        PUT(put_bytes(b, PIECE(M, 8)));
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_ERROR));
         if (!ok) {
-            PUT(put_bytes(b, PIECE(self->error, 0)));
+            PUT(open_member(b, M, MODEL_DATA_ENVELOPE_ERROR));
             PUT(put_again(b, prediction_at, prediction_end - prediction_at));
-            PUT(put_bytes(b, PIECE(self->error, 1)));
-            PUT(put_digits(b, status, 1));
-            PUT(put_bytes(b, PIECE(self->error, 2)));
+            PUT(close_member(b, M, MODEL_DATA_ENVELOPE_ERROR));
         }
-        PUT(put_bytes(b, PIECE(M, 9)));
-        if (ok && sampled) PUT(put_sample(self, b, rate));
-        PUT(put_bytes(b, PIECE(M, 10)));
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_STATUS_CODE));
+        if (!ok) {
+            PUT(open_member(b, M, MODEL_DATA_ENVELOPE_STATUS_CODE));
+            PUT(put_digits(b, status, 1));
+            PUT(close_member(b, M, MODEL_DATA_ENVELOPE_STATUS_CODE));
+        }
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_SAMPLE_RATE));
+        if (sampled) PUT(put_sample(b, M, MODEL_DATA_ENVELOPE_SAMPLE_RATE, rate));
+        PUT(put_piece(b, M, MODEL_DATA_ENVELOPE_SLOTS));
     }
     PyObject *request = PyBytes_FromStringAndSize(b->data, request_len);
     if (request == NULL || PyList_Append(out, request) < 0) {
@@ -348,15 +393,15 @@ static int write_request(Builder *self, PyObject *row, PyObject *out) {
     return WRITTEN;
 }
 
-/* ("l", time, stream, text, thread_id, operation_id, parent_id, operation_name, sample_rate): a whole
-   printed line, when no line of any stream is half written (Templates.rows' fast path, _message). */
+/* A LINE row, when no line of any stream is half written (Templates.row's way, to Templates._line). */
 static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject *out) {
-    if (PyTuple_GET_SIZE(row) != 9 || !PyDict_CheckExact(pending) || PyDict_GET_SIZE(pending) != 0)
+    if (PyTuple_GET_SIZE(row) != TEXT_SIZE || !PyDict_CheckExact(pending) || PyDict_GET_SIZE(pending) != 0)
         return FALLBACK;
-    PyObject *stream = PIECE(row, 2), *text = PIECE(row, 3), *op = PIECE(row, 5), *parent = PIECE(row, 6),
-             *name = PIECE(row, 7);
+    PyObject *stream = PIECE(row, TEXT_STREAM), *text = PIECE(row, TEXT_TEXT), *op = PIECE(row, TEXT_OPERATION_ID),
+             *parent = PIECE(row, TEXT_PARENT_ID), *name = PIECE(row, TEXT_OPERATION_NAME);
     double when, rate;
-    if (as_double(PIECE(row, 1), &when) == FALLBACK || !time_ok(when) || as_double(PIECE(row, 8), &rate) == FALLBACK
+    if (as_double(PIECE(row, TEXT_TIME), &when) == FALLBACK || !time_ok(when)
+            || as_double(PIECE(row, TEXT_SAMPLE_RATE), &rate) == FALLBACK
             || !PyUnicode_CheckExact(text) || !PyUnicode_CheckExact(stream))
         return FALLBACK;
     Py_ssize_t length = PyUnicode_GET_LENGTH(text);
@@ -365,56 +410,47 @@ static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject 
     /* printed JSON becomes a nested object, a blank line no envelope: both for the fallback */
     if (first == '{' || first == '[' || Py_UNICODE_ISSPACE(first) || PyUnicode_READ_CHAR(text, length - 1) == '\n')
         return FALLBACK;
-    PyObject *known = PyDict_GetItemWithError(self->streams, stream);  /* (b'"STDOUT"', severity) */
-    if (known == NULL) {
-        PyErr_Clear();
-        return FALLBACK;
+    if (stream != self->last_stream) {
+        PyObject *known = PyDict_GetItemWithError(self->streams, stream);  /* (b'"STDOUT"', severity) */
+        if (known == NULL) {  /* another stream: Python's */
+            PyErr_Clear();
+            return FALLBACK;
+        }
+        Py_XSETREF(self->last_stream, Py_NewRef(stream));
+        Py_XSETREF(self->last_json, Py_NewRef(PIECE(known, 0)));
+        self->last_severity = PyLong_AsLong(PIECE(known, 1));
     }
-    if (!PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2 || !PyBytes_CheckExact(PIECE(known, 0))
-            || !PyLong_CheckExact(PIECE(known, 1)))
-        return FALLBACK;
-    int has_op = 0, has_name = 0;
+    int has_op = 0, has_parent = 0, has_name = 0;
     if (op != Py_None) {
         if (!PyUnicode_CheckExact(op)) return FALLBACK;
         has_op = PyUnicode_GET_LENGTH(op) > 0;
     }
     if (has_op) {
         if (!PyUnicode_CheckExact(parent) || !PyUnicode_CheckExact(name)) return FALLBACK;
+        has_parent = PyUnicode_GET_LENGTH(parent) > 0;
         has_name = PyUnicode_GET_LENGTH(name) > 0;
     }
-    long severity = PyLong_AsLong(PIECE(known, 1));
-    if (severity < 0) {
-        PyErr_Clear();
-        return FALLBACK;
-    }
     Buf *b = &self->buf;
-    PyObject *P = self->output;
+    Template O = self->output;
 
     b->len = 0;
-    PUT(put_bytes(b, PIECE(P, 0)));
+    PUT(put_piece(b, O, OUTPUT_ENVELOPE_TIME));
     STEP(put_time(self, b, when));
-    PUT(put_bytes(b, PIECE(P, 1)));
-    if (has_op) {
-        PyObject *T = has_name ? self->named_tags : self->tags;
-        PUT(put_bytes(b, PIECE(T, 0)));
-        STEP(put_raw_text(b, op));
-        PUT(put_bytes(b, PIECE(T, 1)));
-        STEP(put_raw_text(b, parent));
-        PUT(put_bytes(b, PIECE(T, 2)));
-        if (has_name) {
-            STEP(put_text(b, name));
-            PUT(put_bytes(b, PIECE(T, 3)));
-        }
-    }
-    PUT(put_bytes(b, PIECE(P, 2)));
-    PUT(put_bytes(b, PIECE(known, 0)));
-    PUT(put_bytes(b, PIECE(P, 3)));
-    PUT(put_digits(b, severity, 1));
-    PUT(put_bytes(b, PIECE(P, 4)));
+    PUT(put_piece(b, O, OUTPUT_ENVELOPE_OPERATION_ID));
+    if (has_op) STEP(put_member(b, O, OUTPUT_ENVELOPE_OPERATION_ID, op, 1));
+    PUT(put_piece(b, O, OUTPUT_ENVELOPE_PARENT_ID));
+    if (has_parent) STEP(put_member(b, O, OUTPUT_ENVELOPE_PARENT_ID, parent, 1));
+    PUT(put_piece(b, O, OUTPUT_ENVELOPE_OPERATION_NAME));
+    if (has_name) STEP(put_member(b, O, OUTPUT_ENVELOPE_OPERATION_NAME, name, 0));
+    PUT(put_piece(b, O, OUTPUT_ENVELOPE_MESSAGE));
+    PUT(put_bytes(b, self->last_json));
+    PUT(put_piece(b, O, OUTPUT_ENVELOPE_SEVERITY));
+    PUT(put_digits(b, self->last_severity, 1));
+    PUT(put_piece(b, O, OUTPUT_ENVELOPE_CONTENTS));
     STEP(put_text(b, text));
-    PUT(put_bytes(b, PIECE(P, 5)));
-    if (rate < 100.0) PUT(put_sample(self, b, rate));
-    PUT(put_bytes(b, PIECE(P, 6)));
+    PUT(put_piece(b, O, OUTPUT_ENVELOPE_SAMPLE_RATE));
+    if (rate < 100.0) PUT(put_sample(b, O, OUTPUT_ENVELOPE_SAMPLE_RATE, rate));
+    PUT(put_piece(b, O, OUTPUT_ENVELOPE_SLOTS));
     PyObject *envelope = PyBytes_FromStringAndSize(b->data, b->len);
     if (envelope == NULL || PyList_Append(out, envelope) < 0) {
         Py_XDECREF(envelope);
@@ -426,11 +462,11 @@ static int write_line(Builder *self, PyObject *row, PyObject *pending, PyObject 
 
 static int write_row(Builder *self, PyObject *row, PyObject *pending, PyObject *out) {
     if (!PyTuple_CheckExact(row) || PyTuple_GET_SIZE(row) == 0) return FALLBACK;
-    PyObject *kind = PIECE(row, 0);
+    PyObject *kind = PIECE(row, 0);  /* a tag: one ASCII character (rows.py) */
     if (!PyUnicode_CheckExact(kind) || PyUnicode_GET_LENGTH(kind) != 1) return FALLBACK;
-    Py_UCS4 k = PyUnicode_READ_CHAR(kind, 0);
-    if (k == 'r') return write_request(self, row, out);
-    if (k == 'l') return write_line(self, row, pending, out);
+    Py_UCS4 tag = PyUnicode_READ_CHAR(kind, 0);
+    if (tag == (Py_UCS4)TAG_REQUEST[0]) return write_request(self, row, out);
+    if (tag == (Py_UCS4)TAG_LINE[0]) return write_line(self, row, pending, out);
     return FALLBACK;
 }
 
@@ -492,14 +528,29 @@ error:
     return NULL;
 }
 
-static int check_pieces(PyObject *pieces, Py_ssize_t count, const char *what) {
-    if (!PyTuple_CheckExact(pieces) || PyTuple_GET_SIZE(pieces) != count) {
-        PyErr_Format(PyExc_ValueError, "%s: expected a tuple of %zd bytes pieces", what, count);
+/* Check a template against the slots this file fills: as many pieces as slots + 1, all bytes, and
+   members exactly for the slots it writes as optional (``optional``: one char per slot, '?' or '.'). */
+static int check_template(PyObject *pieces, PyObject *members, const char *optional, const char *what) {
+    Py_ssize_t slots = (Py_ssize_t)strlen(optional);
+    if (!PyTuple_CheckExact(pieces) || PyTuple_GET_SIZE(pieces) != slots + 1
+            || !PyTuple_CheckExact(members) || PyTuple_GET_SIZE(members) != slots) {
+        PyErr_Format(PyExc_ValueError, "%s: expected %zd slots (rows.py and _rows.c disagree)", what, slots);
         return -1;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
+    for (Py_ssize_t i = 0; i <= slots; i++) {
         if (!PyBytes_CheckExact(PIECE(pieces, i))) {
             PyErr_Format(PyExc_TypeError, "%s: piece %zd is not bytes", what, i);
+            return -1;
+        }
+    }
+    for (Py_ssize_t i = 0; i < slots; i++) {
+        PyObject *member = PIECE(members, i);
+        int is_optional = optional[i] == '?';
+        if (is_optional != (member != Py_None) || (is_optional && (!PyTuple_CheckExact(member)
+                || PyTuple_GET_SIZE(member) != 2 || !PyBytes_CheckExact(PIECE(member, 0))
+                || !PyBytes_CheckExact(PIECE(member, 1))))) {
+            PyErr_Format(PyExc_ValueError, "%s: slot %zd is %s here (rows.py and _rows.c disagree)", what, i,
+                         is_optional ? "optional" : "required");
             return -1;
         }
     }
@@ -507,20 +558,33 @@ static int check_pieces(PyObject *pieces, Py_ssize_t count, const char *what) {
 }
 
 static int Builder_init(Builder *self, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"request", "model_data", "output", "parent_tag", "tags", "named_tags", "error",
-                            "sample", "streams", "inline_limit", NULL};
-    PyObject *parts[9];
+    static char *names[] = {"request", "request_members", "model_data", "model_data_members", "output",
+                            "output_members", "streams", "inline_limit", NULL};
+    PyObject *parts[7];
     Py_ssize_t inline_limit;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOOOO!n:Builder", names, &parts[0], &parts[1], &parts[2],
-                                     &parts[3], &parts[4], &parts[5], &parts[6], &parts[7], &PyDict_Type,
-                                     &parts[8], &inline_limit))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOOOOO!n:Builder", names, &parts[0], &parts[1], &parts[2],
+                                     &parts[3], &parts[4], &parts[5], &PyDict_Type, &parts[6], &inline_limit))
         return -1;
-    static const Py_ssize_t counts[] = {14, 11, 7, 2, 3, 4, 3, 2};
-    for (int i = 0; i < 8; i++)
-        if (check_pieces(parts[i], counts[i], names[i]) < 0) return -1;
-    PyObject **slots[] = {&self->request, &self->model_data, &self->output, &self->parent_tag, &self->tags,
-                          &self->named_tags, &self->error, &self->sample, &self->streams};
-    for (int i = 0; i < 9; i++) {
+    /* Which slots write_request, write_line and the model data write as optional members, in slot order. */
+    if (check_template(parts[0], parts[1], "..?.........?", "request") < 0
+            || check_template(parts[2], parts[3], "........???", "model_data") < 0
+            || check_template(parts[4], parts[5], ".???...?", "output") < 0)
+        return -1;
+    PyObject *stream, *known;
+    Py_ssize_t at = 0;
+    while (PyDict_Next(parts[6], &at, &stream, &known)) {
+        if (!PyUnicode_CheckExact(stream) || !PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2
+                || !PyBytes_CheckExact(PIECE(known, 0)) || !PyLong_CheckExact(PIECE(known, 1))
+                || PyLong_AsLong(PIECE(known, 1)) < 0) {
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "streams: {str: (bytes, severity >= 0)}");
+            return -1;
+        }
+    }
+    Py_CLEAR(self->last_stream);
+    Py_CLEAR(self->last_json);
+    PyObject **slots[] = {&self->request.pieces, &self->request.members, &self->model_data.pieces,
+                          &self->model_data.members, &self->output.pieces, &self->output.members, &self->streams};
+    for (int i = 0; i < 7; i++) {
         Py_INCREF(parts[i]);
         Py_XSETREF(*slots[i], parts[i]);
     }
@@ -530,28 +594,28 @@ static int Builder_init(Builder *self, PyObject *args, PyObject *kwargs) {
 }
 
 static int Builder_traverse(Builder *self, visitproc visit, void *arg) {
-    Py_VISIT(self->request);
-    Py_VISIT(self->model_data);
-    Py_VISIT(self->output);
-    Py_VISIT(self->parent_tag);
-    Py_VISIT(self->tags);
-    Py_VISIT(self->named_tags);
-    Py_VISIT(self->error);
-    Py_VISIT(self->sample);
+    Py_VISIT(self->request.pieces);
+    Py_VISIT(self->request.members);
+    Py_VISIT(self->model_data.pieces);
+    Py_VISIT(self->model_data.members);
+    Py_VISIT(self->output.pieces);
+    Py_VISIT(self->output.members);
     Py_VISIT(self->streams);
+    Py_VISIT(self->last_stream);
+    Py_VISIT(self->last_json);
     return 0;
 }
 
 static int Builder_clear(Builder *self) {
-    Py_CLEAR(self->request);
-    Py_CLEAR(self->model_data);
-    Py_CLEAR(self->output);
-    Py_CLEAR(self->parent_tag);
-    Py_CLEAR(self->tags);
-    Py_CLEAR(self->named_tags);
-    Py_CLEAR(self->error);
-    Py_CLEAR(self->sample);
+    Py_CLEAR(self->request.pieces);
+    Py_CLEAR(self->request.members);
+    Py_CLEAR(self->model_data.pieces);
+    Py_CLEAR(self->model_data.members);
+    Py_CLEAR(self->output.pieces);
+    Py_CLEAR(self->output.members);
     Py_CLEAR(self->streams);
+    Py_CLEAR(self->last_stream);
+    Py_CLEAR(self->last_json);
     return 0;
 }
 
@@ -570,7 +634,7 @@ static PyMethodDef Builder_methods[] = {
 static PyTypeObject BuilderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "scorewatch.telemetry._rows.Builder",
-    .tp_doc = PyDoc_STR("Writes the envelopes of the common rows; see templates.Templates."),
+    .tp_doc = PyDoc_STR("Fills the envelope templates of the common rows; see templates.Templates."),
     .tp_basicsize = sizeof(Builder),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .tp_new = PyType_GenericNew,
@@ -592,9 +656,9 @@ PyMODINIT_FUNC PyInit__rows(void) {
     if (PyType_Ready(&BuilderType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    Py_INCREF(&BuilderType);
-    if (PyModule_AddObject(m, "Builder", (PyObject *)&BuilderType) < 0) {
-        Py_DECREF(&BuilderType);
+    if (PyModule_AddObjectRef(m, "Builder", (PyObject *)&BuilderType) < 0
+            || PyModule_AddStringConstant(m, "PROTOCOL", PROTOCOL_FINGERPRINT) < 0
+            || PyModule_AddStringConstant(m, "SOURCE_HASH", SOURCE_HASH) < 0) {
         Py_DECREF(m);
         return NULL;
     }

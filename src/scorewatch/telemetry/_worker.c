@@ -1,18 +1,18 @@
 /* The worker's per-request telemetry in C: the common print() and the common finished request.
 
 Every request of a monitored service pays for its telemetry under the GIL the whole worker shares.
-TelemetryMonitor (monitor.py) is the reference: its Python print makes a printed line's "l" row and
-writes the line through; its Python request_finished makes the request's "r" row. Together they
-were ~15k instructions of the ~21k that full monitoring added to a request. Printer and Recorder
-make the same rows for the common calls, one C call each, and hand every other call, unchanged, to
-the Python code they are given:
+The Recorder in recorder.py is the reference: its Python print makes a printed line's LINE row and
+writes the line through; its Python record_request makes the request's Request row. Printer and
+Recorder here make the same rows for the common calls, one C call each, and hand every other call,
+unchanged, to the Python code they are given:
 - Printer: one exact str, to sys.stdout, while capturing at a sampling of 100%, with no text held
   for its newline;
 - Recorder: answered below 400 with no exception, no query string, no sampling, inputs and outputs
-  (bytes or str) within the inline limit, and a (method, path, server, scheme) whose name and URL
-  the Python code has already made.
-tests/telemetry/test_worker_native.py checks, case by case, which way a call goes and that both
-ways leave the same rows, text and records.
+  (bytes or str) within the inline limit, and a (path, server, scheme) whose URL the Python code
+  has already made.
+The rows' layouts, and every name read from Python objects, come from _protocol.h, generated from
+rows.py. tests/telemetry/test_worker_native.py checks, case by case, which way a call goes and that
+both ways leave the same rows, text and records.
 */
 
 #define PY_SSIZE_T_CLEAN
@@ -20,11 +20,17 @@ ways leave the same rows, text and records.
 #include <stddef.h>
 #include <time.h>
 
-static PyObject *STR_L, *STR_STDOUT, *STR_EMPTY, *STR_NEWLINE;
-static PyObject *STR_R, *STR_PARENT_SPAN_ID;
-static PyObject *NAME_CAPTURING, *NAME_SAMPLING, *NAME_ROW_LIMIT, *NAME_OPERATION_ID, *NAME_PARENT_ID,
-                *NAME_NAME, *NAME_STDOUT, *NAME_MODEL_DATA, *NAME_EXTRA, *NAME_REQUEST_ID, *NAME_CLIENT_REQUEST_ID,
-                *KEY_METHOD, *KEY_PATH, *KEY_SERVER, *KEY_SCHEME, *KEY_QUERY_STRING, *STR_GET;
+#include "_protocol.h"
+
+#ifndef SOURCE_HASH
+#define SOURCE_HASH ""  /* setup.py defines it: the digest of this file and _protocol.h */
+#endif
+
+/* Interned: the tags and names of the protocol (rows.py), and what Python calls them. */
+static PyObject *STR_LINE, *STR_STDOUT, *STR_EMPTY, *STR_NEWLINE, *STR_REQUEST, *STR_PARENT_SPAN_ID;
+static PyObject *NAME_CAPTURING, *NAME_SAMPLING, *NAME_MODEL_DATA, *NAME_ROW_LIMIT, *NAME_OPERATION_ID,
+                *NAME_PARENT_ID, *NAME_NAME, *NAME_REQUEST_ID, *NAME_CLIENT_REQUEST_ID, *NAME_EXTRA, *NAME_STDOUT,
+                *KEY_PATH, *KEY_SERVER, *KEY_SCHEME, *KEY_QUERY_STRING;
 
 typedef struct {
     PyObject_HEAD
@@ -33,7 +39,7 @@ typedef struct {
     PyObject *write_through;  /* the real stream's write */
     PyObject *rows;           /* BatchProcessor.rows */
     PyObject *held;           /* the STDOUT texts held for their newline, by thread */
-    PyObject *monitor;        /* .capturing, .sampling */
+    PyObject *state;          /* recorder.State: .capturing, .sampling */
     PyObject *processor;      /* .row_limit */
     PyObject *operation;      /* the ContextVar of the current Operation */
     PyObject *sysdict;        /* sys.__dict__ */
@@ -73,7 +79,7 @@ static double now(void) {  /* time.time(), as Python computes it */
     return ns % 1000000000LL == 0 ? (double)(ns / 1000000000LL) : (double)ns / 1e9;
 }
 
-/* 1 if the monitor's attribute ``name`` is True, 0 if not, -1 on error */
+/* 1 if the attribute ``name`` of ``obj`` is True, 0 if not, -1 on error */
 static int attr_true(PyObject *obj, PyObject *name) {
     PyObject *value = PyObject_GetAttr(obj, name);
     if (value == NULL) return -1;
@@ -82,12 +88,19 @@ static int attr_true(PyObject *obj, PyObject *name) {
     return result;
 }
 
-/* The "l" row of ``text`` for the current operation, or NULL: with an error set on failure, without
+/* A tuple of ``size`` items, each set by the caller (PyTuple_SET_ITEM steals a reference). */
+static PyObject *new_row(Py_ssize_t size, PyObject *tag) {
+    PyObject *row = PyTuple_New(size);
+    if (row != NULL) PyTuple_SET_ITEM(row, 0, Py_NewRef(tag));
+    return row;
+}
+
+/* The LINE row of ``text`` for the current operation, or NULL: with an error set on failure, without
    one when the call is Python's (sampled). */
 static PyObject *line_row(Printer *self, PyObject *text) {
     PyObject *sampling = NULL, *op = NULL, *row = NULL, *tid = NULL, *when = NULL;
     PyObject *op_id = NULL, *parent_id = NULL, *name = NULL;
-    sampling = PyObject_GetAttr(self->monitor, NAME_SAMPLING);
+    sampling = PyObject_GetAttr(self->state, NAME_SAMPLING);
     if (sampling == NULL) goto done;
     if (!PyFloat_CheckExact(sampling) || PyFloat_AS_DOUBLE(sampling) < 100.0) goto done;  /* sampled: Python */
     if (PyContextVar_Get(self->operation, Py_None, &op) < 0) goto done;
@@ -102,9 +115,16 @@ static PyObject *line_row(Printer *self, PyObject *text) {
             goto done;
     }
     if ((tid = PyLong_FromUnsignedLong(PyThread_get_thread_ident())) == NULL
-            || (when = PyFloat_FromDouble(now())) == NULL)
+            || (when = PyFloat_FromDouble(now())) == NULL || (row = new_row(TEXT_SIZE, STR_LINE)) == NULL)
         goto done;
-    row = PyTuple_Pack(9, STR_L, when, STR_STDOUT, text, tid, op_id, parent_id, name, sampling);
+    PyTuple_SET_ITEM(row, TEXT_TIME, Py_NewRef(when));
+    PyTuple_SET_ITEM(row, TEXT_STREAM, Py_NewRef(STR_STDOUT));
+    PyTuple_SET_ITEM(row, TEXT_TEXT, Py_NewRef(text));
+    PyTuple_SET_ITEM(row, TEXT_THREAD, Py_NewRef(tid));
+    PyTuple_SET_ITEM(row, TEXT_OPERATION_ID, Py_NewRef(op_id));
+    PyTuple_SET_ITEM(row, TEXT_PARENT_ID, Py_NewRef(parent_id));
+    PyTuple_SET_ITEM(row, TEXT_OPERATION_NAME, Py_NewRef(name));
+    PyTuple_SET_ITEM(row, TEXT_SAMPLE_RATE, Py_NewRef(sampling));
 done:
     Py_XDECREF(sampling);
     Py_XDECREF(op);
@@ -127,7 +147,7 @@ static PyObject *Printer_vectorcall(PyObject *callable, PyObject *const *args, s
             || PyDict_GET_SIZE(self->held) != 0
             || PyDict_GetItemWithError(self->sysdict, NAME_STDOUT) != self->stdout_proxy)
         goto fallback;
-    int capturing = attr_true(self->monitor, NAME_CAPTURING);
+    int capturing = attr_true(self->state, NAME_CAPTURING);
     if (capturing < 0) return NULL;
     if (!capturing) goto fallback;
     int room = has_room(self->processor, self->rows);
@@ -151,12 +171,12 @@ fallback:
 }
 
 static int Printer_init(Printer *self, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"fallback", "stdout", "write_through", "rows", "held", "monitor", "processor",
+    static char *names[] = {"fallback", "stdout", "write_through", "rows", "held", "state", "processor",
                             "operation", "large", NULL};
-    PyObject *fallback, *stdout_proxy, *write_through, *rows, *held, *monitor, *processor, *operation;
+    PyObject *fallback, *stdout_proxy, *write_through, *rows, *held, *state, *processor, *operation;
     Py_ssize_t large;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO!O!OOOn:Printer", names, &fallback, &stdout_proxy,
-                                     &write_through, &PyList_Type, &rows, &PyDict_Type, &held, &monitor,
+                                     &write_through, &PyList_Type, &rows, &PyDict_Type, &held, &state,
                                      &processor, &operation, &large))
         return -1;
     if (!PyContextVar_CheckExact(operation)) {
@@ -172,7 +192,7 @@ static int Printer_init(Printer *self, PyObject *args, PyObject *kwargs) {
     Py_XSETREF(self->write_through, Py_NewRef(write_through));
     Py_XSETREF(self->rows, Py_NewRef(rows));
     Py_XSETREF(self->held, Py_NewRef(held));
-    Py_XSETREF(self->monitor, Py_NewRef(monitor));
+    Py_XSETREF(self->state, Py_NewRef(state));
     Py_XSETREF(self->processor, Py_NewRef(processor));
     Py_XSETREF(self->operation, Py_NewRef(operation));
     self->large = large;
@@ -186,7 +206,7 @@ static int Printer_traverse(Printer *self, visitproc visit, void *arg) {
     Py_VISIT(self->write_through);
     Py_VISIT(self->rows);
     Py_VISIT(self->held);
-    Py_VISIT(self->monitor);
+    Py_VISIT(self->state);
     Py_VISIT(self->processor);
     Py_VISIT(self->operation);
     Py_VISIT(self->sysdict);
@@ -199,7 +219,7 @@ static int Printer_clear(Printer *self) {
     Py_CLEAR(self->write_through);
     Py_CLEAR(self->rows);
     Py_CLEAR(self->held);
-    Py_CLEAR(self->monitor);
+    Py_CLEAR(self->state);
     Py_CLEAR(self->processor);
     Py_CLEAR(self->operation);
     Py_CLEAR(self->sysdict);
@@ -215,7 +235,7 @@ static void Printer_dealloc(Printer *self) {
 static PyTypeObject PrinterType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "scorewatch.telemetry._worker.Printer",
-    .tp_doc = PyDoc_STR("print(), recording the common call in C; see TelemetryMonitor.printer."),
+    .tp_doc = PyDoc_STR("print(), recording the common call in C; see recorder.Recorder.printer."),
     .tp_basicsize = sizeof(Printer),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_vectorcall_offset = offsetof(Printer, vectorcall),
@@ -230,13 +250,13 @@ static PyTypeObject PrinterType = {
 /* -- request_finished ------------------------------------------------------------------------ */
 typedef struct {
     PyObject_HEAD
-    PyObject *fallback;       /* TelemetryMonitor's Python request_finished: every call this one does not take */
+    PyObject *fallback;       /* Recorder.record_request in Python: every call this one does not take */
     PyObject *rows;           /* BatchProcessor.rows */
-    PyObject *monitor;        /* .capturing, .sampling, .model_data */
+    PyObject *state;          /* recorder.State: .capturing, .sampling, .model_data */
     PyObject *processor;      /* .row_limit */
-    PyObject *names_and_urls; /* (method, path, server, scheme) -> (name, url), filled by the fallback */
-    PyObject *last_key;       /* the last key found there, and its (name, url): most requests repeat it */
-    PyObject *last_known;
+    PyObject *urls;           /* (path, server, scheme) -> the URL without its query, filled by the fallback */
+    PyObject *last_key;       /* the last key found there, and its URL: most requests repeat it */
+    PyObject *last_url;
     Py_ssize_t inline_limit;
     vectorcallfunc vectorcall;
 } Recorder;
@@ -255,83 +275,95 @@ static Py_ssize_t payload_length(PyObject *value) {
     return -1;
 }
 
-/* The "r" row (TelemetryMonitor._request_row) of a request this fast path takes, or NULL: with an
+/* The Request row (Recorder.record_request) of a request this fast path takes, or NULL: with an
    error set on failure, without one when the call is Python's. args: operation, scope, start_ts,
-   duration_ms, status_code, body, output[, exception] */
+   duration_ms, status_code, input, output[, exception] */
 static PyObject *request_row(Recorder *self, PyObject *const *args, Py_ssize_t nargs) {
-    PyObject *op = args[0], *scope = args[1], *status = args[4], *body = args[5], *output = args[6];
+    PyObject *op = args[0], *scope = args[1], *status = args[4], *input = args[5], *output = args[6];
     if ((nargs == 8 && args[7] != Py_None) || !PyDict_CheckExact(scope) || !PyLong_CheckExact(status))
         return NULL;
     long code = PyLong_AsLong(status);
     if (code == -1 && PyErr_Occurred()) return NULL;
     if (code >= 400) return NULL;  /* failures: always kept, never sampled; Python's */
-    PyObject *row = NULL, *sampling = NULL, *model_data = NULL, *method = NULL, *path = NULL, *server = NULL,
-             *scheme = NULL, *query = NULL, *key = NULL, *known = NULL, *extra = NULL, *caller = NULL,
-             *op_id = NULL, *parent_id = NULL, *request_id = NULL, *client_request_id = NULL;
+    PyObject *row = NULL, *sampling = NULL, *model_data = NULL, *path = NULL, *server = NULL, *scheme = NULL,
+             *query = NULL, *key = NULL, *url = NULL, *extra = NULL, *caller = NULL, *op_id = NULL,
+             *parent_id = NULL, *name = NULL, *request_id = NULL, *client_request_id = NULL;
     PyObject *value = Py_None, *out = Py_None;
-    if ((sampling = PyObject_GetAttr(self->monitor, NAME_SAMPLING)) == NULL) goto done;
+    if ((sampling = PyObject_GetAttr(self->state, NAME_SAMPLING)) == NULL) goto done;
     if (!PyFloat_CheckExact(sampling) || PyFloat_AS_DOUBLE(sampling) < 100.0) goto done;
-    if ((model_data = PyObject_GetAttr(self->monitor, NAME_MODEL_DATA)) == NULL) goto done;
-    if ((method = scope_get(scope, KEY_METHOD)) == NULL || (path = scope_get(scope, KEY_PATH)) == NULL
-            || (server = scope_get(scope, KEY_SERVER)) == NULL || (scheme = scope_get(scope, KEY_SCHEME)) == NULL
-            || (query = scope_get(scope, KEY_QUERY_STRING)) == NULL)
+    if ((model_data = PyObject_GetAttr(self->state, NAME_MODEL_DATA)) == NULL) goto done;
+    if ((path = scope_get(scope, KEY_PATH)) == NULL || (server = scope_get(scope, KEY_SERVER)) == NULL
+            || (scheme = scope_get(scope, KEY_SCHEME)) == NULL || (query = scope_get(scope, KEY_QUERY_STRING)) == NULL)
         goto done;
     if (!PyBytes_CheckExact(query) || PyBytes_GET_SIZE(query) != 0) goto done;  /* a query: Python's */
     if (model_data == Py_True) {
         Py_ssize_t in, n = 0;
-        if (!PyUnicode_CheckExact(method) || PyUnicode_Compare(method, STR_GET) == 0) goto done;  /* GET input */
-        if ((in = payload_length(body)) < 0 || (output != Py_None && (n = payload_length(output)) < 0)) goto done;
+        if ((in = payload_length(input)) < 0 || (output != Py_None && (n = payload_length(output)) < 0)) goto done;
         if (in + n > self->inline_limit) goto done;  /* a blob, written on the thread: Python's */
-        value = body;
+        value = input;
         out = output;
     } else if (model_data != Py_False) {
         goto done;
     }
-    PyObject *parts[4] = {method, path, server, scheme};
-    int same = self->last_key != NULL;  /* the request before had the same (method, path, server, scheme) */
-    for (Py_ssize_t i = 0; same && i < 4; i++) {
+    PyObject *parts[3] = {path, server, scheme};
+    int same = self->last_key != NULL;  /* the request before had the same (path, server, scheme) */
+    for (Py_ssize_t i = 0; same && i < 3; i++) {
         PyObject *before = PyTuple_GET_ITEM(self->last_key, i);
         same = parts[i] == before ? 1 : PyObject_RichCompareBool(parts[i], before, Py_EQ);
         if (same < 0) goto done;
     }
     if (same) {
-        known = Py_NewRef(self->last_known);  /* held: an __eq__ may run anything, a request included */
+        url = Py_NewRef(self->last_url);  /* held: an __eq__ may run anything, a request included */
     } else {
-        if ((key = PyTuple_Pack(4, parts[0], parts[1], parts[2], parts[3])) == NULL) goto done;
-        known = PyDict_GetItemWithError(self->names_and_urls, key);
-        if (known == NULL || !PyTuple_CheckExact(known) || PyTuple_GET_SIZE(known) != 2) {
-            known = NULL;
+        if ((key = PyTuple_Pack(3, parts[0], parts[1], parts[2])) == NULL) goto done;
+        url = PyDict_GetItemWithError(self->urls, key);
+        if (url == NULL || !PyUnicode_CheckExact(url)) {
+            url = NULL;
             goto done;
         }
-        Py_INCREF(known);
+        Py_INCREF(url);
         Py_XSETREF(self->last_key, Py_NewRef(key));
-        Py_XSETREF(self->last_known, Py_NewRef(known));
+        Py_XSETREF(self->last_url, Py_NewRef(url));
     }
     if ((extra = PyObject_GetAttr(op, NAME_EXTRA)) == NULL) goto done;
     if (!PyDict_CheckExact(extra)) goto done;
     if ((caller = scope_get(extra, STR_PARENT_SPAN_ID)) == NULL) goto done;
     if ((op_id = PyObject_GetAttr(op, NAME_OPERATION_ID)) == NULL
             || (parent_id = PyObject_GetAttr(op, NAME_PARENT_ID)) == NULL
+            || (name = PyObject_GetAttr(op, NAME_NAME)) == NULL
             || (request_id = PyObject_GetAttr(op, NAME_REQUEST_ID)) == NULL
-            || (client_request_id = PyObject_GetAttr(op, NAME_CLIENT_REQUEST_ID)) == NULL)
+            || (client_request_id = PyObject_GetAttr(op, NAME_CLIENT_REQUEST_ID)) == NULL
+            || (row = new_row(REQUEST_SIZE, STR_REQUEST)) == NULL)
         goto done;
-    row = PyTuple_Pack(16, STR_R, args[2], op_id, parent_id, caller, PyTuple_GET_ITEM(known, 0),
-                       PyTuple_GET_ITEM(known, 1), args[3], status, Py_True, request_id, client_request_id,
-                       value, out, sampling, model_data);
+    PyTuple_SET_ITEM(row, REQUEST_START, Py_NewRef(args[2]));
+    PyTuple_SET_ITEM(row, REQUEST_OPERATION_ID, Py_NewRef(op_id));
+    PyTuple_SET_ITEM(row, REQUEST_SPAN_ID, Py_NewRef(parent_id));
+    PyTuple_SET_ITEM(row, REQUEST_CALLER, Py_NewRef(caller));
+    PyTuple_SET_ITEM(row, REQUEST_NAME, Py_NewRef(name));
+    PyTuple_SET_ITEM(row, REQUEST_URL, Py_NewRef(url));
+    PyTuple_SET_ITEM(row, REQUEST_DURATION_MS, Py_NewRef(args[3]));
+    PyTuple_SET_ITEM(row, REQUEST_STATUS, Py_NewRef(status));
+    PyTuple_SET_ITEM(row, REQUEST_SUCCESS, Py_NewRef(Py_True));
+    PyTuple_SET_ITEM(row, REQUEST_REQUEST_ID, Py_NewRef(request_id));
+    PyTuple_SET_ITEM(row, REQUEST_CLIENT_REQUEST_ID, Py_NewRef(client_request_id));
+    PyTuple_SET_ITEM(row, REQUEST_INPUT, Py_NewRef(value));
+    PyTuple_SET_ITEM(row, REQUEST_PREDICTION, Py_NewRef(out));
+    PyTuple_SET_ITEM(row, REQUEST_SAMPLE_RATE, Py_NewRef(sampling));
+    PyTuple_SET_ITEM(row, REQUEST_MODEL_DATA, Py_NewRef(model_data));
 done:
     Py_XDECREF(sampling);
     Py_XDECREF(model_data);
-    Py_XDECREF(method);
     Py_XDECREF(path);
     Py_XDECREF(server);
     Py_XDECREF(scheme);
     Py_XDECREF(query);
     Py_XDECREF(key);
-    Py_XDECREF(known);
+    Py_XDECREF(url);
     Py_XDECREF(extra);
     Py_XDECREF(caller);
     Py_XDECREF(op_id);
     Py_XDECREF(parent_id);
+    Py_XDECREF(name);
     Py_XDECREF(request_id);
     Py_XDECREF(client_request_id);
     return row;
@@ -341,7 +373,7 @@ static PyObject *Recorder_vectorcall(PyObject *callable, PyObject *const *args, 
     Recorder *self = (Recorder *)callable;
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     if (kwnames != NULL || nargs < 7 || nargs > 8) goto fallback;
-    int capturing = attr_true(self->monitor, NAME_CAPTURING);
+    int capturing = attr_true(self->state, NAME_CAPTURING);
     if (capturing < 0) return NULL;
     if (!capturing) Py_RETURN_NONE;  /* as Python: nothing recorded */
     int room = has_room(self->processor, self->rows);
@@ -359,19 +391,19 @@ fallback:
 }
 
 static int Recorder_init(Recorder *self, PyObject *args, PyObject *kwargs) {
-    static char *names[] = {"fallback", "rows", "monitor", "processor", "names_and_urls", "inline_limit", NULL};
-    PyObject *fallback, *rows, *monitor, *processor, *names_and_urls;
+    static char *names[] = {"fallback", "rows", "state", "processor", "urls", "inline_limit", NULL};
+    PyObject *fallback, *rows, *state, *processor, *urls;
     Py_ssize_t inline_limit;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO!OOO!n:Recorder", names, &fallback, &PyList_Type, &rows,
-                                     &monitor, &processor, &PyDict_Type, &names_and_urls, &inline_limit))
+                                     &state, &processor, &PyDict_Type, &urls, &inline_limit))
         return -1;
     Py_XSETREF(self->fallback, Py_NewRef(fallback));
     Py_XSETREF(self->rows, Py_NewRef(rows));
-    Py_XSETREF(self->monitor, Py_NewRef(monitor));
+    Py_XSETREF(self->state, Py_NewRef(state));
     Py_XSETREF(self->processor, Py_NewRef(processor));
-    Py_XSETREF(self->names_and_urls, Py_NewRef(names_and_urls));
+    Py_XSETREF(self->urls, Py_NewRef(urls));
     Py_CLEAR(self->last_key);
-    Py_CLEAR(self->last_known);
+    Py_CLEAR(self->last_url);
     self->inline_limit = inline_limit;
     self->vectorcall = Recorder_vectorcall;
     return 0;
@@ -380,22 +412,22 @@ static int Recorder_init(Recorder *self, PyObject *args, PyObject *kwargs) {
 static int Recorder_traverse(Recorder *self, visitproc visit, void *arg) {
     Py_VISIT(self->fallback);
     Py_VISIT(self->rows);
-    Py_VISIT(self->monitor);
+    Py_VISIT(self->state);
     Py_VISIT(self->processor);
-    Py_VISIT(self->names_and_urls);
+    Py_VISIT(self->urls);
     Py_VISIT(self->last_key);
-    Py_VISIT(self->last_known);
+    Py_VISIT(self->last_url);
     return 0;
 }
 
 static int Recorder_clear(Recorder *self) {
     Py_CLEAR(self->fallback);
     Py_CLEAR(self->rows);
-    Py_CLEAR(self->monitor);
+    Py_CLEAR(self->state);
     Py_CLEAR(self->processor);
-    Py_CLEAR(self->names_and_urls);
+    Py_CLEAR(self->urls);
     Py_CLEAR(self->last_key);
-    Py_CLEAR(self->last_known);
+    Py_CLEAR(self->last_url);
     return 0;
 }
 
@@ -408,7 +440,7 @@ static void Recorder_dealloc(Recorder *self) {
 static PyTypeObject RecorderType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "scorewatch.telemetry._worker.Recorder",
-    .tp_doc = PyDoc_STR("request_finished, recording the common request in C; see TelemetryMonitor."),
+    .tp_doc = PyDoc_STR("request_finished, recording the common request in C; see recorder.Recorder."),
     .tp_basicsize = sizeof(Recorder),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_HAVE_VECTORCALL,
     .tp_vectorcall_offset = offsetof(Recorder, vectorcall),
@@ -423,7 +455,7 @@ static PyTypeObject RecorderType = {
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "_worker",
-    .m_doc = "The worker's common print() and finished request, recorded in C (see TelemetryMonitor).",
+    .m_doc = "The worker's common print() and finished request, recorded in C (see recorder.Recorder).",
     .m_size = -1,
 };
 
@@ -433,23 +465,27 @@ static int intern(PyObject **slot, const char *text) {
 }
 
 PyMODINIT_FUNC PyInit__worker(void) {
-    if (intern(&STR_L, "l") < 0 || intern(&STR_STDOUT, "STDOUT") < 0 || intern(&STR_EMPTY, "") < 0
-            || intern(&STR_NEWLINE, "\n") < 0 || intern(&NAME_CAPTURING, "capturing") < 0
-            || intern(&NAME_SAMPLING, "sampling") < 0 || intern(&NAME_ROW_LIMIT, "row_limit") < 0
-            || intern(&NAME_OPERATION_ID, "operation_id") < 0 || intern(&NAME_PARENT_ID, "parent_id") < 0
-            || intern(&NAME_NAME, "name") < 0 || intern(&NAME_STDOUT, "stdout") < 0
-            || intern(&STR_R, "r") < 0 || intern(&STR_PARENT_SPAN_ID, "parent_span_id") < 0
-            || intern(&NAME_MODEL_DATA, "model_data") < 0 || intern(&NAME_EXTRA, "extra") < 0
-            || intern(&NAME_REQUEST_ID, "request_id") < 0 || intern(&NAME_CLIENT_REQUEST_ID, "client_request_id") < 0
-            || intern(&KEY_METHOD, "method") < 0 || intern(&KEY_PATH, "path") < 0 || intern(&KEY_SERVER, "server") < 0
-            || intern(&KEY_SCHEME, "scheme") < 0 || intern(&KEY_QUERY_STRING, "query_string") < 0
-            || intern(&STR_GET, "GET") < 0)
+    if (intern(&STR_LINE, TAG_LINE) < 0 || intern(&STR_REQUEST, TAG_REQUEST) < 0
+            || intern(&STR_STDOUT, STREAM_STDOUT) < 0 || intern(&STR_EMPTY, "") < 0 || intern(&STR_NEWLINE, "\n") < 0
+            || intern(&STR_PARENT_SPAN_ID, NAME_OPERATION_EXTRA_PARENT_SPAN_ID) < 0
+            || intern(&NAME_CAPTURING, NAME_STATE_CAPTURING) < 0 || intern(&NAME_SAMPLING, NAME_STATE_SAMPLING) < 0
+            || intern(&NAME_MODEL_DATA, NAME_STATE_MODEL_DATA) < 0
+            || intern(&NAME_ROW_LIMIT, NAME_PROCESSOR_ROW_LIMIT) < 0
+            || intern(&NAME_OPERATION_ID, NAME_OPERATION_OPERATION_ID) < 0
+            || intern(&NAME_PARENT_ID, NAME_OPERATION_PARENT_ID) < 0 || intern(&NAME_NAME, NAME_OPERATION_NAME) < 0
+            || intern(&NAME_REQUEST_ID, NAME_OPERATION_REQUEST_ID) < 0
+            || intern(&NAME_CLIENT_REQUEST_ID, NAME_OPERATION_CLIENT_REQUEST_ID) < 0
+            || intern(&NAME_EXTRA, NAME_OPERATION_EXTRA) < 0 || intern(&NAME_STDOUT, "stdout") < 0
+            || intern(&KEY_PATH, NAME_SCOPE_PATH) < 0 || intern(&KEY_SERVER, NAME_SCOPE_SERVER) < 0
+            || intern(&KEY_SCHEME, NAME_SCOPE_SCHEME) < 0 || intern(&KEY_QUERY_STRING, NAME_SCOPE_QUERY_STRING) < 0)
         return NULL;
     if (PyType_Ready(&PrinterType) < 0 || PyType_Ready(&RecorderType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (PyModule_AddObjectRef(m, "Printer", (PyObject *)&PrinterType) < 0
-            || PyModule_AddObjectRef(m, "Recorder", (PyObject *)&RecorderType) < 0) {
+            || PyModule_AddObjectRef(m, "Recorder", (PyObject *)&RecorderType) < 0
+            || PyModule_AddStringConstant(m, "PROTOCOL", PROTOCOL_FINGERPRINT) < 0
+            || PyModule_AddStringConstant(m, "SOURCE_HASH", SOURCE_HASH) < 0) {
         Py_DECREF(m);
         return NULL;
     }

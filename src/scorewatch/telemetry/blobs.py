@@ -8,6 +8,10 @@ as folders) and holds the value's bytes exactly. The row keeps a marker instead 
 
 Inline values are always strings, so an object in their place is always a marker. Writing is
 atomic (temporary file, then rename) and idempotent: equal payloads share one file.
+
+:class:`Payloads` is the one rule that decides inline or blob, wherever a value is recorded (the
+worker moves large request payloads to blobs before they travel; the exporter process decides for
+the rest; ``_rows.c`` takes only values the rule keeps inline, and leaves the others to it).
 """
 
 from __future__ import annotations
@@ -66,25 +70,41 @@ def _digest_of(ref: Any) -> str:
     return digest
 
 
-def inline_or_blob(value: bytes | str | None, limit: int, blobs: BlobStore | None) -> Any:
-    """``value`` as a row keeps it: the text when it is UTF-8 and within ``limit`` bytes, else a marker.
+class Payloads:
+    """Inline or blob: a value stays inline when it is UTF-8 text of at most ``limit`` bytes;
+    anything larger, and bytes that are not UTF-8, go whole to a blob (so nothing is lost to
+    decoding), and the row keeps the blob's marker."""
 
-    Bytes that are not valid UTF-8 always go to a blob, so nothing is lost to decoding.
-    """
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        if len(value) <= limit // 4 or len(value.encode("utf-8", "surrogatepass")) <= limit:
+    def __init__(self, limit: int, blobs: BlobStore | None) -> None:
+        self.limit = limit
+        self.blobs = blobs
+        # A text of this many characters or fewer is inline whatever its characters (4 bytes each at most).
+        self.inline_chars = limit // 4
+
+    def fits(self, size: int) -> bool:
+        """Whether ``size`` bytes of payload can stay inline (values larger cannot)."""
+        return size <= self.limit
+
+    def value(self, value: bytes | bytearray | memoryview | str | dict[str, Any] | None) -> Any:
+        """``value`` as a row keeps it: the text, or a blob marker (a marker is kept as it is; None is "")."""
+        if value is None:
+            return ""
+        if isinstance(value, dict):  # already a marker
             return value
-        data = value.encode("utf-8", "surrogatepass")
-    else:
-        data = value if value.__class__ is bytes else bytes(value)  # no copy of the common case
-        if len(data) <= limit:
-            try:
-                return data.decode("utf-8")
-            except UnicodeDecodeError:
-                pass
-    if blobs is None:
-        # No workspace to write to: keep the whole value inline rather than lose any of it.
-        return data.decode("utf-8", "replace")
-    return blobs.marker(data)
+        if isinstance(value, str):
+            if len(value) <= self.inline_chars:
+                return value
+            data = value.encode("utf-8", "surrogatepass")
+            if self.fits(len(data)):
+                return value
+        else:
+            data = bytes(value)
+            if self.fits(len(data)):
+                try:
+                    return data.decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+        if self.blobs is None:
+            # No workspace to write to: keep the whole value inline rather than lose any of it.
+            return data.decode("utf-8", "replace")
+        return self.blobs.marker(data)

@@ -26,12 +26,16 @@ from collections.abc import Callable
 from threading import get_ident
 from typing import Any, Protocol, TextIO
 
+from scorewatch.telemetry.rows import STDERR, STDOUT
+
 # Our own and the server's loggers are not the entry script's output (and recording them could loop).
 EXCLUDED_LOGGERS = ("scorewatch", "uvicorn", "opentelemetry", "starlette", "asyncio")
 
 
 class Sink(Protocol):
-    capturing: bool
+    @property
+    def capturing(self) -> bool: ...
+
     echoing: set[int]  # threads inside logging's own handlers: what they write is a record's echo
 
     def writer(self, stream: str, write_through: Callable[[str], int]) -> Callable[[str], int]:
@@ -101,9 +105,9 @@ class Capture:
         if self._installed:
             return
         if not isinstance(sys.stdout, StreamCapture):
-            sys.stdout = StreamCapture(sys.stdout, "STDOUT", self.sink)  # type: ignore[assignment]
+            sys.stdout = StreamCapture(sys.stdout, STDOUT, self.sink)  # type: ignore[assignment]
         if not isinstance(sys.stderr, StreamCapture):
-            sys.stderr = StreamCapture(sys.stderr, "STDERR", self.sink)  # type: ignore[assignment]
+            sys.stderr = StreamCapture(sys.stderr, STDERR, self.sink)  # type: ignore[assignment]
         stdout = sys.stdout
         if isinstance(stdout, StreamCapture) and stdout._sink is self.sink:
             self._builtin_print = builtins.print

@@ -1,8 +1,10 @@
-"""The operation (request) that code is running for, carried by a ContextVar.
+"""What telemetry is told about where it runs: the service (:class:`ServiceInfo`), and the operation
+(request) that code is running for, carried by a ContextVar.
 
-The scoring service sets it for each request before calling ``run()``; ``print`` and logging capture,
-dependency tracking and exception records read it. Threads started with ``contextvars.copy_context``
-(as ``asyncio.to_thread`` and Starlette's threadpool do) see the request they serve.
+The scoring service sets the operation for each request before calling ``run()``; ``print`` and
+logging capture, dependency tracking and exception records read it. Threads started with
+``contextvars.copy_context`` (as ``asyncio.to_thread`` and Starlette's threadpool do) see the request
+they serve.
 """
 
 from __future__ import annotations
@@ -10,6 +12,18 @@ from __future__ import annotations
 import secrets
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+
+
+@dataclass
+class ServiceInfo:
+    """What a monitor needs to know about the service it watches (the scoring app makes it)."""
+
+    service_name: str
+    workspace_name: str
+    entry_script: str
+    model_dir: str | None
+    container_id: str
+    models: list[str] = field(default_factory=list)  # "name:version" from the model dir layout
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,15 @@
 """Application Insights envelopes: the JSON items POSTed to ``/v2.1/track``.
 
-One :class:`EnvelopeFactory` per service builds every kind (Request, Message, Exception,
-RemoteDependency, Event, Metric) with the tags queries rely on (``ai.operation.id`` becomes
-``operation_Id``, ``ai.cloud.role`` becomes ``cloud_RoleName`` and so on). It runs on the exporter's
-worker thread, never on the request path.
+One :class:`EnvelopeFactory` per service defines every kind (Request, Message, Exception,
+RemoteDependency, Event, Metric), each by one method, with the tags queries rely on
+(``ai.operation.id`` becomes ``operation_Id``, ``ai.cloud.role`` becomes ``cloud_RoleName`` and so
+on). The envelopes every request makes are built from the same methods, compiled once into byte
+templates (:mod:`scorewatch.telemetry.templates`): the factory is their one definition.
+
+Values go in as they appear on the wire: times as :func:`format_time` writes them, durations as
+:func:`format_duration` writes them (the only two formatters of those formats; ``_rows.c`` writes
+the common case of each the same way, and the tests hold it to them). ``sample_rate`` is left out
+unless :func:`sample_rate` says the item was kept by sampling.
 """
 
 from __future__ import annotations
@@ -38,14 +44,16 @@ def severity_for_level(levelno: int) -> int:
 def format_duration(ms: float) -> str:
     """``d.hh:mm:ss.ffffff`` as Application Insights expects (``0.00:00:00.058000`` for 58 ms)."""
     micros = max(0, round(ms * 1000))
-    if micros < 60_000_000:  # the common case, once per request: keep it short
-        seconds, micros = divmod(micros, 1_000_000)
-        return f"0.00:00:{seconds:02d}.{micros:06d}"
     seconds, micros = divmod(micros, 1_000_000)
     minutes, seconds = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
     return f"{days}.{hours:02d}:{minutes:02d}:{seconds:02d}.{micros:06d}"
+
+
+def sample_rate(percentage: float) -> float | None:
+    """The ``sampleRate`` of an item kept at ``percentage``: None (no member) when nothing was sampled."""
+    return float(percentage) if percentage < 100.0 else None
 
 
 _second_cache: tuple[int, str] = (-1, "")
@@ -112,24 +120,22 @@ def _module_of(filename: str) -> str:
 
 
 class EnvelopeFactory:
-    """Builds envelopes for one service: instrumentation key, role name and instance, base properties."""
+    """Builds envelopes for one service: instrumentation key, role name and instance."""
+
+    KINDS = {"Request": "RequestData", "Message": "MessageData", "Exception": "ExceptionData",
+             "RemoteDependency": "RemoteDependencyData", "Event": "EventData", "Metric": "MetricData"}
 
     def __init__(self, instrumentation_key: str, *, role: str, role_instance: str) -> None:
         self.ikey = instrumentation_key
         prefix = "Microsoft.ApplicationInsights." + instrumentation_key.replace("-", "") + "."
-        self._names = {kind: prefix + kind for kind in
-                       ("Request", "Message", "Exception", "RemoteDependency", "Event", "Metric")}
+        self._names = {kind: prefix + kind for kind in self.KINDS}
         self.role = role
         self.role_instance = role_instance
-        # For the hot paths that build envelopes inline (see TelemetryMonitor._build_request).
-        self.request_name = self._names["Request"]
-        self.message_name = self._names["Message"]
-        self.base_tags = {"ai.cloud.role": role, "ai.cloud.roleInstance": role_instance,
-                          "ai.internal.sdkVersion": SDK_VERSION}
 
-    def _envelope(self, kind: str, base_type: str, when: float | datetime, base: dict[str, Any],
-                  operation_id: str | None, parent_id: str | None, operation_name: str | None,
-                  sample_rate: float) -> dict[str, Any]:
+    def envelope(self, kind: str, base: dict[str, Any], *, time: str, operation_id: str | None = None,
+                 parent_id: str | None = None, operation_name: str | None = None,
+                 sample_rate: float | None = None) -> dict[str, Any]:
+        """The envelope around the ``baseData`` of one item of ``kind`` (a key of :attr:`KINDS`)."""
         tags = {"ai.cloud.role": self.role, "ai.cloud.roleInstance": self.role_instance,
                 "ai.internal.sdkVersion": SDK_VERSION}
         if operation_id:
@@ -138,27 +144,29 @@ class EnvelopeFactory:
             tags["ai.operation.parentId"] = parent_id
         if operation_name:
             tags["ai.operation.name"] = operation_name
-        envelope: dict[str, Any] = {"name": self._names[kind], "time": format_time(when), "iKey": self.ikey,
-                                    "tags": tags, "data": {"baseType": base_type, "baseData": base}}
-        if sample_rate < 100.0:
+        envelope: dict[str, Any] = {"name": self._names[kind], "time": time, "iKey": self.ikey, "tags": tags,
+                                    "data": {"baseType": self.KINDS[kind], "baseData": base}}
+        if sample_rate is not None:
             envelope["sampleRate"] = sample_rate
         return envelope
 
-    def request(self, *, when: float | datetime, id: str, name: str, url: str, duration_ms: float,
-                response_code: int | str, success: bool, properties: Mapping[str, Any],
-                operation_id: str, parent_id: str | None, sample_rate: float = 100.0) -> dict[str, Any]:
-        base = {"ver": 2, "id": id, "name": name, "url": url, "duration": format_duration(duration_ms),
-                "responseCode": str(response_code), "success": success, "properties": dict(properties)}
-        return self._envelope("Request", "RequestData", when, base, operation_id, parent_id, name, sample_rate)
+    def request(self, *, time: str, id: str, name: str, url: str, duration: str, response_code: str,
+                success: bool, properties: Mapping[str, Any], operation_id: str, parent_id: str | None,
+                operation_name: str | None = None, sample_rate: float | None = None) -> dict[str, Any]:
+        """A request; its operation name is its ``name`` unless given."""
+        base = {"ver": 2, "id": id, "name": name, "url": url, "duration": duration, "responseCode": response_code,
+                "success": success, "properties": dict(properties)}
+        return self.envelope("Request", base, time=time, operation_id=operation_id, parent_id=parent_id,
+                             operation_name=operation_name or name, sample_rate=sample_rate)
 
-    def message(self, *, when: float | datetime, message: str, severity: int, properties: Mapping[str, Any],
+    def message(self, *, time: str, message: str, severity: int, properties: Mapping[str, Any],
                 operation_id: str | None = None, parent_id: str | None = None,
-                operation_name: str | None = None, sample_rate: float = 100.0) -> dict[str, Any]:
+                operation_name: str | None = None, sample_rate: float | None = None) -> dict[str, Any]:
         base = {"ver": 2, "message": message, "severityLevel": severity, "properties": dict(properties)}
-        return self._envelope("Message", "MessageData", when, base, operation_id, parent_id, operation_name,
-                              sample_rate)
+        return self.envelope("Message", base, time=time, operation_id=operation_id, parent_id=parent_id,
+                             operation_name=operation_name, sample_rate=sample_rate)
 
-    def exception(self, *, when: float | datetime, exc: BaseException, properties: Mapping[str, Any],
+    def exception(self, *, time: str, exc: BaseException, properties: Mapping[str, Any],
                   operation_id: str | None = None, parent_id: str | None = None,
                   operation_name: str | None = None, severity: int = SEVERITY_ERROR) -> dict[str, Any]:
         details = exception_details(exc)
@@ -167,31 +175,30 @@ class EnvelopeFactory:
         where = stack[0]["method"] if stack else "<module>"
         base = {"ver": 2, "exceptions": details, "severityLevel": severity,
                 "problemId": f"{details[0]['typeName']} at {where}", "properties": dict(properties)}
-        return self._envelope("Exception", "ExceptionData", when, base, operation_id, parent_id,
-                              operation_name, 100.0)
+        return self.envelope("Exception", base, time=time, operation_id=operation_id, parent_id=parent_id,
+                             operation_name=operation_name)
 
-    def dependency(self, *, when: float | datetime, id: str, name: str, type: str, target: str, data: str,
-                   duration_ms: float, result_code: str, success: bool, properties: Mapping[str, Any],
-                   operation_id: str | None, parent_id: str | None, operation_name: str | None = None,
-                   sample_rate: float = 100.0) -> dict[str, Any]:
+    def dependency(self, *, time: str, id: str, name: str, type: str, target: str, data: str, duration: str,
+                   result_code: str, success: bool, properties: Mapping[str, Any], operation_id: str | None,
+                   parent_id: str | None, operation_name: str | None = None,
+                   sample_rate: float | None = None) -> dict[str, Any]:
         base = {"ver": 2, "id": id, "name": name, "type": type, "target": target, "data": data,
-                "duration": format_duration(duration_ms), "resultCode": result_code, "success": success,
+                "duration": duration, "resultCode": result_code, "success": success,
                 "properties": dict(properties)}
-        return self._envelope("RemoteDependency", "RemoteDependencyData", when, base, operation_id,
-                              parent_id, operation_name, sample_rate)
+        return self.envelope("RemoteDependency", base, time=time, operation_id=operation_id, parent_id=parent_id,
+                             operation_name=operation_name, sample_rate=sample_rate)
 
-    def event(self, *, when: float | datetime, name: str, properties: Mapping[str, Any],
-              measurements: Mapping[str, float], operation_id: str | None = None,
-              parent_id: str | None = None, operation_name: str | None = None,
-              sample_rate: float = 100.0) -> dict[str, Any]:
+    def event(self, *, time: str, name: str, properties: Mapping[str, Any], measurements: Mapping[str, float],
+              operation_id: str | None = None, parent_id: str | None = None,
+              operation_name: str | None = None) -> dict[str, Any]:
         base = {"ver": 2, "name": name, "properties": dict(properties), "measurements": dict(measurements)}
-        return self._envelope("Event", "EventData", when, base, operation_id, parent_id, operation_name,
-                              sample_rate)
+        return self.envelope("Event", base, time=time, operation_id=operation_id, parent_id=parent_id,
+                             operation_name=operation_name)
 
-    def metric(self, *, when: float | datetime, name: str, value: float, properties: Mapping[str, Any],
+    def metric(self, *, time: str, name: str, value: float, properties: Mapping[str, Any],
                operation_id: str | None = None, parent_id: str | None = None,
                operation_name: str | None = None) -> dict[str, Any]:
         base = {"ver": 2, "metrics": [{"name": name, "kind": 0, "value": value, "count": 1}],
                 "properties": dict(properties)}
-        return self._envelope("Metric", "MetricData", when, base, operation_id, parent_id, operation_name,
-                              100.0)
+        return self.envelope("Metric", base, time=time, operation_id=operation_id, parent_id=parent_id,
+                             operation_name=operation_name)

@@ -88,3 +88,12 @@ def render(snap: dict[str, Any], labels: str = "") -> str:
     out.append("# TYPE scorewatch_telemetry_queue_depth gauge")
     out.append(f"scorewatch_telemetry_queue_depth{lab} {snap['queue_depth']}")
     return "\n".join(out) + "\n"
+
+
+def render_native(parts: dict[str, bool], labels: str = "") -> str:
+    """Which parts of telemetry run in C (1) or Python (0), in Prometheus text (see telemetry/native.py)."""
+    sep = labels + "," if labels else ""
+    out = ["# HELP scorewatch_telemetry_native Telemetry parts running in C (1) or in Python (0).",
+           "# TYPE scorewatch_telemetry_native gauge"]
+    out += [f'scorewatch_telemetry_native{{{sep}part="{part}"}} {int(on)}' for part, on in sorted(parts.items())]
+    return "\n".join(out) + "\n"

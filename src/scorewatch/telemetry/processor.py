@@ -2,10 +2,9 @@
 
 Producers call :meth:`BatchProcessor.emit` with a light record (a tuple whose second element is the
 payload size in bytes), or, for the rows every request makes, add a plain tuple of small values to
-:attr:`BatchProcessor.rows` with :meth:`BatchProcessor.add` (the hottest path, print capture, inlines
-it: ``len(rows) < row_limit``, then the list's ``append``, else :meth:`refused`): one list append, no
-lock, no wake-up. The worker thread picks rows up every ``pickup_s`` and hands them on as
-``("rows", 0, [row, ...])`` records of ``ROWS_PER_RECORD`` rows, so whatever it does with them
+:attr:`BatchProcessor.rows` with :meth:`BatchProcessor.add` (the C fast paths append to ``rows``
+themselves, after the same test, ``len(rows) < row_limit``): one list append, no lock, no wake-up. The worker thread picks rows up every ``pickup_s`` and hands them on as
+``(RECORD_ROWS, 0, [row, ...])`` records of ``ROWS_PER_RECORD`` rows, so whatever it does with them
 (``marshal.dumps`` for the exporter process) is one C call per record, not Python per row: a thread
 holding the GIL delays the event loop, so it also sleeps briefly after every ``WORK_S`` of work. The
 worker thread, woken by an event when enough records were emitted, on a flush, and at least every
@@ -30,6 +29,7 @@ from typing import Any
 
 from scorewatch.telemetry.exporter import Exporter
 from scorewatch.telemetry.metrics import ExporterStats
+from scorewatch.telemetry.rows import RECORD_ROWS
 
 log = logging.getLogger("scorewatch.telemetry")
 
@@ -129,7 +129,7 @@ class BatchProcessor:
             batch = rows[:n]
             del rows[:n]
             for start in range(0, n, ROWS_PER_RECORD):
-                self._queue.append(("rows", 0, batch[start:start + ROWS_PER_RECORD]))
+                self._queue.append((RECORD_ROWS, 0, batch[start:start + ROWS_PER_RECORD]))
 
     # -- control -----------------------------------------------------------------------------------
     def force_flush(self, timeout_s: float = 10.0) -> bool:

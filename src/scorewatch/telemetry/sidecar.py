@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,16 @@ import orjson
 from scorewatch.errors import ConfigError
 from scorewatch.telemetry.exporter import AppInsightsExporter, ExportResult, encode
 from scorewatch.telemetry.metrics import ExporterStats
+from scorewatch.telemetry.rows import (
+    FLUSHED,
+    FRAME,
+    MESSAGE_CLOSE,
+    MESSAGE_DATA,
+    MESSAGE_FLUSH,
+    MESSAGE_ROWS,
+    PIPE_MESSAGE,
+    PIPE_ROWS,
+)
 from scorewatch.telemetry.spool import Spool
 from scorewatch.telemetry.templates import Templates
 
@@ -48,8 +58,7 @@ log = logging.getLogger("scorewatch.telemetry")
 
 ENV_VAR = "SCOREWATCH_SIDECAR"
 NICENESS = 10
-_HEADER = struct.Struct("!cI")  # kind (ROWS or MESSAGE), payload length
-ROWS, MESSAGE = b"F", b"P"
+_HEADER = struct.Struct("!cI")  # kind (PIPE_ROWS or PIPE_MESSAGE), payload length: see rows.py
 GULP_S = 0.02
 PIPE_BYTES = 1 << 20  # ~0.4 s of rows of a worker at 10k requests/s
 IOV_MAX = 512  # buffers per writev (Linux takes up to 1024)
@@ -94,15 +103,15 @@ class Courtesy:
     yield returns at once (about a microsecond).
     """
 
-    def __init__(self, every_s: float = COURTESY_S) -> None:
+    def __init__(self, every_s: float = COURTESY_S, clock: Callable[[], float] = time.perf_counter) -> None:
         self.every_s = every_s
-        self._last = time.perf_counter()
+        self.clock = clock
+        self._last = clock()
 
     def __call__(self) -> None:
-        now = time.perf_counter()
-        if now - self._last >= self.every_s:
+        if self.clock() - self._last >= self.every_s:
             os.sched_yield()
-            self._last = time.perf_counter()
+            self._last = self.clock()
 
 
 class SidecarExporter:
@@ -169,19 +178,19 @@ class SidecarExporter:
         self.spool.put(encode(envelopes), len(envelopes))
 
     def export(self, batch: Sequence[Any]) -> ExportResult:
-        # A frame item ("F", frame, count) holds ``count`` rows; other items are ready envelopes.
+        # A frame item (FRAME, frame, count) holds ``count`` rows; other items are ready envelopes.
         buffers: list[bytes] = []
         envelopes: list[Any] = []
         count = 0
         for item in batch:
-            if item.__class__ is tuple and item[0] == "F":
-                buffers += (_HEADER.pack(ROWS, len(item[1])), item[1])
+            if item.__class__ is tuple and item[0] == FRAME:
+                buffers += (_HEADER.pack(PIPE_ROWS, len(item[1])), item[1])
                 count += item[2]
             else:
                 envelopes.append(item)
                 count += 1
         if envelopes:
-            buffers += _frames(("data", envelopes))
+            buffers += _frames((MESSAGE_DATA, envelopes))
         if self._write(buffers):
             self.stats.add("shipped", count)
             return ExportResult.SUCCESS
@@ -192,7 +201,7 @@ class SidecarExporter:
         """Make the helper send everything it holds; True when it confirmed within ``timeout_s``."""
         self._flush_token += 1
         token = self._flush_token
-        if not self._send(("flush", token, timeout_s)):
+        if not self._send((MESSAGE_FLUSH, token, timeout_s)):
             return False
         proc = self._proc
         if proc is None or proc.stdout is None:
@@ -208,14 +217,14 @@ class SidecarExporter:
             if not chunk:
                 return False
             buffer += chunk
-            if f"flushed {token}\n".encode() in buffer:
+            if FLUSHED.format(token).encode() in buffer:
                 return True
         return False
 
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Close the helper's stdin and wait (up to ``timeout_s``) for it to send or spool and exit."""
         deadline = time.monotonic() + timeout_s
-        sent = self._send(("close", timeout_s), timeout_s=timeout_s / 2)
+        sent = self._send((MESSAGE_CLOSE, timeout_s), timeout_s=timeout_s / 2)
         timeout_s = max(0.1, deadline - time.monotonic())
         proc = self._proc
         if proc is None:
@@ -242,7 +251,7 @@ class SidecarExporter:
 
 def _frames(message: tuple[Any, ...]) -> list[bytes]:
     payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-    return [_HEADER.pack(MESSAGE, len(payload)), payload]
+    return [_HEADER.pack(PIPE_MESSAGE, len(payload)), payload]
 
 
 def _write_all(fd: int, buffers: list[bytes]) -> None:
@@ -332,25 +341,21 @@ def main() -> None:
             if messages is None:  # stdin closed: the worker is gone or shutting down
                 break
             for message in messages:
-                if message[0] == "rows" or message[0] == "data":
+                if message[0] == MESSAGE_ROWS or message[0] == MESSAGE_DATA:
                     before = len(pending)
-                    if message[0] == "rows":
+                    if message[0] == MESSAGE_ROWS:
                         pending.extend(templates.rows(message[1], pause, on_error=lambda: stats.drop("invalid")))
-                    else:
-                        for item in message[1]:
-                            try:
-                                pending.extend(templates.build(item, pause))
-                            except Exception:
-                                stats.drop("invalid")
+                    else:  # envelopes the worker built (the rarer kinds)
+                        pending.extend(message[1])
                     stats.add("queued", len(pending) - before)
                     send_all(full_only=True)
-                elif message[0] == "flush":
+                elif message[0] == MESSAGE_FLUSH:
                     send_all()
                     exporter.force_flush(message[2])
                     write_stats()
-                    out.write(f"flushed {message[1]}\n".encode())
+                    out.write(FLUSHED.format(message[1]).encode())
                     out.flush()
-                elif message[0] == "close":
+                elif message[0] == MESSAGE_CLOSE:
                     exporter.timeout_s = max(0.2, min(exporter.timeout_s, message[1] / 3))
         now = time.monotonic()
         if now >= next_send:
@@ -391,8 +396,8 @@ class _FrameReader:
                 if end - start < size:
                     break
                 with view[start:start + size] as payload:
-                    if kind == ROWS:
-                        messages.append(("rows", marshal.loads(payload)))
+                    if kind == PIPE_ROWS:
+                        messages.append((MESSAGE_ROWS, marshal.loads(payload)))
                     else:
                         messages.append(pickle.loads(payload))  # noqa: S301 - our own worker is the only writer
                 offset = start + size

@@ -1,15 +1,17 @@
-"""Serialized envelopes for the records every request produces: the request, its model data, prints.
+"""The envelopes of the rows the request path records: a request, its model data, printed lines.
 
-They are built from plain tuples (:data:`RequestRow`, :data:`OutputRow`) straight into JSON with
-f-string templates, which is several times cheaper than dicts through the factory: user-controlled
-text always goes through orjson (so it is escaped); ids are hex. The tuples are picklable, so the
-same templates run in the service's telemetry thread or in the exporter process
-(``scorewatch.telemetry.sidecar``). ``tests/telemetry/test_envelopes.py`` checks them against
-:class:`~scorewatch.telemetry.envelopes.EnvelopeFactory`.
+Every request makes two or three envelopes, so they are not built as dicts: each kind is compiled
+once, per service, into a byte template from :class:`~scorewatch.telemetry.envelopes.EnvelopeFactory`
+itself. The factory's envelope is rendered with a named marker in place of each per-request value
+(the slots :mod:`scorewatch.telemetry.rows` declares); the literal bytes around the markers are the
+template. Filling the slots is then all a row costs: user text goes through orjson (so it is
+escaped), ids and times are ASCII written between the template's quotes.
 
-The common rows (a request, a whole printed line) are written by a small C extension when it was
-built (``_rows.c``, about a tenth of the Python cost); every other row, and every row when it was not
-built, takes the Python code here, which is the reference the C is tested against byte for byte.
+The common rows (a request whose payloads are inline UTF-8, a whole printed line) are filled by a
+small C extension when it was built (``_rows.c``); every other row, and every row when it was not
+built (or ``SCOREWATCH_NATIVE=0``), takes the Python code here, which is the reference the C is
+tested against byte for byte (``tests/telemetry/test_rows_native.py``). The same templates run in
+the worker's telemetry thread or in its exporter process (:mod:`scorewatch.telemetry.sidecar`).
 """
 
 from __future__ import annotations
@@ -18,277 +20,176 @@ import contextlib
 import marshal
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from scorewatch.telemetry.blobs import BlobStore, inline_or_blob
+from scorewatch.telemetry import rows
+from scorewatch.telemetry.blobs import BlobStore, Payloads
 from scorewatch.telemetry.envelopes import (
     SEVERITY_INFO,
     SEVERITY_WARNING,
     EnvelopeFactory,
     format_duration,
     format_time,
+    sample_rate,
 )
+from scorewatch.telemetry.native import rows_module
+from scorewatch.telemetry.rows import Newline, Request, Slot, Text
 
-# (start, operation_id, request_span_id, caller_span_id | None, name, url, duration_ms, status_code,
-#  success, request_id, client_request_id, input, prediction, sample_rate, model_data)
-# input/prediction: the inline text or a blob marker dict (already resolved by the service).
-RequestRow = tuple[float, str, str, "str | None", str, str, float, int, bool, str, str, Any, Any, float, bool]
-
-# (time, stream, contents, operation_id | None, parent_id, operation_name, sample_rate, inline_limit)
-# contents: the printed text, or a blob marker dict when it was too large to keep inline.
-OutputRow = tuple[float, str, Any, "str | None", str, str, float, int]
-
-try:  # built from _rows.c when a C compiler was at hand at install time; optional
-    from scorewatch.telemetry import _rows
-except ImportError:  # pragma: no cover - depends on the install
-    _rows = None  # type: ignore[assignment]
-
-# What the request path records, as plain tuples (marshal-able: str, bytes, float, int, bool, None),
-# shipped in batches (:meth:`Templates.frame`) and turned into envelopes by :meth:`Templates.raw`:
-#   ("r", *RequestRow) with input/prediction still raw (bytes | str | marker dict | None);
-#   ("o", time, stream, chunk, thread_id, operation_id | None, parent_id, operation_name, sample_rate):
-#       one write() to stdout/stderr; lines are put together here, per stream and thread;
-#   ("n", stream, thread_id): a write() of just "\n" (print() writes it on its own);
-#   ("l", <as "o">): a write() and the "\n" that came right after it on its thread: a whole line.
+# A line written in pieces is held until its end; one without end is sent once it is this long.
 MAX_PENDING_CHARS = 64 * 1024
-# Rows built between two calls of a pause (see sidecar.Courtesy): ~30 us of work in C, ~100 us in Python.
+# Rows built between two calls of a pause (see sidecar.Courtesy).
 ROWS_PER_PAUSE = 16
-_JSON_STARTS = ("{", "[")
-# The envelopes' optional parts (the envelopes themselves: Templates._compile).
-PARENT_TAG = b',"ai.operation.parentId":"%b"'
-OPERATION_TAGS = b',"ai.operation.id":"%b","ai.operation.parentId":"%b"'
-NAMED_OPERATION_TAGS = OPERATION_TAGS + b',"ai.operation.name":%b'
-MODEL_DATA_ERROR = b',"Error":%b,"Status Code":"%d"'
-SAMPLE_RATE = b',"sampleRate":%a'
-_SLOT = re.compile(rb"%(%|b|d|a)")
+SEVERITIES = {rows.STDOUT: SEVERITY_INFO, rows.STDERR: SEVERITY_WARNING}
+_MARKER = re.compile(rb'(,"(?:[^"\\]|\\.)*":)?("\\u0000(\w+)\\u0000")')  # (a member's key) "marker"
 
 
-def _pieces(template: bytes) -> tuple[bytes, ...]:
-    """The literal parts of a bytes %-format around its slots, ``%%`` read as ``%`` (for ``_rows``)."""
-    pieces, literal, at = [], b"", 0
-    for slot in _SLOT.finditer(template):
-        literal += template[at:slot.start()]
-        at = slot.end()
-        if slot.group(1) == b"%":
-            literal += b"%"
-        else:
-            pieces.append(literal)
-            literal = b""
-    pieces.append(literal + template[at:])
-    return tuple(pieces)
+def _marker(name: str) -> str:
+    return f"\x00{name}\x00"  # JSON: "\u0000name\u0000", which no constant of a service contains
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+@dataclass(frozen=True)
+class Template:
+    """An envelope with slots: ``pieces[i]`` is the literal before ``slots[i]`` (the last piece ends
+    the envelope). An optional slot's value is wrapped in its member (``members[i]``: the bytes
+    before and after it), or left out; a raw slot's quotes are in the pieces."""
+
+    slots: tuple[Slot, ...]
+    pieces: tuple[bytes, ...]
+    members: tuple[tuple[bytes, bytes] | None, ...]
+
+    @classmethod
+    def compile(cls, envelope: dict[str, Any], slots: tuple[Slot, ...]) -> Template:
+        """The template of ``envelope``, made with :func:`markers` of ``slots`` in place of values."""
+        text = orjson.dumps(envelope)
+        pieces: list[bytes] = []
+        members: list[tuple[bytes, bytes] | None] = []
+        found: list[str] = []
+        at = 0
+        for match in _MARKER.finditer(text):
+            member, name = match.group(1), match.group(3).decode()
+            slot = slots[len(found)] if len(found) < len(slots) else None
+            if slot is None or slot.name != name or (slot.optional and member is None):
+                raise ValueError(f"envelope slots {[*found, name]} do not follow the declared {slots}")
+            quote = b'"' if slot.raw else b""
+            if slot.optional:  # the whole member is the slot's: left out unless given
+                pieces.append(text[at:match.start(1)])
+                members.append((member + quote, quote))
+            else:  # a raw slot keeps its quotes in the pieces around it
+                pieces.append(text[at:match.start(2)] + quote)
+                members.append(None)
+            at = match.end() if slot.optional else match.end() - len(quote)
+            found.append(name)
+        pieces.append(text[at:])
+        if len(found) != len(slots) or any(b"\\u0000" in piece for piece in pieces):
+            raise ValueError(f"envelope slots {found} do not follow the declared {slots}")
+        return cls(slots, tuple(pieces), tuple(members))
+
+    def fill(self, **values: bytes | None) -> bytes:
+        """The envelope with ``values`` (bytes, by slot name; None leaves an optional member out)."""
+        out = [self.pieces[0]]
+        for slot, member, piece in zip(self.slots, self.members, self.pieces[1:], strict=True):
+            value = values[slot.name]
+            if member is None:
+                out.append(value)  # type: ignore[arg-type]
+            elif value is not None:
+                out += (member[0], value, member[1])
+            out.append(piece)
+        return b"".join(out)
+
+
+def markers(slots: tuple[Slot, ...]) -> dict[str, Any]:
+    """A marker for each slot, by name, to render an envelope with (see :meth:`Template.compile`): a
+    string, whatever type the factory's argument has (a marker only has to reach the JSON)."""
+    return {slot.name: _marker(slot.name) for slot in slots}
 
 
 class Templates:
-    """The per-request envelopes of one service."""
+    """The per-request envelopes of one service, built from rows (see :mod:`scorewatch.telemetry.rows`)."""
 
     def __init__(self, instrumentation_key: str, *, role: str, role_instance: str,
                  base_properties: Mapping[str, str], models: str, inline_limit: int = 64 * 1024,
                  blobs: BlobStore | None = None, native: bool = True) -> None:
-        self.inline_limit = inline_limit
-        self.blobs = blobs
+        self._config = {"ikey": instrumentation_key, "role": role, "role_instance": role_instance,
+                        "base_properties": dict(base_properties), "models": models, "inline_limit": inline_limit,
+                        "blobs_dir": str(blobs.directory) if blobs is not None else None, "native": native}
+        self.payloads = Payloads(inline_limit, blobs)
         self._pending: dict[tuple[str, int], tuple[str, tuple[Any, ...]]] = {}  # unfinished lines, their first row
         factory = EnvelopeFactory(instrumentation_key, role=role, role_instance=role_instance)
-        self._ikey = _json(instrumentation_key)
-        self._request_name = _json(factory.request_name)
-        self._message_name = _json(factory.message_name)
-        self._tags = _json(factory.base_tags)[1:-1]
-        self._base_props = _json(dict(base_properties))[1:-1]
-        self._props_head = self._base_props + "," if self._base_props else ""  # members, then a comma
-        self._models = _json(models)
-        self._names: dict[str, bytes] = {}
-        self._streams = {"STDOUT": (b'"STDOUT"', SEVERITY_INFO), "STDERR": (b'"STDERR"', SEVERITY_WARNING)}
-        self._compile()
-        self._native = _rows.Builder(
-            _pieces(self._request_fmt), _pieces(self._model_data_fmt), _pieces(self._output_fmt),
-            _pieces(PARENT_TAG), _pieces(OPERATION_TAGS), _pieces(NAMED_OPERATION_TAGS),
-            _pieces(MODEL_DATA_ERROR), _pieces(SAMPLE_RATE), self._streams, inline_limit,
-        ) if native and _rows is not None else None
+        base = dict(base_properties)
+        m = markers(rows.REQUEST_ENVELOPE)
+        self.request = Template.compile(factory.request(
+            time=m["time"], id=m["id"], name=m["name"], url=m["url"], duration=m["duration"],
+            response_code=m["response_code"], success=m["success"],
+            properties={**base, "Request Id": m["request_id"], "Client Request Id": m["client_request_id"]},
+            operation_id=m["operation_id"], parent_id=m["caller"], operation_name=m["operation_name"],
+            sample_rate=m["sample_rate"]), rows.REQUEST_ENVELOPE)
+        m = markers(rows.MODEL_DATA_ENVELOPE)
+        self.model_data = Template.compile(factory.message(
+            time=m["time"], message="model_data_collection", severity=SEVERITY_INFO,
+            properties={**base, "Request Id": m["request_id"], "Client Request Id": m["client_request_id"],
+                        "Models": models, "Input": m["input"], "Prediction": m["prediction"], "Error": m["error"],
+                        "Status Code": m["status_code"]},
+            operation_id=m["operation_id"], parent_id=m["parent_id"], operation_name=m["operation_name"],
+            sample_rate=m["sample_rate"]), rows.MODEL_DATA_ENVELOPE)
+        m = markers(rows.OUTPUT_ENVELOPE)
+        self.output = Template.compile(factory.message(
+            time=m["time"], message=m["message"], severity=m["severity"],
+            properties={**base, "Contents": m["contents"]}, operation_id=m["operation_id"],
+            parent_id=m["parent_id"], operation_name=m["operation_name"],
+            sample_rate=m["sample_rate"]), rows.OUTPUT_ENVELOPE)
+        writer = rows_module(native)
+        self._native = writer.Builder(
+            self.request.pieces, self.request.members, self.model_data.pieces, self.model_data.members,
+            self.output.pieces, self.output.members,
+            {stream: (orjson.dumps(stream), severity) for stream, severity in SEVERITIES.items()}, inline_limit,
+        ) if writer is not None else None
 
     @property
     def native(self) -> bool:
-        """Whether the C writer (``_rows``) builds the common rows' envelopes."""
+        """Whether the C writer (``_rows``) fills the common rows' envelopes."""
         return self._native is not None
 
     def config(self) -> dict[str, Any]:
         """What a :class:`Templates` in another process needs (see :meth:`from_config`)."""
-        return {"ikey": orjson.loads(self._ikey), "tags": orjson.loads("{" + self._tags + "}"),
-                "base_properties": orjson.loads("{" + self._base_props + "}"), "models": orjson.loads(self._models),
-                "inline_limit": self.inline_limit,
-                "blobs_dir": str(self.blobs.directory) if self.blobs is not None else None}
+        return dict(self._config)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Templates:
-        tags = config["tags"]
         blobs = BlobStore(config["blobs_dir"]) if config.get("blobs_dir") else None
-        return cls(config["ikey"], role=tags["ai.cloud.role"], role_instance=tags["ai.cloud.roleInstance"],
+        return cls(config["ikey"], role=config["role"], role_instance=config["role_instance"],
                    base_properties=config["base_properties"], models=config["models"],
-                   inline_limit=config.get("inline_limit", 64 * 1024), blobs=blobs)
+                   inline_limit=config["inline_limit"], blobs=blobs, native=config["native"])
 
-    def _compile(self) -> None:
-        # Each envelope is one bytes %-format with the service's constant parts baked in; the slots
-        # take bytes (%b): ids are hex, user text goes through orjson (escaped). Constant parts are
-        # themselves JSON made by orjson, with any "%" doubled.
-        def const(text: str) -> bytes:
-            return text.encode().replace(b"%", b"%%")
-
-        head = (b'"time":"%b","iKey":' + const(self._ikey) + b',"tags":{' + const(self._tags)
-                + b',"ai.operation.id":"%b"')
-        props = b'"properties":{' + const(self._props_head)
-        self._request_fmt = (b'{"name":' + const(self._request_name) + b',' + head
-                             + b'%b,"ai.operation.name":%b},"data":{"baseType":"RequestData","baseData":{"ver":2,'
-                             + b'"id":"%b","name":%b,"url":%b,"duration":"%b","responseCode":"%d","success":%b,'
-                             + props + b'"Request Id":%b,"Client Request Id":%b}}}%b}')
-        self._model_data_fmt = (b'{"name":' + const(self._message_name) + b',' + head
-                                + b',"ai.operation.parentId":"%b","ai.operation.name":%b},"data":{"baseType":'
-                                + b'"MessageData","baseData":{"ver":2,"message":"model_data_collection",'
-                                + b'"severityLevel":' + str(SEVERITY_INFO).encode() + b','
-                                + props + b'"Request Id":%b,"Client Request Id":%b,"Models":' + const(self._models)
-                                + b',"Input":%b,"Prediction":%b%b}}}%b}')
-        self._output_fmt = (b'{"name":' + const(self._message_name) + b',"time":"%b","iKey":' + const(self._ikey)
-                            + b',"tags":{' + const(self._tags) + b'%b},"data":{"baseType":"MessageData",'
-                            + b'"baseData":{"ver":2,"message":%b,"severityLevel":%d,' + props
-                            + b'"Contents":%b}}}%b}')
-
-    def _name(self, name: str) -> bytes:
-        cached = self._names.get(name)
-        if cached is None:
-            cached = orjson.dumps(name)
-            if len(self._names) < 64:  # a handful of operation names ("POST /score", "GET /score")
-                self._names[name] = cached
-        return cached
-
-    def request(self, row: RequestRow) -> list[bytes]:
-        return self._request(("r", *row))
-
-    def _request(self, row: tuple[Any, ...]) -> list[bytes]:
-        """The request envelope of an ``"r"`` row, and its model data's. The envelopes of every
-        request are built here, so it is one flat function (each call or temporary tuple is ~1.5k
-        instructions, a fifth of an envelope)."""
-        (_, start, operation_id, span_id, caller, name, url, duration_ms, status, success, request_id,
-         client_request_id, input_value, prediction, rate, model_data) = row
-        dumps = orjson.dumps
-        names = self._names
-        request_id_json, client_request_id_json = dumps(request_id), dumps(client_request_id)
-        name_json = names.get(name) or self._name(name)
-        # A URL is the same for every request unless it has a query: only URLs without one are cached.
-        url_json = names.get(url) or (self._name(url) if "?" not in url else dumps(url))
-        when = format_time(start).encode()
-        operation_id_hex = operation_id.encode()
-        span_id_hex = span_id.encode()
-        sample = SAMPLE_RATE % float(rate) if success and rate < 100.0 else b""
-        micros = max(0, round(duration_ms * 1000))
-        duration = (b"0.00:00:%02d.%06d" % divmod(micros, 1_000_000) if micros < 60_000_000
-                    else format_duration(duration_ms).encode())
-        request = self._request_fmt % (
-            when, operation_id_hex, PARENT_TAG % caller.encode() if caller else b"",
-            name_json, span_id_hex, name_json, url_json, duration, status, b"true" if success else b"false",
-            request_id_json, client_request_id_json, sample)
-        if not model_data:
-            return [request]
-        # The payloads as rows keep them: raw bytes (small ones are text here), or text or a blob marker.
-        prediction_json = dumps(self._value(prediction))
-        error = MODEL_DATA_ERROR % (prediction_json, status) if not success else b""
-        return [request, self._model_data_fmt % (when, operation_id_hex, span_id_hex, name_json, request_id_json,
-                                                 client_request_id_json, dumps(self._value(input_value)),
-                                                 prediction_json, error, sample)]
-
-    def output(self, row: OutputRow) -> list[bytes]:
-        return [self._message(*row)]
-
-    def _message(self, when: float, stream: str, contents: Any, operation_id: str | None, parent_id: str,
-                 operation_name: str, rate: float, inline_limit: int) -> bytes:
-        """The ``STDOUT``/``STDERR`` envelope of one line (``contents``: its text, or a blob marker)."""
-        first = contents[:1] if contents.__class__ is str else ""
-        if first and (first == "{" or first == "[" or (first.isspace() and contents.lstrip()[:1] in _JSON_STARTS)) \
-                and len(contents) <= inline_limit:
-            # Printed JSON is kept as a nested object, so KQL can reach into it.
-            with contextlib.suppress(orjson.JSONDecodeError):
-                contents = orjson.loads(contents)
-        tags = b""
-        if operation_id:
-            if operation_name:
-                tags = NAMED_OPERATION_TAGS % (operation_id.encode(), parent_id.encode(),
-                                               self._names.get(operation_name) or self._name(operation_name))
-            else:
-                tags = OPERATION_TAGS % (operation_id.encode(), parent_id.encode())
-        stream_json, severity = self._streams.get(stream) or (self._name(stream), SEVERITY_WARNING)
-        return self._output_fmt % (
-            format_time(when).encode(), tags, stream_json, severity, orjson.dumps(contents), SAMPLE_RATE % float(rate) if rate < 100.0 else b"")
-
-    def _value(self, value: Any) -> Any:
-        if value.__class__ is bytes and len(value) <= self.inline_limit:  # the common case, inline
-            try:
-                return value.decode()
-            except UnicodeDecodeError:
-                pass
-        return value if isinstance(value, dict) else inline_or_blob(value, self.inline_limit, self.blobs)
-
-    def raw(self, row: tuple[Any, ...]) -> list[bytes]:
-        """Envelopes for one row the request path recorded (see the module's row shapes)."""
-        if row[0] == "r":
-            return self._request(row)
-        if row[0] == "l":  # a text and its newline: a line, or the end of one begun by earlier chunks
-            return self.raw(("o", *row[1:])) + self.raw(("n", row[2], row[4]))
-        if row[0] == "n":  # a lone newline: ends the line of its stream and thread, if one was begun
-            begun = self._pending.pop((row[1], row[2]), None)
-            if begun is None:
-                return []
-            return self._line(begun[0], begun[1])
-        chunk = row[3]
-        key = (row[2], row[4])
-        begun = self._pending.pop(key, None)
-        if begun is not None:  # the line began earlier: it keeps its first chunk's time and operation
-            row = begun[1]
-            chunk = begun[0] + chunk
-        if chunk.endswith("\n"):
-            return self._line(chunk[:-1], row)
-        if len(chunk) <= MAX_PENDING_CHARS:  # a line without end must not grow forever
-            self._pending[key] = (chunk, row)
-            return []
-        return self._line(chunk, row)
-
-    def _line(self, line: str, row: tuple[Any, ...]) -> list[bytes]:
-        if not line or line.isspace():
-            return []
-        _, when, stream, _, _, operation_id, parent_id, name, rate = row
-        contents = self._value(line) if len(line) > self.inline_limit // 4 else line
-        return [self._message(when, stream, contents, operation_id, parent_id, name, rate, self.inline_limit)]
-
+    # -- rows to envelopes ---------------------------------------------------------------------------
     @staticmethod
-    def frame(rows: list[tuple[Any, ...]]) -> bytes:
+    def frame(batch: list[tuple[Any, ...]]) -> bytes:
         """A batch of rows as one byte string: one C call, whatever the batch size."""
-        return marshal.dumps(rows)
+        return marshal.dumps(batch)
 
     def build(self, item: Any, pause: Callable[[], None] | None = None) -> list[bytes]:
-        """Envelopes for one shipped item: ``("F", frame, count)``, ``("R", RequestRow)``,
-        ``("O", OutputRow)`` or ready bytes. ``pause`` is called after each row of a frame (the
-        exporter process lets the scoring worker run there, see ``sidecar.Courtesy``)."""
+        """Envelopes for one shipped item: a frame ``(rows.FRAME, frame, count)`` or ready bytes.
+        ``pause`` is called between rows of a frame (the exporter process lets the scoring worker
+        run there, see ``sidecar.Courtesy``)."""
         if isinstance(item, bytes):
             return [item]
-        kind, row = item[0], item[1]
-        if kind == "F":
-            return self.rows(marshal.loads(row), pause)
-        return self.request(row) if kind == "R" else self.output(row)
+        return self.rows(marshal.loads(item[1]), pause)
 
-    def rows(self, rows: list[tuple[Any, ...]], pause: Callable[[], None] | None = None,
+    def rows(self, batch: list[tuple[Any, ...]], pause: Callable[[], None] | None = None,
              on_error: Callable[[], None] | None = None) -> list[bytes]:
-        """Envelopes for rows the request path recorded; ``pause`` is called after every
-        ``ROWS_PER_PAUSE`` of them (see :meth:`build`). A row that cannot be built is skipped and
-        reported to ``on_error``."""
-        if self._native is not None:  # the same, with the common rows written in C
-            return self._native.rows(rows if rows.__class__ is list else list(rows), self._pending, self._row,
-                                     pause, on_error, ROWS_PER_PAUSE)
+        """Envelopes for rows the request path recorded, in order; ``pause`` is called after every
+        ``ROWS_PER_PAUSE`` of them. A row that cannot be built is skipped and reported to
+        ``on_error`` (without one, its exception propagates)."""
+        if self._native is not None:  # the same, with the common rows filled in C
+            return self._native.rows(batch if batch.__class__ is list else list(batch), self._pending,
+                                     self.row, pause, on_error, ROWS_PER_PAUSE)
         out: list[bytes] = []
-        for start in range(0, len(rows), ROWS_PER_PAUSE):
-            for row in rows[start:start + ROWS_PER_PAUSE]:
+        for start in range(0, len(batch), ROWS_PER_PAUSE):
+            for row in batch[start:start + ROWS_PER_PAUSE]:
                 try:
-                    out.extend(self._row(row))
+                    out.extend(self.row(row))
                 except Exception:
                     if on_error is None:
                         raise
@@ -297,11 +198,80 @@ class Templates:
                 pause()
         return out
 
-    def _row(self, row: tuple[Any, ...]) -> list[bytes]:
-        kind = row[0]
-        if kind == "r":
+    def row(self, row: tuple[Any, ...]) -> list[bytes]:
+        """The envelopes of one row (none while a line is still being written)."""
+        kind, size = row[rows.KIND], len(row)
+        if kind == Request.TAG and size == Request.SIZE:
             return self._request(row)
-        if (kind == "l" and (not self._pending or (row[2], row[4]) not in self._pending)
-                and row[3][-1:] != "\n" and len(row[3]) <= self.inline_limit // 4):
-            return self._line(row[3], row)  # the common print(): a whole line, nothing begun before it
-        return self.raw(row)
+        if kind == Text.CHUNK and size == Text.SIZE:
+            return self._chunk(row)
+        if kind == Text.LINE and size == Text.SIZE:  # a text and its newline
+            return self._chunk(row) + self._newline(row[Text.STREAM], row[Text.THREAD])
+        if kind == Newline.TAG and size == Newline.SIZE:
+            return self._newline(row[Newline.STREAM], row[Newline.THREAD])
+        raise ValueError(f"not a row: {row!r:.80}")
+
+    def _chunk(self, row: tuple[Any, ...]) -> list[bytes]:
+        """A text written to a stream: the lines it ends, its unfinished rest held until its end comes."""
+        text = row[Text.TEXT]
+        key = (row[Text.STREAM], row[Text.THREAD])
+        begun = self._pending.pop(key, None)
+        if begun is not None:  # the line began earlier: it keeps its first chunk's time and operation
+            text, row = begun[0] + text, begun[1]
+        if text.endswith("\n"):
+            return self._line(text[:-1], row)
+        if len(text) <= MAX_PENDING_CHARS:
+            self._pending[key] = (text, row)
+            return []
+        return self._line(text, row)
+
+    def _newline(self, stream: str, thread: int) -> list[bytes]:
+        """Ends the line begun on ``stream`` by ``thread``, if one was."""
+        begun = self._pending.pop((stream, thread), None)
+        return [] if begun is None else self._line(*begun)
+
+    def _request(self, row: tuple[Any, ...]) -> list[bytes]:
+        """The request envelope of a :class:`~scorewatch.telemetry.rows.Request` row, and its model data's."""
+        dumps = orjson.dumps  # a shorter name, for reading
+        success = row[Request.SUCCESS]
+        rate = sample_rate(row[Request.SAMPLE_RATE]) if success else None
+        sample = dumps(rate) if rate is not None else None
+        time = format_time(row[Request.START]).encode()
+        operation_id = row[Request.OPERATION_ID].encode()
+        span_id = row[Request.SPAN_ID].encode()
+        name = dumps(row[Request.NAME])
+        request_id, client_request_id = dumps(row[Request.REQUEST_ID]), dumps(row[Request.CLIENT_REQUEST_ID])
+        caller = row[Request.CALLER]
+        envelopes = [self.request.fill(
+            time=time, operation_id=operation_id, caller=caller.encode() if caller else None, operation_name=name,
+            id=span_id, name=name, url=dumps(row[Request.URL]),
+            duration=format_duration(row[Request.DURATION_MS]).encode(),
+            response_code=str(row[Request.STATUS]).encode(), success=dumps(success), request_id=request_id,
+            client_request_id=client_request_id, sample_rate=sample)]
+        if row[Request.MODEL_DATA]:
+            prediction = dumps(self.payloads.value(row[Request.PREDICTION]))
+            envelopes.append(self.model_data.fill(
+                time=time, operation_id=operation_id, parent_id=span_id, operation_name=name, request_id=request_id,
+                client_request_id=client_request_id, input=dumps(self.payloads.value(row[Request.INPUT])),
+                prediction=prediction, error=None if success else prediction,
+                status_code=None if success else str(row[Request.STATUS]).encode(), sample_rate=sample))
+        return envelopes
+
+    def _line(self, line: str, row: tuple[Any, ...]) -> list[bytes]:
+        """The ``STDOUT``/``STDERR`` envelope of a line that ``row`` began (none for a blank line)."""
+        if not line or line.isspace():
+            return []
+        contents: Any = line if len(line) <= self.payloads.inline_chars else self.payloads.value(line)
+        if contents.__class__ is str and len(contents) <= self.payloads.limit and contents.lstrip()[:1] in ("{", "["):
+            with contextlib.suppress(orjson.JSONDecodeError):  # printed JSON is kept as a nested object, for KQL
+                contents = orjson.loads(contents)
+        operation_id = row[Text.OPERATION_ID]
+        stream = row[Text.STREAM]
+        rate = sample_rate(row[Text.SAMPLE_RATE])
+        return [self.output.fill(
+            time=format_time(row[Text.TIME]).encode(),
+            operation_id=operation_id.encode() if operation_id else None,
+            parent_id=row[Text.PARENT_ID].encode() if operation_id and row[Text.PARENT_ID] else None,
+            operation_name=orjson.dumps(row[Text.OPERATION_NAME]) if operation_id and row[Text.OPERATION_NAME] else None,
+            message=orjson.dumps(stream), severity=b"%d" % SEVERITIES.get(stream, SEVERITY_WARNING),
+            contents=orjson.dumps(contents), sample_rate=orjson.dumps(rate) if rate is not None else None)]

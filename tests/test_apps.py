@@ -9,8 +9,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from scorewatch.apps import Registry
 from scorewatch.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from scorewatch.ingest.apps import Registry
 from scorewatch.ingest.cli import app as app_cli
 from scorewatch.ingest.cli import ensure_default_app
 from scorewatch.settings import Settings

@@ -30,6 +30,8 @@ import orjson
 
 from scorewatch.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from scorewatch.files import Watch, locked, read_json, write_atomic
+from scorewatch.settings import Settings
+from scorewatch.workspace import Workspace
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -192,3 +194,8 @@ def _check_days(days: int) -> int:
     if not isinstance(days, int) or days < 1:
         raise BadRequest(f"retention days must be a whole number >= 1, not {days!r}")
     return days
+
+
+def registry_for(workspace: Workspace, settings: Settings) -> Registry:
+    """The registry of ``workspace`` (``apps.json``), with the settings' default retention."""
+    return Registry(workspace.home / "apps.json", default_retention_days=settings.retention_days)

@@ -1,0 +1,97 @@
+/* Generated from src/scorewatch/telemetry/rows.py by `python -m scorewatch.telemetry.rows`: do not edit.
+   tests/telemetry/test_protocol.py fails when this file and rows.py disagree. */
+#ifndef SCOREWATCH_PROTOCOL_H
+#define SCOREWATCH_PROTOCOL_H
+#define PROTOCOL_FINGERPRINT "f7d6f170bc868f5b"
+/* Row layouts: positions of each field in its tuple. */
+#define REQUEST_SIZE 16
+#define REQUEST_KIND 0
+#define REQUEST_START 1
+#define REQUEST_OPERATION_ID 2
+#define REQUEST_SPAN_ID 3
+#define REQUEST_CALLER 4
+#define REQUEST_NAME 5
+#define REQUEST_URL 6
+#define REQUEST_DURATION_MS 7
+#define REQUEST_STATUS 8
+#define REQUEST_SUCCESS 9
+#define REQUEST_REQUEST_ID 10
+#define REQUEST_CLIENT_REQUEST_ID 11
+#define REQUEST_INPUT 12
+#define REQUEST_PREDICTION 13
+#define REQUEST_SAMPLE_RATE 14
+#define REQUEST_MODEL_DATA 15
+#define TEXT_SIZE 9
+#define TEXT_KIND 0
+#define TEXT_TIME 1
+#define TEXT_STREAM 2
+#define TEXT_TEXT 3
+#define TEXT_THREAD 4
+#define TEXT_OPERATION_ID 5
+#define TEXT_PARENT_ID 6
+#define TEXT_OPERATION_NAME 7
+#define TEXT_SAMPLE_RATE 8
+#define NEWLINE_SIZE 3
+#define NEWLINE_KIND 0
+#define NEWLINE_STREAM 1
+#define NEWLINE_THREAD 2
+/* Row tags and stream names. */
+#define TAG_REQUEST "r"
+#define TAG_LINE "l"
+#define TAG_CHUNK "o"
+#define TAG_NEWLINE "n"
+#define STREAM_STDOUT "STDOUT"
+#define STREAM_STDERR "STDERR"
+/* Attribute and key names read from Python objects. */
+#define NAME_STATE_CAPTURING "capturing"
+#define NAME_STATE_SAMPLING "sampling"
+#define NAME_STATE_MODEL_DATA "model_data"
+#define NAME_PROCESSOR_ROW_LIMIT "row_limit"
+#define NAME_OPERATION_OPERATION_ID "operation_id"
+#define NAME_OPERATION_PARENT_ID "parent_id"
+#define NAME_OPERATION_NAME "name"
+#define NAME_OPERATION_REQUEST_ID "request_id"
+#define NAME_OPERATION_CLIENT_REQUEST_ID "client_request_id"
+#define NAME_OPERATION_EXTRA "extra"
+#define NAME_OPERATION_EXTRA_PARENT_SPAN_ID "parent_span_id"
+#define NAME_SCOPE_PATH "path"
+#define NAME_SCOPE_SERVER "server"
+#define NAME_SCOPE_SCHEME "scheme"
+#define NAME_SCOPE_QUERY_STRING "query_string"
+/* Envelope templates: the index of each slot; the literal piece i comes before slot i. */
+#define REQUEST_ENVELOPE_SLOTS 13
+#define REQUEST_ENVELOPE_TIME 0
+#define REQUEST_ENVELOPE_OPERATION_ID 1
+#define REQUEST_ENVELOPE_CALLER 2
+#define REQUEST_ENVELOPE_OPERATION_NAME 3
+#define REQUEST_ENVELOPE_ID 4
+#define REQUEST_ENVELOPE_NAME 5
+#define REQUEST_ENVELOPE_URL 6
+#define REQUEST_ENVELOPE_DURATION 7
+#define REQUEST_ENVELOPE_RESPONSE_CODE 8
+#define REQUEST_ENVELOPE_SUCCESS 9
+#define REQUEST_ENVELOPE_REQUEST_ID 10
+#define REQUEST_ENVELOPE_CLIENT_REQUEST_ID 11
+#define REQUEST_ENVELOPE_SAMPLE_RATE 12
+#define MODEL_DATA_ENVELOPE_SLOTS 11
+#define MODEL_DATA_ENVELOPE_TIME 0
+#define MODEL_DATA_ENVELOPE_OPERATION_ID 1
+#define MODEL_DATA_ENVELOPE_PARENT_ID 2
+#define MODEL_DATA_ENVELOPE_OPERATION_NAME 3
+#define MODEL_DATA_ENVELOPE_REQUEST_ID 4
+#define MODEL_DATA_ENVELOPE_CLIENT_REQUEST_ID 5
+#define MODEL_DATA_ENVELOPE_INPUT 6
+#define MODEL_DATA_ENVELOPE_PREDICTION 7
+#define MODEL_DATA_ENVELOPE_ERROR 8
+#define MODEL_DATA_ENVELOPE_STATUS_CODE 9
+#define MODEL_DATA_ENVELOPE_SAMPLE_RATE 10
+#define OUTPUT_ENVELOPE_SLOTS 8
+#define OUTPUT_ENVELOPE_TIME 0
+#define OUTPUT_ENVELOPE_OPERATION_ID 1
+#define OUTPUT_ENVELOPE_PARENT_ID 2
+#define OUTPUT_ENVELOPE_OPERATION_NAME 3
+#define OUTPUT_ENVELOPE_MESSAGE 4
+#define OUTPUT_ENVELOPE_SEVERITY 5
+#define OUTPUT_ENVELOPE_CONTENTS 6
+#define OUTPUT_ENVELOPE_SAMPLE_RATE 7
+#endif
