@@ -59,6 +59,7 @@ ALL = "_all"  # the URL segment for every application the session opens (no appl
 LOGS_ROWS = 10_000  # rows the Logs page fetches to page through (downloads: query_max_rows)
 MAX_QUERY = 64 * 1024
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+BODY_START, BODY_END = "<!--body-->", "<!--/body-->"  # around the body in base.html
 
 NAV = (("overview", "Overview"), ("performance", "Performance"), ("failures", "Failures"),
        ("search", "Transaction search"), ("logs", "Logs"), ("modeldata", "Model data"),
@@ -391,11 +392,9 @@ class Studio:
                "csrf": viewer.session.csrf if viewer and viewer.session else "", "ranges": queries.RANGES,
                "link": link, "logs_link": logs_link, "tx_link": tx_link, "rows": rows,
                "page": context.get("data", {}).get("page", ""), "quote": quote, **context}
-        tpl = self.env.get_template(template)
-        if request.headers.get("x-studio-partial") and "body" in tpl.blocks:
-            html = "".join(tpl.blocks["body"](tpl.new_context(ctx)))
-        else:
-            html = tpl.render(ctx)
+        html = self.env.get_template(template).render(ctx)
+        if request.headers.get("x-studio-partial"):  # the studio's script swaps the body only
+            html = html[html.index(BODY_START) + len(BODY_START):html.index(BODY_END)]
         return HTMLResponse(html, status_code=status)
 
 
