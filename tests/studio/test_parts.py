@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,13 @@ from scorewatch.workspace import Workspace
 from tests.ingest.conftest import running_hub
 
 NOW = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def in_own_loop(scenario: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
+    """Run ``scenario()`` on an event loop of its own thread (the browser tests' Playwright keeps one
+    running in this thread)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, scenario()).result()
 
 
 # ------------------------------------------------------------------ queries
@@ -126,7 +135,7 @@ def test_without_the_setting_nobody_gets_in_without_a_login_and_with_it_only_fro
             async with httpx.AsyncClient(transport=transport, base_url="http://hub") as client:
                 return (await client.get("/studio/default/overview.json")).status_code
 
-        assert asyncio.run(from_elsewhere()) == 401
+        assert in_own_loop(from_elsewhere) == 401
 
 
 # ------------------------------------------------------------------ live metrics
@@ -182,7 +191,7 @@ def test_the_tap_counts_each_viewer_s_own_items_and_is_there_only_while_someone_
         live.leave(a_svc)
         assert ingestor.taps == []
 
-    asyncio.run(scenario())
+    in_own_loop(scenario)
 
 
 def test_leases_are_held_while_someone_watches_and_ended_after(tmp_path: Path) -> None:
@@ -208,7 +217,7 @@ def test_leases_are_held_while_someone_watches_and_ended_after(tmp_path: Path) -
                 break
         assert until() == 0
 
-    asyncio.run(scenario())
+    in_own_loop(scenario)
 
 
 def test_durations_in_every_form_the_track_protocol_has() -> None:

@@ -272,10 +272,13 @@ class Studio:
             services = source.studio_services(scope.app_ids) if source is not None else []
             data = {"page": "services", "app": scope.segment, "filters": filters.public(),
                     "deployments": source is not None, "services": [s.public() for s in services]}
-        elif name == "filters" and fmt == "json":
+        elif name == "filters" and fmt == "json":  # what the service and instance filters offer
             filters = queries.Filters.parse(_params(request), now)
+            started = time.perf_counter()
             results = await self.runner.run_all(scope.app_ids, queries.filter_choices(), filters.span, now)
-            return Response(json_bytes({"services": records(results["services"])}), media_type="application/json")
+            data = self._data(name, scope, filters, results, started)
+            data["services"] = records(results["services"])
+            return _json(data)
         else:
             raise NotFound(f"no studio page {request.path_params['page']!r}")
         if fmt == "json":

@@ -223,25 +223,32 @@ def search(f: Filters, types: list[str]) -> dict[str, str]:
     main text columns, the operation id and ``customDimensions``)."""
     tables = [EVENT_TYPES[t] for t in types if t in EVENT_TYPES] or list(EVENT_TYPES.values())
     text = f.get("q")
-    parts = []
+    found = {}
     for table in tables:
-        summary, detail, searched = _SEARCH[table]
-        found = ""
+        searched = _SEARCH[table][2]
+        where = f.where()
         if text:
             literal = kql_string(text)
-            found = " | where " + " or ".join(
+            where += " | where " + " or ".join(
                 [f"{column} contains {literal}" for column in searched]
                 + [f"operation_Id == {literal}", f"tostring(customDimensions) contains {literal}"])
-        parts.append(f"({table}{f.where()}{found} | project timestamp, itemType, summary = tostring({summary}), "
-                     f"detail = tostring({detail}), operation_Id, cloud_RoleName, itemCount, customDimensions)")
-    union = f"union {', '.join(parts)}"
+        found[table] = f"{table}{where}"
+
+    def shown(table: str) -> str:
+        summary, detail, _ = _SEARCH[table]
+        return (f"project timestamp, itemType, summary = tostring({summary}), detail = tostring({detail}), "
+                "operation_Id, cloud_RoleName, customDimensions")
+
+    counts = ", ".join(f"({kql} | summarize count_ = sum(itemCount) by bin(timestamp, {f.grain}), itemType)"
+                       for kql in found.values())
+    # The latest 100 of each table, then the latest 100 of those: the same rows as the latest 100 of
+    # all, without sorting every row; the printed text is read from the rows shown only.
+    latest = ", ".join(f"({kql} | top 100 by timestamp desc | {shown(table)})" for table, kql in found.items())
     return {
-        "timeline": f"{union} | summarize count_ = sum(itemCount) by bin(timestamp, {f.grain}), itemType "
-                    "| order by timestamp asc",
-        # The printed text is read from the 100 rows shown only, not from every row searched.
-        "results": f"{union} | top 100 by timestamp desc "
+        "timeline": f"union {counts} | order by timestamp asc",
+        "results": f"union {latest} | top 100 by timestamp desc "
                    f"| extend summary = iff(summary in ({_PRINTED}), tostring(customDimensions.Contents), summary) "
-                   "| project-away itemCount, customDimensions",
+                   "| project-away customDimensions",
     }
 
 
@@ -261,14 +268,19 @@ MODEL_DATA_MESSAGE = "model_data_collection"
 
 
 def model_data(f: Filters) -> dict[str, str]:
-    """Captured inputs and outputs; ``failed`` keeps those of failed requests, ``q`` searches them."""
+    """Captured inputs and outputs; ``failed`` keeps those of the latest 1000 failed requests (found
+    from the requests, whose ids then pick their rows: scanning every row's customDimensions for its
+    status costs seconds over millions of rows), ``q`` searches them."""
     rows = f"traces{f.where()} | where message == {kql_string(MODEL_DATA_MESSAGE)}"
     if f.get("q"):
         rows += f" | where tostring(customDimensions) contains {kql_string(f.get('q'))}"
+    count = f"{rows} | summarize rows = sum(itemCount)"
     if f.get("failed"):
-        rows += " | join kind=leftsemi (requests | where success == false | project operation_Id) on operation_Id"
+        failed = f"requests{f.where()} | where success == false"
+        rows = f"{failed} | top 1000 by timestamp desc | project operation_Id | join kind=inner ({rows}) on operation_Id"
+        count = f"{failed} | summarize failed_requests = sum(itemCount)"
     return {
-        "count": f"{rows} | summarize rows = sum(itemCount)",
+        "count": count,
         "rows": f"{rows} | top 100 by timestamp desc | project timestamp, operation_Id, "
                 "input = customDimensions.Input, prediction = customDimensions.Prediction, "
                 "status = tostring(customDimensions['Status Code']), "
