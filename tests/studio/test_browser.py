@@ -40,8 +40,8 @@ def test_every_page_loads_without_console_errors_and_draws_its_charts(tab: Page,
     _login(tab, served)
     for name in PAGES:
         # The Logs page runs the query it opens with (as "Open in Logs" links give it one).
-        query = f"?{urlencode({'query': DEFAULT_LOGS_QUERY})}" if name == "logs" else ""
-        tab.goto(f"{served.hub_url}/studio/default/{name}{query}")
+        query = {"query": DEFAULT_LOGS_QUERY.replace("1h", "1m")} if name == "logs" else {}
+        tab.goto(f"{served.hub_url}/studio/default/{name}?{urlencode({'range': 'PT30M', **query})}")
         tab.wait_for_load_state("networkidle") if name != "live" else tab.wait_for_selector("#live-status.ok")
         assert tab.locator("nav.side a.active").inner_text() != ""
         if name in CHARTED:
@@ -50,7 +50,8 @@ def test_every_page_loads_without_console_errors_and_draws_its_charts(tab: Page,
         if name == "logs":
             tab.wait_for_selector("#logs-table")  # the default query runs and its chart is drawn
             assert tab.evaluate(DRAWN, "#logs-chart canvas") == 1
-        tab.screenshot_as(name)
+        if name != "services":
+            tab.screenshot_as(name)
         assert tab.errors == [], f"{name}: {tab.errors}"
     # The Gantt of one transaction is drawn as SVG.
     tab.goto(f"{served.hub_url}/studio/default/transaction/{served.operations['req-3']}")

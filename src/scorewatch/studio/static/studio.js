@@ -159,8 +159,7 @@
       legend: { show: labels.length > 1 || !!options.legend },
       cursor: { drag: { x: false, y: false } },
       scales: {
-        // one x value alone: a little room around it, not an axis of years
-        x: { time: options.time !== false, range: (u, min, max) => (min === max ? [min - 60, max + 60] : [min, max]) },
+        x: options.xRange ? { time: options.time !== false, auto: false, range: options.xRange } : { time: options.time !== false },
         y: { range: (u, min, max) => [Math.min(0, min || 0), max > 0 ? max * 1.1 : 1] },
       },
       axes: [{ stroke: "#666", grid: { stroke: "#eee" } },
@@ -171,7 +170,7 @@
         fill: bars ? COLORS[i % COLORS.length] + "99" : COLORS[i % COLORS.length] + "18",
         width: bars ? 0 : 1.5,
         paths: bars ? uPlot.paths.bars({ size: [0.8, 60] }) : undefined,
-        points: { show: data[i + 1].filter((v) => v !== null).length < 12 },
+        points: { show: options.points !== undefined ? options.points : data[i + 1].filter((v) => v !== null).length < 12 },
         value: (u, v) => fmt(v, options.unit),
       }))),
     };
@@ -247,8 +246,10 @@
       return v === undefined ? null : v;
     })));
     const bars = kind === "columnchart" || kind === "barchart";
+    // one time alone: a little room around it, not an axis of years
+    const xRange = isTime && xs.length === 1 ? [xs[0] - 60, xs[0] + 60] : undefined;
     makePlot(node, data, labels.map((l) => l.replace(/ · $/, "")), {
-      kind: bars ? "bars" : "line", time: isTime, legend: true, height: 240,
+      kind: bars ? "bars" : "line", time: isTime, legend: true, height: 240, xRange: xRange,
       xValues: isTime ? undefined : (u, vals) => vals.map((v) => (xs[v] === undefined ? "" : String(xs[v]))),
     });
   }
@@ -420,7 +421,7 @@
     const plots = {};
     for (const node of $$("[data-live]", root)) {
       const name = node.dataset.live;
-      plots[name] = makePlot(node, [[], []], [name], { height: 150, unit: name.endsWith("_ms") ? "ms" : "" });
+      plots[name] = makePlot(node, [[], []], [name], { height: 150, unit: name.endsWith("_ms") ? "ms" : "", points: false });
     }
     function redraw() {
       const now = Math.floor(Date.now() / 1000);
