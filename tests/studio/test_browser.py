@@ -9,6 +9,7 @@ import time
 from typing import Any
 from urllib.parse import urlencode
 
+import orjson
 import pytest
 
 from scorewatch.studio.queries import DEFAULT_LOGS_QUERY
@@ -197,3 +198,12 @@ def test_live_metrics_show_a_request_within_a_second(tab: Page, served: Served) 
     assert "svc-" in tab.locator("#live-processes").inner_text()
     tab.screenshot_as("live")
     assert tab.errors == []
+
+    # Nobody watching: the hub stops its stream, its tap and the services' leases.
+    tab.goto(f"{served.hub_url}/studio/default/overview")
+    [lease] = (served.home / "services").glob("*.live.json")
+    deadline = time.monotonic() + 10
+    while tab.context.request.get(f"{served.hub_url}/studio/default/live.json").json()["viewers"] or \
+            orjson.loads(lease.read_bytes())["until"] != 0:
+        assert time.monotonic() < deadline, "the live stream or the lease outlived its page"
+        time.sleep(0.1)

@@ -24,7 +24,7 @@ from urllib.parse import quote, urlencode
 import orjson
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -365,9 +365,7 @@ class Studio:
         if len(self.live.viewers) >= self.live.max_viewers:
             raise TooManyRequests(f"{len(self.live.viewers)} live metrics pages are open; close one and retry")
         params = _params(request)
-        watcher = self.live.watch(frozenset(scope.app_ids), params.get("service", ""), params.get("instance", ""))
-        return StreamingResponse(self.live.events(watcher), media_type="text/event-stream",
-                                 headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+        return self.live.stream(frozenset(scope.app_ids), params.get("service", ""), params.get("instance", ""))
 
     # ------------------------------------------------------------------ rendering
     def render(self, request: Request, template: str, context: dict[str, Any], *, status: int = 200) -> Response:

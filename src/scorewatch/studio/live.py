@@ -20,12 +20,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from scorewatch.studio.processes import ProcessSampler, service_processes
 from scorewatch.telemetry.control import live_path, service_stems, write_live_lease
@@ -174,6 +176,44 @@ class Viewer:
         return event
 
 
+class EventStream(Response):
+    """A ``text/event-stream`` response: the viewer watches from the response's start until the
+    client goes away (``http.disconnect``, or a send that fails) or the server stops the request, and
+    leaves then, whatever ended it."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, live: LiveHub, app_ids: frozenset[str], service: str, instance: str) -> None:
+        super().__init__(headers={"cache-control": "no-store", "x-accel-buffering": "no"})
+        self.raw_headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]  # it streams
+        self.live, self.app_ids, self.service, self.instance = live, app_ids, service, instance
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        viewer = self.live.watch(self.app_ids, self.service, self.instance)
+
+        async def stream() -> None:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async with contextlib.aclosing(self.live.events(viewer)) as events:
+                async for chunk in events:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async def until_disconnected() -> None:  # uvicorn's send does not fail once the client is gone
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        tasks = [asyncio.ensure_future(stream()), asyncio.ensure_future(until_disconnected())]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+            self.live.leave(viewer)
+        for result in results:  # a send that failed because the client left is no error
+            if isinstance(result, BaseException) and not isinstance(result, OSError | asyncio.CancelledError):
+                raise result
+
+
 class LiveHub:
     """The live viewers of one hub, the ingest tap that feeds them, and the services' leases."""
 
@@ -221,21 +261,22 @@ class LiveHub:
                 if app.app_id in viewer.app_ids and viewer.wants(role, instance):
                     viewer.add(base_type, env, app.name)
 
-    async def events(self, viewer: Viewer) -> AsyncIterator[bytes]:
-        """The viewer's Server-Sent Events, until the client goes away (then it stops watching)."""
-        try:
-            yield b"retry: 1000\n\n"
-            next_processes = 0.0
-            while True:
-                event = viewer.take()
-                event["t"] = round(time.time() * 1000)
-                if time.monotonic() >= next_processes:
-                    next_processes = time.monotonic() + PROCESS_EVERY_S
-                    event["processes"] = await asyncio.to_thread(self.processes, viewer.service)
-                yield b"data: " + orjson.dumps(event) + b"\n\n"
-                await asyncio.sleep(TICK_S)
-        finally:
-            self.leave(viewer)
+    def stream(self, app_ids: frozenset[str], service: str = "", instance: str = "") -> EventStream:
+        """The response that streams live metrics of ``app_ids`` to one viewer (Server-Sent Events)."""
+        return EventStream(self, app_ids, service, instance)
+
+    async def events(self, viewer: Viewer) -> AsyncGenerator[bytes, None]:
+        """The viewer's events: one every ``TICK_S``, forever (the caller stops when the client goes)."""
+        yield b"retry: 1000\n\n"
+        next_processes = 0.0
+        while True:
+            event = viewer.take()
+            event["t"] = round(time.time() * 1000)
+            if time.monotonic() >= next_processes:
+                next_processes = time.monotonic() + PROCESS_EVERY_S
+                event["processes"] = await asyncio.to_thread(self.processes, viewer.service)
+            yield b"data: " + orjson.dumps(event) + b"\n\n"
+            await asyncio.sleep(TICK_S)
 
     def processes(self, service: str = "") -> list[dict[str, Any]]:
         """CPU and memory of each service process (measured at most once a second for all viewers)."""

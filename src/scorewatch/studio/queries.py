@@ -167,10 +167,11 @@ def performance(f: Filters) -> dict[str, str]:
     return {
         "operations": f"requests{w} | summarize count_ = sum(itemCount), avg_duration = avg(duration), "
                       "percentiles(duration, 50, 95, 99) by name | order by count_ desc | take 200",
-        # Log-scaled buckets (ten per power of ten), as latency spreads over orders of magnitude.
-        "distribution": f"requests{chosen} | summarize count_ = sum(itemCount) "
-                        "by duration_ms = round(pow(10, bin(log10(max_of(duration, 0.01)), 0.1)), 3) "
-                        "| order by duration_ms asc",
+        # Log-scaled buckets (ten per power of ten), as latency spreads over orders of magnitude; a
+        # bucket's lower bound in ms is computed on the few result rows, not on every request.
+        "distribution": f"requests{chosen} | summarize count_ = sum(itemCount) by bucket = bin(log10(duration), 0.1) "
+                        "| order by bucket asc "
+                        "| project duration_ms = iff(isnull(bucket), 0.0, round(pow(10, bucket), 3)), count_",
         "samples": f"requests{chosen} | top 20 by duration desc | {_REQUEST_SAMPLE}",
     }
 
