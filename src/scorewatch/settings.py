@@ -100,6 +100,10 @@ class Settings:
     query_concurrency: int = setting(
         4, "Queries the hub compiles and runs at once, off its event loop; more wait (past 8x this: 429).")
 
+    # Studio (the web UI at /studio on the hub)
+    studio_local_no_login: bool = setting(
+        False, "Let requests from 127.0.0.1 use the studio without logging in (every application); off: log in.")
+
     # Continuous export (`scorewatch export ...`; the hub runs the rules)
     export_interval_s: float = setting(5.0, "Seconds an export rule that has caught up waits before it looks for new rows.")
     export_max_items: int = setting(

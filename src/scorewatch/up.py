@@ -38,6 +38,7 @@ from scorewatch.ingest.cli import ensure_default_app
 from scorewatch.ports import is_free
 from scorewatch.scoring.tracebacks import user_error
 from scorewatch.settings import Settings
+from scorewatch.studio.auth import issue_login_token, login_url
 from scorewatch.workspace import HOME_HELP, Workspace
 
 
@@ -211,6 +212,7 @@ scorewatch is up ({example.name}).
   scoring URL        {score_root}/score
   try it             {curl(example, score_root + '/score')}
   hub                {hub_url}
+  studio             {login_url(hub_url, issue_login_token(workspace))}
   connection string  {default['connection_string']}
   query              {home_env}scorewatch query 'requests | take 10'
   logs               {logs}/hub.log, {logs}/serve.log

@@ -11,7 +11,8 @@ Layout::
     spool/           telemetry batches waiting for an unreachable receiver
     blobs/           content-addressed payloads too large to keep inline (sha256/ab/cd/<digest>)
     models/          registered models
-    services/        records of running scoring services
+    services/        records of running scoring services (their telemetry state, live leases)
+    studio/tokens/   the studio's one-time login tokens, as their digests
 """
 
 from __future__ import annotations

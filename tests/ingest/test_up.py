@@ -56,6 +56,11 @@ def test_up_runs_the_default_example_from_any_directory(tmp_path: Path) -> None:
         default = orjson.loads((home / "config.json").read_bytes())["default_app"]
         for line in ("scoring URL", default["connection_string"], "  query              scorewatch query "):
             assert line in output
+        # The studio's one-time login link, as Jupyter prints its own.
+        studio = next(line for line in output.splitlines() if line.startswith("  studio  "))
+        link = studio.split()[-1]
+        assert link.startswith(f"http://127.0.0.1:{hub_port}/studio/login?token=")
+        assert httpx.get(link).status_code == 303 and httpx.get(link).status_code == 403  # once
         # keys reach the children through their environment, never their command lines
         assert up.proc is not None
         for child in psutil.Process(up.proc.pid).children(recursive=True):

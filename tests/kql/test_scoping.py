@@ -38,3 +38,11 @@ def test_timespan_limits_every_table(con):
     span = (datetime(2024, 5, 1, 10, 0), datetime(2024, 5, 1, 10, 20))
     assert run(con, "requests | count", app_id="app1", timespan=span) == [(3,)]
     assert run(con, "union requests, exceptions | count", app_id="app1", timespan=span) == [(3,)]
+
+
+def test_several_applications_are_scoped_together_and_none_sees_nothing(con):
+    # The studio scopes a session that opens several applications with one query.
+    assert run(con, "requests | count", app_id=("app1", "app2")) == [(10,)]
+    assert run(con, "union requests, traces | count", app_id=["app2", "nobody"]) == [(1,)]
+    assert run(con, "requests | count", app_id=()) == [(0,)]
+    assert run(con, 'requests | where appId == "app2" | count', app_id=("app1",)) == [(0,)]

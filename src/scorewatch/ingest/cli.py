@@ -20,6 +20,7 @@ from scorewatch.cli import home_option, workspace_settings
 from scorewatch.errors import ScorewatchError
 from scorewatch.ingest.quarantine import Quarantine, quarantine_dir
 from scorewatch.settings import Settings
+from scorewatch.studio.auth import issue_login_token, login_url
 from scorewatch.workspace import Workspace
 
 DEFAULT_APP = "default"
@@ -71,6 +72,8 @@ def run_hub(workspace: Workspace, settings: Settings) -> None:
     config = uvicorn_config(create_app(hub), settings, log_level="info")
     click.echo(f"scorewatch hub on {hub_url(settings)} (workspace {workspace.home}); "
                f"keys: `scorewatch app keys {DEFAULT_APP}` or {workspace.config_path}")
+    click.echo(f"studio: {login_url(hub_url(settings), issue_login_token(workspace))} "
+               "(a one-time login link; `scorewatch studio` prints another)")
     uvicorn.Server(config).run()
 
 

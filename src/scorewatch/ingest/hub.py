@@ -2,7 +2,8 @@
 
 Routes: ``POST /v2/track`` and ``/v2.1/track`` (Application Insights), ``POST /v1/traces``,
 ``/v1/logs``, ``/v1/metrics`` (OTLP/HTTP), ``GET /health``, ``GET /metrics`` (Prometheus), and the
-query API from :mod:`scorewatch.kql.api` (``/v1/apps/{appId}/query``).
+query API from :mod:`scorewatch.kql.api` (``/v1/apps/{appId}/query``), and the studio from
+:mod:`scorewatch.studio` (``/studio``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from scorewatch.ingest.wal import WriteAheadLog
 from scorewatch.kql.api import query_routes
 from scorewatch.settings import Settings
 from scorewatch.store.duckdb import DuckDBStore
+from scorewatch.studio.app import studio_routes
 from scorewatch.workspace import Workspace
 
 log = logging.getLogger("scorewatch.hub")
@@ -193,6 +195,7 @@ def create_app(hub: Hub) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
         *_query_routes(hub),
+        *studio_routes(hub),
     ]
 
     @contextlib.asynccontextmanager

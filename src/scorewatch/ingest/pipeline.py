@@ -76,6 +76,9 @@ class Ingestor:
         self._stopping = False
         self._force = False
         self._threads: list[threading.Thread] = []
+        # Called on the event loop with each accepted request's items once they are durable: the
+        # studio's live metrics add one while someone watches them, and remove it after.
+        self.taps: list[Callable[[Accepted], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -157,6 +160,11 @@ class Ingestor:
             self._wal_queue.append((accepted, future))
             self._wal_wake.notify()
         await asyncio.wrap_future(future)
+        for tap in self.taps:
+            try:
+                tap(accepted)
+            except Exception:  # a watcher's bug must not fail ingest, which already succeeded
+                log.exception("an ingest tap failed")
 
     # -- WAL thread -------------------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ def query(kql: str, timespan: str | None, output_format: str, app_id: str | None
     elif output_format == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow([c["name"] for c in table["columns"]])
-        writer.writerows([[_cell(v) for v in row] for row in table["rows"]])
+        writer.writerows([[csv_cell(v) for v in row] for row in table["rows"]])
     else:
         _show(body, columns=columns, wide=wide)
     if body.get("error"):
@@ -121,7 +121,8 @@ def _api_error(status: int, raw: bytes) -> errors.ScorewatchError:
     return errors.for_status(status)(message, status=status)
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """A value of the query API's answer as a CSV cell (dynamic values as JSON text)."""
     if value is None:
         return ""
     if isinstance(value, bool):

@@ -14,6 +14,7 @@ so no query can read another application's rows.
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,11 +43,12 @@ class CompiledQuery:
     render: dict[str, Any] | None = None
 
 
-def compile_query(kql: str, *, dialect: str = "duckdb", app_id: str | None = None,
+def compile_query(kql: str, *, dialect: str = "duckdb", app_id: str | Collection[str] | None = None,
                   timespan: tuple[datetime, datetime] | None = None, now: datetime | None = None) -> CompiledQuery:
     """Compile ``kql`` to SQL for ``dialect``.
 
-    ``app_id`` scopes every table to one application and ``timespan`` (start, end) to a time range;
+    ``app_id`` scopes every table to one application (or to several, given as a collection of ids;
+    an empty one sees no rows) and ``timespan`` (start, end) to a time range;
     ``now`` is the clock ``ago()`` and ``now()`` read (default: the current UTC time).
     """
     if dialect not in DIALECTS:
@@ -60,10 +62,10 @@ def compile_query(kql: str, *, dialect: str = "duckdb", app_id: str | None = Non
 class Compiler(ExpressionCompiler):
     """Compiles one query: the tabular part here, scalar expressions in :class:`ExpressionCompiler`."""
 
-    def __init__(self, text: str, dialect: Dialect, *, app_id: str | None = None,
+    def __init__(self, text: str, dialect: Dialect, *, app_id: str | Collection[str] | None = None,
                  timespan: tuple[datetime, datetime] | None = None, now: datetime | None = None) -> None:
         super().__init__(text, dialect, now=naive_utc(now or datetime.now(UTC)))
-        self.app_id = app_id
+        self.app_ids = None if app_id is None else (app_id,) if isinstance(app_id, str) else tuple(sorted(app_id))
         self.timespan = (naive_utc(timespan[0]), naive_utc(timespan[1])) if timespan else None
         self.tabular_lets: dict[str, ast.Query | Relation] = {}
         self.render: dict[str, Any] | None = None
@@ -169,8 +171,8 @@ class Compiler(ExpressionCompiler):
         columns = {c.name: c.type for c in schema.TABLES[ref.name]}
         query = exp.select(*(col(name) for name in columns)).from_(exp.Table(this=exp.to_identifier(ref.name, quoted=True)), copy=False)
         conditions: list[exp.Expr] = []
-        if self.app_id is not None:
-            conditions.append(exp.EQ(this=col("appId"), expression=lit(self.app_id)))
+        if self.app_ids is not None:
+            conditions.append(_in_apps(self.app_ids))
         if self.timespan is not None and "timestamp" in columns:
             start, end = self.timespan
             conditions.append(exp.GTE(this=col("timestamp"), expression=self.d.timestamp(start)))
@@ -454,6 +456,15 @@ class Compiler(ExpressionCompiler):
 
     def op_parse(self, relation: Relation, op: ast.Parse) -> Relation:
         return relations.parse(self, relation, op)
+
+
+def _in_apps(app_ids: tuple[str, ...]) -> exp.Expr:
+    """The scope's condition: ``appId`` is one of ``app_ids`` (none: no row)."""
+    if not app_ids:
+        return exp.false()
+    if len(app_ids) == 1:
+        return exp.EQ(this=col("appId"), expression=lit(app_ids[0]))
+    return exp.In(this=col("appId"), expressions=[lit(a) for a in app_ids])
 
 
 def _percent_text(percent: float) -> str:

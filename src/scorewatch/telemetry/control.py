@@ -11,6 +11,14 @@ state it was switched to at run time; restarted with different flags, it starts 
 ``/control/telemetry`` (GET to read, POST to change) is the route; it needs ``Authorization: Bearer
 <key>`` with one of the service's keys, or ``control_key`` when set, or else the key in
 ``services/<service>-<port>.control-key`` (created, mode 0600, on first start).
+
+Live mode: while someone watches the studio's live metrics, the hub keeps a *lease* in
+``services/<service>-<port>.live.json`` (``{"until": <unix time>}``, renewed every few seconds, ended
+when the last viewer leaves). The same poll reads it; while it holds, the service sends its telemetry
+at least every :data:`LIVE_INTERVAL_S` instead of every ``exporter_interval_ms``, so a request reaches
+the live view well within a second. A lease that is not renewed (the hub stopped) simply runs out.
+It is a separate file because the hub writes it and the service writes the state file: neither
+rewrites what the other wrote.
 """
 
 from __future__ import annotations
@@ -35,6 +43,32 @@ from scorewatch.errors import BadRequest, Unauthorized
 from scorewatch.http import error_response
 
 ROUTE = "/control/telemetry"
+STATE_SUFFIX = ".telemetry.json"
+LIVE_SUFFIX = ".live.json"
+LIVE_INTERVAL_S = 0.1  # the longest telemetry waits in a service while a live lease holds
+
+
+def state_path(services_dir: Path, stem: str) -> Path:
+    """The state file of the service ``stem`` (``<service>-<port>``)."""
+    return services_dir / f"{stem}{STATE_SUFFIX}"
+
+
+def live_path(services_dir: Path, stem: str) -> Path:
+    """The live lease file of the service ``stem``."""
+    return services_dir / f"{stem}{LIVE_SUFFIX}"
+
+
+def service_stems(services_dir: Path) -> list[str]:
+    """The services (``<service>-<port>``) that have a state file in ``services_dir``: every
+    monitored service that ran in the workspace."""
+    return sorted(p.name.removesuffix(STATE_SUFFIX) for p in services_dir.glob(f"*{STATE_SUFFIX}"))
+
+
+def write_live_lease(path: Path, until: float) -> None:
+    """Hold (``until`` in the future, as ``time.time()``) or end (``until`` 0) a service's live lease."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(orjson.dumps({"until": until}))
+    os.replace(tmp, path)
 
 
 @dataclass(frozen=True)
@@ -71,10 +105,14 @@ class Control:
     """The shared state file of one service, and its route."""
 
     def __init__(self, path: Path, initial: TelemetryState, *, key_digests: list[str] | None = None,
-                 key_file: Path | None = None, poll_s: float = 0.25) -> None:
+                 key_file: Path | None = None, poll_s: float = 0.25, lease_path: Path | None = None) -> None:
         self.path = path
         self.poll_s = poll_s
         self.state = initial
+        self.lease_path = lease_path
+        self.live = False  # whether a live lease holds (see the module docstring)
+        self._live_until = 0.0
+        self._lease_mtime_ns = 0
         self._mtime_ns = -1
         self._next_poll = 0.0
         self._digests = [bytes.fromhex(d) for d in key_digests or []]
@@ -94,6 +132,8 @@ class Control:
         if not force and now < self._next_poll:
             return self.state
         self._next_poll = now + self.poll_s
+        if self.lease_path is not None:
+            self._poll_lease()
         try:
             mtime = self.path.stat().st_mtime_ns
         except FileNotFoundError:
@@ -105,6 +145,20 @@ class Control:
                     self.state = TelemetryState.from_dict(stored.get("state") or {}, TelemetryState())
                 self._mtime_ns = mtime
         return self.state
+
+    def _poll_lease(self) -> None:
+        assert self.lease_path is not None
+        try:
+            mtime = self.lease_path.stat().st_mtime_ns
+        except FileNotFoundError:
+            mtime = 0
+        if mtime != self._lease_mtime_ns:
+            self._lease_mtime_ns = mtime
+            self._live_until = 0.0
+            if mtime:
+                with contextlib.suppress(FileNotFoundError, KeyError, TypeError, ValueError):  # JSONDecodeError too
+                    self._live_until = float(orjson.loads(self.lease_path.read_bytes())["until"])
+        self.live = time.time() < self._live_until
 
     def update(self, changes: dict[str, Any]) -> TelemetryState:
         """Change the state for every worker of the service; returns the new state."""

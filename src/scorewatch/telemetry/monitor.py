@@ -31,7 +31,7 @@ from scorewatch.telemetry.builder import EnvelopeBuilder
 from scorewatch.telemetry.capture import Capture
 from scorewatch.telemetry.connection import parse_connection_string
 from scorewatch.telemetry.context import Operation, ServiceInfo
-from scorewatch.telemetry.control import Control, TelemetryState
+from scorewatch.telemetry.control import Control, TelemetryState, live_path, state_path
 from scorewatch.telemetry.envelopes import EnvelopeFactory
 from scorewatch.telemetry.exporter import Exporter
 from scorewatch.telemetry.metrics import ExporterStats, render, render_native
@@ -81,9 +81,10 @@ class TelemetryMonitor:
         digests = list(key_digests or [])
         if settings.control_key:
             digests.append(hashlib.sha256(settings.control_key.encode()).hexdigest())
-        self.control = Control(self.services_dir / f"{self.stem}.telemetry.json",
+        self.control = Control(state_path(self.services_dir, self.stem),
                                TelemetryState(True, settings.collect_model_data, settings.sampling_percentage),
-                               key_digests=digests, key_file=self.services_dir / f"{self.stem}.control-key")
+                               key_digests=digests, key_file=self.services_dir / f"{self.stem}.control-key",
+                               lease_path=live_path(self.services_dir, self.stem))
         self.state = State()
         self._apply(self.control.state)
         self._exporter = exporter  # tests hand in theirs; else the pipeline makes it in the worker
@@ -99,6 +100,8 @@ class TelemetryMonitor:
 
     def _tick(self) -> None:
         self._apply(self.control.poll())
+        if self.pipeline is not None:
+            self.pipeline.set_live(self.control.live)
 
     def _recording(self) -> Recorder:
         """The recorder, with the pipeline behind it started (in the worker process, on first need)."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from scorewatch.settings import Settings
 from scorewatch.telemetry.builder import EnvelopeBuilder
+from scorewatch.telemetry.control import LIVE_INTERVAL_S
 from scorewatch.telemetry.exporter import AppInsightsExporter, Exporter
 from scorewatch.telemetry.metrics import ExporterStats, merge
 from scorewatch.telemetry.processor import BatchProcessor
@@ -33,6 +34,8 @@ class Pipeline:
         self.processor = processor
         self.exporter = exporter
         self.stats = stats
+        self.interval_s = processor.interval_s
+        self.live = False
 
     @classmethod
     def start(cls, settings: Settings, *, track_url: str, spool: Spool, stats: ExporterStats,
@@ -57,6 +60,18 @@ class Pipeline:
             max_queue_bytes=settings.exporter_queue_max_bytes, batch_size=settings.exporter_batch_size,
             interval_s=settings.exporter_interval_ms / 1000.0, on_tick=on_tick)
         return cls(processor, exporter, stats)
+
+    def set_live(self, live: bool) -> None:
+        """In live mode (someone watches the studio's live metrics) batches leave the worker and its
+        exporter process at least every ``LIVE_INTERVAL_S``; out of it, every ``exporter_interval_ms``."""
+        if live == self.live:
+            return
+        self.live = live
+        interval_s = min(LIVE_INTERVAL_S, self.interval_s) if live else self.interval_s
+        self.processor.set_interval(interval_s)
+        if isinstance(self.exporter, SidecarExporter):
+            self.exporter.set_interval(interval_s)
+        log.info("live metrics %s: telemetry sent at least every %g s", "watched" if live else "unwatched", interval_s)
 
     def snapshot(self) -> dict[str, Any]:
         """The counters of this worker's telemetry, its exporter process's included."""

@@ -170,18 +170,23 @@ class BatchProcessor:
             self.exporter.shutdown()
 
     # -- worker side -------------------------------------------------------------------------------
+    def set_interval(self, interval_s: float) -> None:
+        """Hand batches on at least every ``interval_s`` from now on (live mode shortens it)."""
+        self.interval_s = interval_s
+        self._wake.set()
+
     def _run(self) -> None:
         started = time.monotonic()
-        next_flush, next_tick = started + self.interval_s, started + self.poll_s
+        last_drain, next_tick = started, started + self.poll_s
         while not self._stopping:
             self._wake.wait(self.pickup_s)
             self._wake.clear()
             now = time.monotonic()
             flush_target = self._flush_requested
-            if (len(self._queue) + len(self.rows) >= self.batch_size or now >= next_flush
+            if (len(self._queue) + len(self.rows) >= self.batch_size or now - last_drain >= self.interval_s
                     or flush_target > self._flushed or self._stopping):
                 self._drain()
-                next_flush = now + self.interval_s
+                last_drain = now
                 if flush_target > self._flushed:
                     with self._cond:
                         self._flushed = flush_target

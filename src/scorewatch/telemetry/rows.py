@@ -141,6 +141,7 @@ PIPE_MESSAGE = b"P"             # payload: a pickled message, one of:
 MESSAGE_DATA = "data"           # ("data", [envelope bytes, ...])
 MESSAGE_FLUSH = "flush"         # ("flush", token, timeout_s): answered "flushed <token>\n" on stdout
 MESSAGE_CLOSE = "close"         # ("close", timeout_s)
+MESSAGE_INTERVAL = "interval"   # ("interval", seconds): send a partial batch at least this often from now on
 MESSAGE_ROWS = "rows"           # what the reader makes of a PIPE_ROWS payload: ("rows", [row, ...])
 FLUSHED = "flushed {}\n"
 

@@ -47,6 +47,7 @@ from scorewatch.telemetry.rows import (
     MESSAGE_CLOSE,
     MESSAGE_DATA,
     MESSAGE_FLUSH,
+    MESSAGE_INTERVAL,
     MESSAGE_ROWS,
     PIPE_MESSAGE,
     PIPE_ROWS,
@@ -221,6 +222,11 @@ class SidecarExporter:
                 return True
         return False
 
+    def set_interval(self, interval_s: float) -> bool:
+        """Make the helper send partial batches at least every ``interval_s`` (live mode); True when told."""
+        self.config["interval_s"] = interval_s  # a restarted helper starts with it too
+        return self._send((MESSAGE_INTERVAL, interval_s))
+
     def shutdown(self, timeout_s: float = 5.0) -> None:
         """Close the helper's stdin and wait (up to ``timeout_s``) for it to send or spool and exit."""
         deadline = time.monotonic() + timeout_s
@@ -357,6 +363,9 @@ def main() -> None:
                     out.flush()
                 elif message[0] == MESSAGE_CLOSE:
                     exporter.timeout_s = max(0.2, min(exporter.timeout_s, message[1] / 3))
+                elif message[0] == MESSAGE_INTERVAL:
+                    interval = message[1]
+                    next_send = min(next_send, time.monotonic() + interval)
         now = time.monotonic()
         if now >= next_send:
             send_all()
