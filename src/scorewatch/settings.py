@@ -63,6 +63,9 @@ class Settings:
     connection_string: str = setting(
         "", "Application Insights connection string the service reports to (empty: monitoring off).",
         aliases=("APPLICATIONINSIGHTS_CONNECTION_STRING",))
+    app_insights: bool = setting(
+        True, "Start with telemetry recording on; off: the service starts with it switched off (given a connection "
+        "string, /control/telemetry or Webservice.update(enable_app_insights=True) switches it on).")
     collect_model_data: bool = setting(True, "Record every request's input and output as a model_data_collection trace.")
     sampling_percentage: float = setting(100.0, "Percentage of successful requests kept (failures are always kept).")
     inline_limit: int = setting(64 * 1024, "Largest value stored inline in a row; larger values go to a blob.")

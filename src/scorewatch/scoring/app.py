@@ -36,7 +36,7 @@ from scorewatch.scoring.config import ServeConfig
 from scorewatch.scoring.endpoint import ScoreEndpoint
 from scorewatch.scoring.entry import EntryScript
 from scorewatch.scoring.metrics import ScoringMetrics
-from scorewatch.scoring.monitor import Monitor, NullMonitor, ServiceInfo, load_monitor
+from scorewatch.scoring.monitor import Monitor, ServiceInfo, load_monitor
 from scorewatch.scoring.runner import Runner
 from scorewatch.scoring.tracebacks import user_error
 
@@ -78,7 +78,6 @@ class ScoringService:
         # key_digests (telemetry): the service's keys also open the monitor's /control/telemetry route.
         self.monitor: Monitor = monitor if monitor is not None else load_monitor(
             settings, self.info, key_digests=config.key_digests)
-        self.monitoring = not isinstance(self.monitor, NullMonitor)
         self.on_init_failure = on_init_failure
         self.entry: EntryScript | None = None
         self.ready = False
