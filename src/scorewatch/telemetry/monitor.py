@@ -176,7 +176,7 @@ class TelemetryMonitor:
     def worker_started(self) -> None:
         if self.state.capturing:
             self._start()
-        else:
+        elif not self.active and self._watching is None:  # (once recording, the telemetry thread watches)
             self._acknowledge()
             self._watch()
         log.info("telemetry paths: %s; %s", native.describe("_worker", self.settings.native),
