@@ -29,7 +29,7 @@ from starlette.routing import Route
 
 from scorewatch.errors import AZURE_ML, ScorewatchError
 from scorewatch.http import error_response
-from scorewatch.scoring import compat, schema
+from scorewatch.scoring import compat, lifecycle, schema
 from scorewatch.scoring.auth import KeyChecker
 from scorewatch.scoring.compat.model import deployed_models
 from scorewatch.scoring.config import ServeConfig
@@ -124,6 +124,7 @@ class ScoringService:
             return
         self.ready = True
         self._ready_event.set()
+        lifecycle.mark_ready()
         log.info("%s is ready (%s run, init took %.3fs)", self.info.service_name, self.entry.kind,
                  self.metrics.init_seconds or 0.0)
 

@@ -34,10 +34,13 @@ from scorewatch.workspace import HOME_HELP, Workspace
               help="Percentage of successful requests whose telemetry is kept (default 100).")
 @click.option("--auth/--no-auth", default=None, help="Require 'Authorization: Bearer <key>' on /score.")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None, help=HOME_HELP)
+@click.option("--fd", type=int, default=None,
+              help="Serve on this inherited listening socket instead of binding --host/--port (for supervisors: "
+                   "the hub hands one socket from a service's process to the next).")
 def serve(entry_script: str | None, model_dir: str | None, host: str | None, port: int | None,
           workers: int | None, service_name: str | None, connection_string: str | None, no_monitor: bool,
           app_insights: bool | None, max_body_size: int | None, collect_model_data: bool | None,
-          sampling_percentage: float | None, auth: bool | None, home: Path | None) -> None:
+          sampling_percentage: float | None, auth: bool | None, home: Path | None, fd: int | None) -> None:
     """Serve an Azure ML entry script (score.py) over HTTP: POST /score runs run().
 
     ENTRY_SCRIPT defaults to AZUREML_ENTRY_SCRIPT. Azure's environment variables work as in an Azure
@@ -64,7 +67,7 @@ def serve(entry_script: str | None, model_dir: str | None, host: str | None, por
     click.echo(f"Serving {config.entry_script} as {config.service_name} on "
                f"http://{settings.host}:{settings.port}/score ({settings.workers} worker(s), monitoring "
                f"{reporting_to})")
-    server.run(config)
+    server.run(config, fd)
 
 
 def _monitoring(settings: Settings, no_monitor: bool) -> tuple[Settings, str]:
