@@ -103,6 +103,13 @@ class Settings:
     query_concurrency: int = setting(
         4, "Queries the hub compiles and runs at once, off its event loop; more wait (past 8x this: 429).")
 
+    # Deployments (the hub runs them: `scorewatch deploy`, the SDK's Model.deploy)
+    service_max_restarts: int = setting(
+        3, "Times in a row a deployed service may end before it is Failed (restarted after 0.5, 1, 2, ... s until then).")
+    service_restart_backoff_s: float = setting(0.5, "Wait before a deployed service that ended is first restarted (doubling each time).")
+    service_start_timeout_s: float = setting(
+        600.0, "Longest a deployed service's start (its init()) may take before the start counts as failed.")
+
     # Continuous export (`scorewatch export ...`; the hub runs the rules)
     export_interval_s: float = setting(5.0, "Seconds an export rule that has caught up waits before it looks for new rows.")
     export_max_items: int = setting(

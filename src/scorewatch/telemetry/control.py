@@ -164,13 +164,19 @@ def switch(path: Path, changes: dict[str, Any]) -> tuple[TelemetryState, int]:
     hub's deployments both call this); returns the new state and its revision. BadRequest when invalid."""
     with locked(path):
         stored = _read(path) or {}
-        current = TelemetryState()
-        with contextlib.suppress(BadRequest, TypeError):
-            current = TelemetryState.from_dict(stored.get("state") or {}, current)
+        current, revision = read(path)
         state = TelemetryState.from_dict(changes, current)
-        revision = _revision(stored) + 1
-        _write(path, {"base": stored.get("base"), "state": dataclasses.asdict(state), "revision": revision})
-    return state, revision
+        _write(path, {"base": stored.get("base"), "state": dataclasses.asdict(state), "revision": revision + 1})
+    return state, revision + 1
+
+
+def read(path: Path) -> tuple[TelemetryState, int]:
+    """The state in the file at ``path`` and its revision (the defaults and 0 when there is none)."""
+    stored = _read(path) or {}
+    state = TelemetryState()
+    with contextlib.suppress(BadRequest, TypeError):
+        state = TelemetryState.from_dict(stored.get("state") or {}, state)
+    return state, _revision(stored)
 
 
 def acknowledgements(path: Path) -> dict[int, int]:
