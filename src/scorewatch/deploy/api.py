@@ -27,8 +27,8 @@ from scorewatch.deploy.records import (
     Deployment,
     ModelRecord,
     ServiceSpec,
+    check_compute_name,
     check_model_name,
-    check_service_name,
 )
 from scorewatch.deploy.store import JsonFiles
 from scorewatch.deploy.supervisor import Supervisor, now_iso
@@ -141,10 +141,23 @@ class ControlAPI:
         return JSONResponse(self.view(deployment), status_code=202)
 
     async def service_logs(self, request: Request) -> Response:
-        tail = _count(request.query_params.get("tail", "5000"), "tail")
-        init = request.query_params.get("init", "false").lower() in ("1", "true", "yes")
-        content = await run_in_threadpool(self.supervisor.logs, request.path_params["name"], tail, init)
-        return JSONResponse({"content": content})
+        """``{"content": "..."}`` as Azure answers, or with ``format=lines`` each line with its place
+        (``after=START:OFFSET`` gives only later lines: following a console)."""
+        query = request.query_params
+        tail = _count(query.get("tail", "5000"), "tail")
+        init = query.get("init", "false").lower() in ("1", "true", "yes")
+        after = None
+        if query.get("after"):
+            start, _, offset = query["after"].partition(":")
+            after = (_count(start, "after"), _count(offset, "after"))
+        lines = await run_in_threadpool(self.supervisor.logs, request.path_params["name"], tail, init, after)
+        if query.get("format") == "lines":
+            return JSONResponse({"lines": lines})
+        return JSONResponse({"content": "".join(line["message"] + "\n" for line in lines)})
+
+    async def reload_service(self, request: Request) -> Response:
+        deployment = await run_in_threadpool(self.supervisor.reload, request.path_params["name"])
+        return JSONResponse(self.view(deployment), status_code=202)
 
     async def service_keys(self, request: Request) -> Response:
         if request.method == "POST":  # regenerate
@@ -203,7 +216,7 @@ class ControlAPI:
         return JSONResponse({"value": [c.to_dict() for c in await run_in_threadpool(self.computes.list)]})
 
     async def compute(self, request: Request) -> Response:
-        name = check_service_name(request.path_params["name"])
+        name = check_compute_name(request.path_params["name"])
         if request.method == "PUT":
             body = await self._body(request)
             record = ComputeRecord.from_dict({"type": "AKS", **body, "name": name, "created_time": now_iso()})
@@ -226,6 +239,7 @@ class ControlAPI:
             Route("/v1/services/{name}", g(self.delete_service), methods=["DELETE"]),
             Route("/v1/services/{name}/logs", g(self.service_logs), methods=["GET"]),
             Route("/v1/services/{name}/keys", g(self.service_keys), methods=["GET", "POST"]),
+            Route("/v1/services/{name}/reload", g(self.reload_service), methods=["POST"]),
             Route("/v1/models", g(self.list_models), methods=["GET"]),
             Route("/v1/models", g(self.register_model), methods=["POST"]),
             Route("/v1/models/{name}", g(self.get_model), methods=["GET"]),

@@ -118,22 +118,26 @@ class Consoles:
         for key in [k for k in self._offsets if k[0] == deployment.uid]:
             del self._offsets[key]
 
-    def logs(self, deployment: Deployment, num_lines: int, *, init_start: int | None = None,
-             init_offset: int | None = None) -> str:
-        """The last ``num_lines`` console lines of ``deployment`` (``init_start``: of that start only,
-        up to ``init_offset``, its readiness), oldest first, as ``get_logs()`` returns them."""
+    def lines(self, deployment: Deployment, num_lines: int, *, init_start: int | None = None,
+              init_offset: int | None = None, after: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """The last ``num_lines`` console lines of ``deployment``, oldest first, each ``{"timestamp",
+        "start", "offset", "message"}``. ``init_start``: that start's lines only, up to ``init_offset``
+        (its readiness); ``after``: only lines after that ``(start, offset)`` (following a console)."""
         where = [f"tostring(customDimensions['Deployment Id']) == '{_literal(deployment.uid)}'",
                  "tostring(customDimensions['Log Source']) == 'console'"]
         if init_start is not None:
-            where.append(f"toint(customDimensions['Start']) == {int(init_start)}")
+            where.append(f"start == {int(init_start)}")
             if init_offset is not None:
-                where.append(f"tolong(customDimensions['Offset']) <= {int(init_offset)}")
+                where.append(f"offset <= {int(init_offset)}")
+        if after is not None:
+            where.append(f"(start > {int(after[0])} or (start == {int(after[0])} and offset > {int(after[1])}))")
         rows = self.query(
-            f"traces | where {' and '.join(where)} "
-            "| extend start = toint(customDimensions['Start']), offset = tolong(customDimensions['Offset']) "
+            "traces | extend start = toint(customDimensions['Start']), offset = tolong(customDimensions['Offset']) "
+            f"| where {' and '.join(where)} "
             f"| order by timestamp desc, start desc, offset desc | take {max(0, int(num_lines))} "
-            "| project message")
-        return "".join(f"{row[0]}\n" for row in reversed(rows))
+            "| project timestamp, start, offset, message")
+        return [{"timestamp": str(row[0]), "start": row[1], "offset": row[2], "message": row[3]}
+                for row in reversed(rows)]
 
 
 def _literal(value: str) -> str:

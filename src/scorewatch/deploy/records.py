@@ -26,6 +26,8 @@ TRANSITIONING, HEALTHY, UNHEALTHY, FAILED, DELETING = "Transitioning", "Healthy"
 
 # Azure: lowercase letters, digits and dashes, starting with a letter, 3 to 32 characters.
 SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$")
+# Azure: compute target names are letters, digits and dashes, starting with a letter.
+COMPUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9-]{1,31}$")
 # Azure: letters, digits, '-', '_' and '.', at most 255 characters.
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$")
 
@@ -39,6 +41,13 @@ def check_service_name(name: Any) -> str:
     if not isinstance(name, str) or not SERVICE_NAME.match(name):
         raise BadRequest(f"invalid service name {name!r}: use 3 to 32 lowercase letters, digits and dashes, "
                          "starting with a letter and ending with a letter or digit", details={"field": "name"})
+    return name
+
+
+def check_compute_name(name: Any) -> str:
+    if not isinstance(name, str) or not COMPUTE_NAME.match(name):
+        raise BadRequest(f"invalid compute target name {name!r}: use 2 to 32 letters, digits and dashes, starting "
+                         "with a letter", details={"field": "name"})
     return name
 
 
@@ -159,6 +168,11 @@ class ServiceSpec(Record):
     memory_gb: float = 0.5
     cpu_cores_limit: float | None = None
     memory_gb_limit: float | None = None
+    gpu_cores: int = 0
+    max_request_wait_time: int = 500       # ms a request may wait for a replica (recorded for manifests)
+    # Kubernetes liveness probe (period_seconds, initial_delay_seconds, timeout_seconds, success_threshold,
+    # failure_threshold), recorded for manifests; empty: Azure's defaults.
+    liveness_probe: dict[str, Any] = field(default_factory=dict)
     namespace: str | None = None
     environment: EnvironmentSpec | None = None
     tags: dict[str, str] = field(default_factory=dict)

@@ -259,15 +259,33 @@ class Supervisor:
             return self.update(name, {}, primary_key=new)
         return self.update(name, {}, secondary_key=new)
 
-    def logs(self, name: str, num_lines: int = 5000, init: bool = False) -> str:
-        """The service's console from the store: its last ``num_lines`` lines, or with ``init``, the
-        latest start's lines up to its readiness."""
-        deployment = self.get(name)
-        self._ship(deployment)
+    def reload(self, name: str) -> Deployment:
+        """Roll the service onto a fresh copy of its entry script and source directory (as
+        ``LocalWebservice.reload`` restarts a local service with the files as they are now)."""
+        with self.lock:
+            deployment = self.get(name)
+            if deployment.deleting:
+                raise Conflict(f"service {name} is being deleted")
+            deployment.spec.generation += 1
+            launch.prepare(self.workspace, deployment.spec,
+                           [self.models.get(m.name, m.version) for m in deployment.spec.models])
+            self._reset(deployment, TRANSITIONING)
+            self.records.save(name, deployment)
+        self._wake.set()
+        return deployment
+
+    def logs(self, name: str, num_lines: int = 5000, init: bool = False,
+             after: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+        """The service's console lines from the store: its last ``num_lines``, or with ``init``, the
+        latest start's lines up to its readiness (see :meth:`Consoles.lines`)."""
+        with self.lock:
+            deployment = self.get(name)
+            self._ship(deployment)  # what is written now is in the answer
         status = deployment.status
         if init:
-            return self.consoles.logs(deployment, num_lines, init_start=status.launch, init_offset=status.ready_offset)
-        return self.consoles.logs(deployment, num_lines)
+            return self.consoles.lines(deployment, num_lines, init_start=status.launch,
+                                       init_offset=status.ready_offset, after=after)
+        return self.consoles.lines(deployment, num_lines, after=after)
 
     def telemetry(self, deployment: Deployment) -> dict[str, Any] | None:
         """The telemetry state its workers share, with each worker's acknowledgement (None: not running)."""

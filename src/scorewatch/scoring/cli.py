@@ -75,13 +75,13 @@ def _monitoring(settings: Settings, no_monitor: bool) -> tuple[Settings, str]:
     environment; else the workspace's default application, when the workspace has a hub (config.json)."""
     if no_monitor:
         return settings.replace(connection_string=""), "off"
-    off = "" if settings.app_insights else " but switched off (switch it on at /control/telemetry)"
+    on = "on" if settings.app_insights else "switched off (switch it on at /control/telemetry)"
     if settings.connection_string:
-        return settings, "on" + off
+        return settings, on
     workspace = Workspace(settings.home)
     default = workspace.read_config().get("default_app") or {} if workspace.home.is_dir() else {}
     if not default.get("connection_string"):
         return settings, "off"
     endpoint = parse_connection_string(default["connection_string"]).ingestion_endpoint
     return (settings.replace(connection_string=default["connection_string"]),
-            f"on{off}: the default application of workspace {workspace.home}, hub {endpoint}")
+            f"{on}: the default application of workspace {workspace.home}, hub {endpoint}")
