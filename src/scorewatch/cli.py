@@ -29,6 +29,10 @@ COMMANDS = {
     "up": "scorewatch.up:up",
     "examples": "scorewatch.up:list_examples",
     "query": "scorewatch.kql.cli:query",
+    "deploy": "scorewatch.deploy.cli:deploy",
+    "services": "scorewatch.deploy.cli:services",
+    "service": "scorewatch.deploy.cli:service",
+    "model": "scorewatch.deploy.cli:model",
 }
 
 
