@@ -144,6 +144,16 @@ class Instance:
             self.ready = True
         return self.ready
 
+    def accepting(self, port: int) -> bool:
+        """Whether one of its workers (the process itself, with one worker) still listens on ``port``."""
+        try:
+            process = psutil.Process(self.pid)
+            workers = process.children() or [process]
+            return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
+                       for worker in workers for c in worker.net_connections("tcp"))
+        except psutil.Error:
+            return False
+
     def stop(self) -> None:
         """Ask it to stop: it stops accepting and drains (scoring/lifecycle.py)."""
         if self.stopping_since is None:

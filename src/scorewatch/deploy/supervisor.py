@@ -381,6 +381,9 @@ class Supervisor:
                 self._serving(deployment, unit.current)
                 status.state = TRANSITIONING if status.restarts == 0 else UNHEALTHY
         current = unit.current
+        if current is not None and current.ready and status.state == TRANSITIONING and unit.successor is None \
+                and current.generation == status.generation and self._handed_over(deployment, unit):
+            self._became_ready(deployment, unit, current, now)
         if current is not None and not current.ready:
             if current.is_ready():
                 self._became_ready(deployment, unit, current, now)
@@ -480,13 +483,20 @@ class Supervisor:
             unit.successor_crashes = 0
             self._serving(deployment, successor)
             status.restarts = 0
-            self._became_ready(deployment, unit, successor, now)
-            if old is not None:
+            if old is not None:  # Healthy once the old one no longer accepts (see _handed_over)
                 old.stop()
                 unit.draining.append(old)
+            else:
+                self._became_ready(deployment, unit, successor, now)
         elif now - successor.launched_at > self.settings.service_start_timeout_s:
             unit.timed_out.add(successor.launch)
             successor.kill()
+
+    def _handed_over(self, deployment: Deployment, unit: Unit) -> bool:
+        """Whether the port is the serving process's alone: no draining process still accepts on it
+        (so a request sent once the service is Healthy reaches the new settings, a new key included)."""
+        port = deployment.status.port
+        return port is None or not any(i.alive() and i.accepting(port) for i in unit.draining)
 
     def _failed(self, deployment: Deployment, unit: Unit, code: str, message: str, tail: list[str]) -> None:
         status = deployment.status
