@@ -59,8 +59,10 @@ def envelope(ikey: str, deployment: Deployment, start: int, end: int, pid: int |
 class Consoles:
     """Reads console files on, from the offsets the store holds."""
 
-    def __init__(self, sink: Sink, query: Query, ikey: Callable[[], str]) -> None:
-        self.sink, self.query, self.ikey = sink, query, ikey
+    def __init__(self, sink: Sink, query: Query, ikey: Callable[[], str],
+                 settle: Callable[[], None] = lambda: None) -> None:
+        # settle(): what the sink took is queryable once it returns (the hub's writer batches a while)
+        self.sink, self.query, self.ikey, self.settle = sink, query, ikey, settle
         self._offsets: dict[tuple[str, int], int] = {}  # (deployment id, start) -> bytes stored
         self._known: set[str] = set()                   # deployment ids whose offsets were read
 

@@ -281,6 +281,7 @@ class Supervisor:
         with self.lock:
             deployment = self.get(name)
             self._ship(deployment)  # what is written now is in the answer
+        self.consoles.settle()
         status = deployment.status
         if init:
             return self.consoles.lines(deployment, num_lines, init_start=status.launch,

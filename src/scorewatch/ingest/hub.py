@@ -250,7 +250,10 @@ def _control_plane(hub: Hub) -> tuple[Supervisor, ControlAPI]:
     def connection_string() -> str:
         return str((hub.workspace.read_config().get("default_app") or {}).get("connection_string") or "")
 
-    consoles = Consoles(sink, query, lambda: default_app().instrumentation_key)
+    def settle() -> None:
+        hub.ingestor.flush(timeout=5.0)
+
+    consoles = Consoles(sink, query, lambda: default_app().instrumentation_key, settle)
     supervisor = Supervisor(hub.workspace, hub.settings, consoles, connection_string)
     return supervisor, ControlAPI(supervisor, deploy_store.computes(hub.workspace), ensure_admin_key(hub.workspace))
 
