@@ -3,6 +3,7 @@ hub's control API (the same path the SDK and the studio take)."""
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import orjson
 from scorewatch.cli import home_option, workspace_settings
 from scorewatch.deploy.client import ControlClient
 from scorewatch.deploy.records import FAILED, HEALTHY
-from scorewatch.errors import ScorewatchError
+from scorewatch.errors import BadRequest, ScorewatchError
 
 POLL_S = 0.2
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -167,7 +168,7 @@ def service_update(name: str, app_insights: str | None, collect_model_data: str 
     if workers is not None:
         changes["replicas"] = workers
     if not changes and not reload_:
-        raise ScorewatchError("No parameters provided to update.", status=400, code="BadArgument")
+        raise BadRequest("No parameters provided to update.")
     if changes:
         view = api.request("PATCH", f"/v1/services/{name}", changes)
         if view["telemetry"]:
@@ -197,6 +198,7 @@ def service_logs(name: str, tail: int, follow: bool, init: bool, home: Path | No
                                    "after": after})["lines"]
         for line in lines:
             click.echo(line["message"])
+        sys.stdout.flush()  # (following into a pipe: each round's lines as they come)
         if lines:
             after = f"{lines[-1]['start']}:{lines[-1]['offset']}"
         if not follow:
