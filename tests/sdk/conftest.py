@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import shutil
 import sys
@@ -35,8 +36,11 @@ def workspace_env(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Hub:
 @pytest.fixture
 def azureml() -> Iterator[None]:
     """install_azureml() for one test; the import system as it was afterwards."""
-    if importlib.util.find_spec("azureml") is not None and importlib.util.find_spec("azureml.core") is not None:
+    try:
+        importlib.metadata.distribution("azureml-core")
         pytest.skip("the real azureml-core is installed: the shim leaves it alone")
+    except importlib.metadata.PackageNotFoundError:
+        pass
     before, finders = set(sys.modules), list(sys.meta_path)
     from scorewatch.sdk import install_azureml
 
