@@ -110,7 +110,7 @@ def test_a_draining_process_answers_a_request_on_a_kept_alive_connection_with_co
                "Content-Length: 2\r\n\r\n{}").encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
         conn.sendall(request)
-        first = conn.recv(65536)
+        first = _response(conn)
         assert first.startswith(b"HTTP/1.1 200") and b"connection: close" not in first.lower()
         proc.send_signal(signal.SIGTERM)  # stop: the idle connection stays open for its keep-alive time
         deadline = time.monotonic() + 30
@@ -118,13 +118,24 @@ def test_a_draining_process_answers_a_request_on_a_kept_alive_connection_with_co
             assert time.monotonic() < deadline, serving.output(proc)
             time.sleep(0.01)
         conn.sendall(request)
-        second = b""
-        while chunk := conn.recv(65536):
-            second += chunk
+        second = _response(conn)
+        assert conn.recv(1) == b""  # then closed
     assert second.startswith(b"HTTP/1.1 200") and b"connection: close" in second.lower()
     assert proc.wait(30) == 0
     with pytest.raises(httpx.ConnectError):  # it no longer accepts
         httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+
+
+def _response(conn: socket.socket) -> bytes:
+    """One whole HTTP response (headers, then the body its content-length announces)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += conn.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":", 1)[1] for line in head.lower().split(b"\r\n") if line.startswith(b"content-length")))
+    while len(body) < length:
+        body += conn.recv(65536)
+    return head + b"\r\n\r\n" + body
 
 
 def test_a_supervisor_that_did_not_start_a_service_gets_its_listening_socket_from_it(serving: Serving) -> None:
