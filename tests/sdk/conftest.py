@@ -12,18 +12,12 @@ from pathlib import Path
 import pytest
 
 from scorewatch import examples
-from tests.deploy.conftest import Hub, running_hub
+from tests.deploy import conftest as deployments
+from tests.deploy.conftest import Hub
 
-
-@pytest.fixture(scope="module")
-def module_tmp(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    return tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1])
-
-
-@pytest.fixture(scope="module")
-def hub(module_tmp: Path) -> Iterator[Hub]:
-    with running_hub(module_tmp / "ws", module_tmp) as h:
-        yield h
+# The same module-scoped fixtures as the deployment tests: a workspace folder and a hub in it.
+module_tmp = deployments.module_tmp
+hub = deployments.hub
 
 
 @pytest.fixture

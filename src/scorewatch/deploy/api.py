@@ -97,7 +97,8 @@ class ControlAPI:
         return body
 
     def view(self, deployment: Deployment) -> dict[str, Any]:
-        """A service as the API shows it: its record, where to call it, its workers' telemetry state."""
+        """A service as the API shows it: its record, where to call it, its workers' telemetry state
+        (it reads files: called off the event loop, which ingest shares)."""
         uri = scoring_uri(deployment)
         return {**deployment.to_dict(), "name": deployment.name, "state": deployment.status.state,
                 "scoring_uri": uri, "swagger_uri": uri.removesuffix("/score") + "/swagger.json" if uri else None,
@@ -108,11 +109,14 @@ class ControlAPI:
         query = request.query_params
         compute_type, model_name = query.get("compute_type"), query.get("model_name")
         tags = _filters(query.get("tags"))
-        found = [d for d in await run_in_threadpool(self.supervisor.deployments)
-                 if (not compute_type or d.spec.compute_type.upper() == compute_type.upper())
-                 and (not model_name or any(m.name == model_name for m in d.spec.models))
-                 and matches(d.spec.tags, tags)]
-        return JSONResponse({"value": [self.view(d) for d in found]})
+
+        def answer() -> list[dict[str, Any]]:
+            return [self.view(d) for d in self.supervisor.deployments()
+                    if (not compute_type or d.spec.compute_type.upper() == compute_type.upper())
+                    and (not model_name or any(m.name == model_name for m in d.spec.models))
+                    and matches(d.spec.tags, tags)]
+
+        return JSONResponse({"value": await run_in_threadpool(answer)})
 
     async def create_service(self, request: Request) -> Response:
         body = await self._body(request)
@@ -125,20 +129,20 @@ class ControlAPI:
             self.supervisor.deploy, spec, overwrite=_flag(body.get("overwrite", False), "overwrite"),
             primary_key=_text(keys.get("primaryKey"), "keys.primaryKey"),
             secondary_key=_text(keys.get("secondaryKey"), "keys.secondaryKey"))
-        return JSONResponse(self.view(deployment), status_code=202)
+        return JSONResponse(await run_in_threadpool(self.view, deployment), status_code=202)
 
     async def get_service(self, request: Request) -> Response:
         deployment = await run_in_threadpool(self.supervisor.get, request.path_params["name"])
-        return JSONResponse(self.view(deployment))
+        return JSONResponse(await run_in_threadpool(self.view, deployment))
 
     async def update_service(self, request: Request) -> Response:
         changes = await self._body(request)
         deployment = await run_in_threadpool(self.supervisor.update, request.path_params["name"], changes)
-        return JSONResponse(self.view(deployment))
+        return JSONResponse(await run_in_threadpool(self.view, deployment))
 
     async def delete_service(self, request: Request) -> Response:
         deployment = await run_in_threadpool(self.supervisor.delete, request.path_params["name"])
-        return JSONResponse(self.view(deployment), status_code=202)
+        return JSONResponse(await run_in_threadpool(self.view, deployment), status_code=202)
 
     async def service_logs(self, request: Request) -> Response:
         """``{"content": "..."}`` as Azure answers, or with ``format=lines`` each line with its place
@@ -157,7 +161,7 @@ class ControlAPI:
 
     async def reload_service(self, request: Request) -> Response:
         deployment = await run_in_threadpool(self.supervisor.reload, request.path_params["name"])
-        return JSONResponse(self.view(deployment), status_code=202)
+        return JSONResponse(await run_in_threadpool(self.view, deployment), status_code=202)
 
     async def service_keys(self, request: Request) -> Response:
         if request.method == "POST":  # regenerate
@@ -166,7 +170,7 @@ class ControlAPI:
             deployment = await run_in_threadpool(self.supervisor.regen_key, request.path_params["name"],
                                                  _text(body.get("keyType"), "keyType") or "",
                                                  _text(body.get("keyValue"), "keyValue"))
-            return JSONResponse(self.view(deployment))
+            return JSONResponse(await run_in_threadpool(self.view, deployment))
         primary, secondary = await run_in_threadpool(self.supervisor.keys, request.path_params["name"])
         return JSONResponse({"primaryKey": primary, "secondaryKey": secondary})
 
