@@ -145,10 +145,11 @@ class Instance:
         return self.ready
 
     def accepting(self, port: int) -> bool:
-        """Whether one of its workers (the process itself, with one worker) still listens on ``port``."""
+        """Whether one of its workers still listens on ``port``: the process itself with one worker;
+        with several, its children (uvicorn's supervisor holds the socket without accepting on it)."""
         try:
             process = psutil.Process(self.pid)
-            workers = process.children() or [process]
+            workers = process.children() if self.workers > 1 else [process]
             return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port
                        for worker in workers for c in worker.net_connections("tcp"))
         except psutil.Error:
@@ -248,8 +249,8 @@ def adopt(workspace: Workspace, deployment: Deployment) -> Instance | None:
         return None
     assert status.pid is not None and status.started is not None
     ready_dir = store.service_dir(workspace, deployment.name) / "run" / str(status.launch)
-    instance = Instance(status.pid, status.started, status.launch, status.generation, deployment.spec.replicas,
-                        ready_dir, status.handoff)
+    instance = Instance(status.pid, status.started, status.launch, status.generation,
+                        status.workers or deployment.spec.replicas, ready_dir, status.handoff)
     instance.is_ready()
     return instance
 

@@ -213,6 +213,7 @@ class ServiceStatus(Record):
     port: int | None = None
     launch: int = 0                    # starts so far: each start has its own console file
     generation: int = 0                # the spec generation the serving process runs
+    workers: int = 0                   # and its worker processes
     handoff: str = ""                  # the name it offers its listening socket on (scoring/lifecycle.py)
     restarts: int = 0                  # crashes in a row
     ready_offset: int | None = None    # bytes of the serving start's console up to its readiness

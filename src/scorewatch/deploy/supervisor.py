@@ -427,6 +427,7 @@ class Supervisor:
     def _serving(self, deployment: Deployment, instance: Instance) -> None:
         status = deployment.status
         status.pid, status.started, status.generation = instance.pid, instance.started, instance.generation
+        status.workers = instance.workers
         status.handoff = instance.handoff
         status.ready_offset = None
 
