@@ -39,6 +39,8 @@ def test_a_killed_hub_leaves_its_services_serving_and_the_next_one_adopts_them(t
 
         hub.wait("kept", lambda v: len(printed()) == 5, timeout=20)
         assert printed() == [f'scoring {{"echo":"while-down-{i}"}}' for i in range(5)]  # each once
+        everything = hub.api.request("GET", "/v1/services/kept/logs")["content"]
+        assert everything.count("init done with v1") == 2  # two workers, stored before the kill: not again
 
         with Load(url, body=b'{"echo": "roll"}', clients=4) as load:  # the adopted socket rolls it
             load.wait_for(80)
