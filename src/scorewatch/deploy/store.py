@@ -11,6 +11,7 @@ workspace (mode 0600, replaced atomically); the hub is their only writer.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +24,7 @@ from scorewatch.errors import ConfigError
 from scorewatch.files import read_json, write_atomic
 from scorewatch.workspace import Workspace
 
+log = logging.getLogger("scorewatch.deploy")
 R = TypeVar("R", bound=Record)
 
 
@@ -38,6 +40,7 @@ class JsonFiles(Generic[R]):
 
     def __init__(self, kind: type[R], root: Path, path: Callable[[str], Path], pattern: str) -> None:
         self.kind, self.root, self._path, self.pattern = kind, root, path, pattern
+        self._refused: set[str] = set()
 
     def load(self, key: str) -> R | None:
         return self._read(self._path(key))
@@ -48,8 +51,19 @@ class JsonFiles(Generic[R]):
         write_atomic(path, orjson.dumps(record.to_dict(), option=orjson.OPT_INDENT_2), durable=False)
 
     def list(self) -> list[R]:
-        found = (self._read(path) for path in sorted(self.root.glob(self.pattern)))
-        return [record for record in found if record is not None]
+        """Every record; one that cannot be read is left out, and said once (the rest go on working)."""
+        records = []
+        for path in sorted(self.root.glob(self.pattern)):
+            try:
+                record = self._read(path)
+            except ConfigError as exc:
+                if str(path) not in self._refused:
+                    self._refused.add(str(path))
+                    log.error("%s; it is left out until it is mended or removed", exc)
+                continue
+            if record is not None:
+                records.append(record)
+        return records
 
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
