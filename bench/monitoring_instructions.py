@@ -3,7 +3,9 @@
 ``bench/monitoring_overhead.py`` measures throughput, which on a shared machine moves by several
 percent from one run to the next. This runs the same service (its score.py, body and settings) under
 ``valgrind --tool=callgrind``, which counts the instructions each process executes, whatever else the
-machine does. Each configuration (monitoring off, full monitoring on) runs twice, with ``--base`` and
+machine does. Each configuration (monitoring off: no connection string; switched off: a connection
+string, started with ``--no-app-insights``, as a deployment with App Insights off runs; full
+monitoring on) runs twice, with ``--base`` and
 with ``--base + --requests`` sequential requests; the difference divided by ``--requests`` is the cost
 of one request, start-up and shut-down cancelled out. With monitoring on, the exporter process
 (traced too) is counted apart: the worker's count is what decides a CPU-bound worker's throughput,
@@ -38,16 +40,18 @@ def instructions(out_file: Path) -> int:
     return int(match.group(1)) if match else 0
 
 
-def run(work: Path, name: str, monitoring: bool, requests: int, receiver_port: int) -> dict[str, int]:
+def run(work: Path, name: str, monitoring: str, requests: int, receiver_port: int) -> dict[str, int]:
     """Instructions of the worker and of the rest of its processes, for one run of ``requests`` calls."""
-    out_dir = work / f"{name}-{requests}"
+    out_dir = work / f"{name.replace(' ', '-')}-{requests}"
     out_dir.mkdir()
     port = free_port()
     cmd = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={out_dir}/cg.%p",
            sys.executable, "-m", "scorewatch", "serve", str(work / "svc" / "score.py"), "--port", str(port),
            "--workers", "1", "--home", str(work / "ws")]
-    if monitoring:
+    if monitoring != "off":
         cmd += ["--connection-string", f"InstrumentationKey={IKEY};IngestionEndpoint=http://127.0.0.1:{receiver_port}"]
+    if monitoring == "switched off":
+        cmd += ["--no-app-insights"]
     server = Proc(cmd, {"SCOREWATCH_COLLECT_MODEL_DATA": "true", "OPENBLAS_NUM_THREADS": "1"}, work,
                   out_dir / "server.log")
     try:
@@ -83,17 +87,20 @@ def main() -> None:
     wait_for_http(f"http://127.0.0.1:{receiver_port}/count", proc=receiver.proc)
     per_request: dict[str, dict[str, float]] = {}
     try:
-        for name, monitoring in (("off", False), ("on", True)):
+        for name, monitoring in (("off", "off"), ("switched off", "switched off"), ("on", "on")):
             short = run(work, name, monitoring, args.base, receiver_port)
             long = run(work, name, monitoring, args.base + args.requests, receiver_port)
             per_request[name] = {part: (long[part] - short[part]) / args.requests for part in short}
-            print(f"monitoring {name:3s}  worker {per_request[name]['worker']:9,.0f} instructions/request  "
+            print(f"monitoring {name:12s}  worker {per_request[name]['worker']:9,.0f} instructions/request  "
                   f"exporter process {per_request[name]['others']:9,.0f}", flush=True)
     finally:
         receiver.stop()
     off, on = per_request["off"]["worker"], per_request["on"]["worker"]
     exporter = per_request["on"]["others"]
+    switched_off = per_request["switched off"]["worker"]
     print()
+    print(f"started switched off, the worker executes {switched_off - off:+,.0f} instructions per request against "
+          f"no monitor at all ({switched_off / off - 1:+.2%})")
     print(f"the worker executes {on - off:+,.0f} instructions per request with full monitoring "
           f"({on / off - 1:+.1%}): a CPU-bound worker keeps {off / on:.1%}")
     print(f"with the exporter process: {on + exporter - off:+,.0f} ({(on + exporter) / off - 1:+.1%}); "

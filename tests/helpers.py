@@ -113,3 +113,67 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class Load:
+    """Continuous requests from ``clients`` threads until stopped; every failure is kept.
+
+    Half the clients keep their connection alive between requests (as ``requests.Session`` and
+    Azure's ``Webservice.run`` do), half open a new one for each request. A failure is any answer
+    but ``expect`` and any error: a refused or reset connection, a timeout.
+    """
+
+    def __init__(self, url: str, *, body: bytes = b"{}", clients: int = 6, expect: int = 200,
+                 headers: dict[str, str] | None = None) -> None:
+        self.url, self.body, self.expect = url, body, expect
+        self.headers = {"content-type": "application/json", **(headers or {})}
+        self.sent = 0
+        self.failures: list[str] = []
+        self.answers: list[Any] = []  # the JSON answers (each client's last few hundred)
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._client, args=(i % 2 == 0,), daemon=True)
+                         for i in range(clients)]
+
+    def _client(self, keep_alive: bool) -> None:
+        client = httpx.Client(timeout=60) if keep_alive else None
+        try:
+            while not self._stop.is_set():
+                try:
+                    if client is not None:
+                        response = client.post(self.url, content=self.body, headers=self.headers)
+                    else:
+                        response = httpx.post(self.url, content=self.body, headers=self.headers, timeout=60)
+                    outcome = None if response.status_code == self.expect else f"{response.status_code} {response.text[:200]}"
+                except httpx.HTTPError as exc:
+                    outcome = repr(exc)
+                    response = None
+                with self._lock:
+                    self.sent += 1
+                    if outcome is not None:
+                        self.failures.append(outcome)
+                    elif response is not None and response.headers.get("content-type", "").startswith("application/json"):
+                        self.answers.append(response.json())
+                        del self.answers[:-2000]
+        finally:
+            if client is not None:
+                client.close()
+
+    def wait_for(self, requests: int, timeout: float = 60.0) -> None:
+        """Until at least ``requests`` more requests were sent."""
+        target = self.sent + requests
+        deadline = time.monotonic() + timeout
+        while self.sent < target:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"only {self.sent} of {target} requests sent within {timeout}s")
+            time.sleep(0.01)
+
+    def __enter__(self) -> Load:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(90)

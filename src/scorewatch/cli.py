@@ -30,6 +30,10 @@ COMMANDS = {
     "examples": "scorewatch.up:list_examples",
     "query": "scorewatch.kql.cli:query",
     "studio": "scorewatch.studio.cli:studio",
+    "deploy": "scorewatch.deploy.cli:deploy",
+    "services": "scorewatch.deploy.cli:services",
+    "service": "scorewatch.deploy.cli:service",
+    "model": "scorewatch.deploy.cli:model",
 }
 
 

@@ -77,6 +77,14 @@ class MethodNotAllowed(ScorewatchError):
     code = "MethodNotAllowed"
 
 
+class Conflict(ScorewatchError):
+    """The request contradicts the current state (a name already taken, a model still in use)."""
+
+    status = 409
+    exit_code = 2
+    code = "Conflict"
+
+
 class PayloadTooLarge(ScorewatchError):
     status = 413
     exit_code = 2

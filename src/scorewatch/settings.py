@@ -63,6 +63,9 @@ class Settings:
     connection_string: str = setting(
         "", "Application Insights connection string the service reports to (empty: monitoring off).",
         aliases=("APPLICATIONINSIGHTS_CONNECTION_STRING",))
+    app_insights: bool = setting(
+        True, "Start with telemetry recording on; off: the service starts with it switched off (given a connection "
+        "string, /control/telemetry or Webservice.update(enable_app_insights=True) switches it on).")
     collect_model_data: bool = setting(True, "Record every request's input and output as a model_data_collection trace.")
     sampling_percentage: float = setting(100.0, "Percentage of successful requests kept (failures are always kept).")
     inline_limit: int = setting(64 * 1024, "Largest value stored inline in a row; larger values go to a blob.")
@@ -103,6 +106,12 @@ class Settings:
     # Studio (the web UI at /studio on the hub)
     studio_local_no_login: bool = setting(
         False, "Let requests from 127.0.0.1 use the studio without logging in (every application); off: log in.")
+    # Deployments (the hub runs them: `scorewatch deploy`, the SDK's Model.deploy)
+    service_max_restarts: int = setting(
+        3, "Times in a row a deployed service may end before it is Failed (restarted after 0.5, 1, 2, ... s until then).")
+    service_restart_backoff_s: float = setting(0.5, "Wait before a deployed service that ended is first restarted (doubling each time).")
+    service_start_timeout_s: float = setting(
+        600.0, "Longest a deployed service's start (its init()) may take before the start counts as failed.")
 
     # Continuous export (`scorewatch export ...`; the hub runs the rules)
     export_interval_s: float = setting(5.0, "Seconds an export rule that has caught up waits before it looks for new rows.")

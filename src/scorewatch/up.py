@@ -4,18 +4,23 @@
 EXAMPLE is an example shipped with scorewatch, by name (default ``sklearn-ridge``), or a folder of your
 own holding ``score.py``. ``up`` checks that both ports are free, ensures the workspace and its
 ``default`` application, makes the model once (a folder's ``train.py`` provides ``train(out_dir)``;
-else its ``model/`` folder is used, if any), starts ``scorewatch hub``, then ``scorewatch serve
-<folder>/score.py`` reporting to it, and prints what to try. It reports "up" only once each port is
-answered by the process it started (``/health`` names its pid), never by a server someone else runs.
-Keys reach the children through their environment, never a command line. Ctrl-C or SIGTERM stops the
-scoring service first (so its last telemetry reaches the hub), then the hub. Each child's output goes
-to ``<workspace>/logs/``.
+else its ``model/`` folder is used, if any), starts ``scorewatch hub``, then deploys the folder through
+the hub's control API, as ``scorewatch deploy`` and the SDK's ``Model.deploy`` do: the model files are
+registered (a version is reused when its content is the same), the service is deployed on the given
+port with telemetry on, and the hub runs it. It prints what to try once the service is ``Healthy``.
+It reports "up" only once the hub's port is answered by the process it started (``/health`` names its
+pid), never by a server someone else runs; the service's port is bound by the hub itself. Keys reach
+the children through their environment, never a command line. Ctrl-C or SIGTERM deletes the service
+first (its requests are answered and its last telemetry reaches the hub), then stops the hub. The hub's
+output goes to ``<workspace>/logs/hub.log``; the service's console is in the store
+(``scorewatch service logs NAME``).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -33,7 +38,12 @@ import orjson
 import psutil
 
 from scorewatch import examples
-from scorewatch.errors import ConfigError
+from scorewatch.deploy.api import ensure_admin_key
+from scorewatch.deploy.cli import wait_healthy
+from scorewatch.deploy.client import ControlClient
+from scorewatch.deploy.models import digest
+from scorewatch.deploy.records import FAILED
+from scorewatch.errors import ConfigError, ScorewatchError
 from scorewatch.ingest.cli import ensure_default_app
 from scorewatch.ports import is_free
 from scorewatch.scoring.tracebacks import user_error
@@ -66,13 +76,18 @@ def _check_ports(settings: Settings, workspace: Workspace) -> None:
                           f"{who}); stop it or choose another port with {option}")
 
 
+def training_dir(workspace: Workspace) -> Path:
+    """Where ``up`` keeps the models it trained (one folder per example), before registering them."""
+    return workspace.home / "training"
+
+
 def _model_dir(example: examples.Example, workspace: Workspace) -> Path | None:
     """The model folder to serve with: trained once into the workspace when the folder has ``train.py``."""
     train_py = example.path / "train.py"
     if not train_py.is_file():
         own = example.path / "model"
         return own if own.is_dir() else None
-    model_dir = workspace.models_dir / example.name
+    model_dir = training_dir(workspace) / example.name
     if model_dir.is_dir() and any(model_dir.iterdir()):
         return model_dir
     _train(example, train_py, model_dir)
@@ -163,6 +178,58 @@ def _stop(proc: subprocess.Popen[bytes], timeout: float) -> None:
             proc.wait()
 
 
+def service_name(example: examples.Example) -> str:
+    """A valid service name for the example (lowercase letters, digits and dashes, 3 to 32)."""
+    name = re.sub(r"[^a-z0-9-]+", "-", example.name.lower()).strip("-")
+    if not name[:1].isalpha():
+        name = "svc-" + name
+    return (name + "-svc" if len(name) < 3 else name)[:32].rstrip("-")
+
+
+def _models(api: ControlClient, model_dir: Path | None) -> list[dict[str, Any]]:
+    """Each entry of the model folder as a registered model (the latest version of that name is reused
+    when its content is the same)."""
+    refs = []
+    for entry in sorted(model_dir.iterdir()) if model_dir is not None else []:
+        if entry.name.startswith("."):
+            continue
+        known = api.request("GET", "/v1/models", query={"name": entry.name, "latest": True})["value"]
+        if known and known[0]["sha256"] == digest(entry):
+            record = known[0]
+        else:
+            record = api.request("POST", "/v1/models", {"model_path": str(entry), "model_name": entry.name,
+                                                        "description": "trained by scorewatch up"})
+        refs.append({"name": record["name"], "version": record["version"]})
+    return refs
+
+
+def _deploy(api: ControlClient, example: examples.Example, model_dir: Path | None, port: int) -> dict[str, Any]:
+    """Deploy the example through the control API (as `scorewatch deploy` does); its view once Healthy."""
+    name = service_name(example)
+    spec = {"name": name, "entry_script": str(example.score_py), "source_directory": str(example.path),
+            "models": _models(api, model_dir), "enable_app_insights": True, "port": port}
+    api.request("POST", "/v1/services", {"spec": spec, "overwrite": True})
+    try:
+        return wait_healthy(api, name, quiet=True)
+    except ScorewatchError as exc:
+        raise ConfigError(exc.message) from None
+
+
+def _undeploy(api: ControlClient, name: str, timeout: float) -> None:
+    """Delete the service and wait until it is gone (its requests answered, its telemetry sent)."""
+    try:
+        api.request("DELETE", f"/v1/services/{name}")
+    except ScorewatchError:
+        return  # never deployed, or the hub is gone
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            api.request("GET", f"/v1/services/{name}")
+        except ScorewatchError:
+            return
+        time.sleep(0.2)
+
+
 def curl(example: examples.Example, score_url: str) -> str:
     """The ``curl`` line to try the service with the example's sample request."""
     media_type, body = example.sample_request() or ("application/json", '{"data": [[1, 2, 3]]}')
@@ -191,18 +258,16 @@ def up(example_name: str | None, home: Path | None, hub_port: int | None, port: 
     model_dir = _model_dir(example, workspace)
 
     previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    procs: list[subprocess.Popen[bytes]] = []
+    hub: subprocess.Popen[bytes] | None = None
+    api: ControlClient | None = None
+    name = service_name(example)
     try:
         hub = _start(["hub", "--home", str(workspace.home), "--port", str(settings.hub_port)], logs / "hub.log")
-        procs.append(hub)
         _wait(f"{hub_url}/health", hub, logs / "hub.log", "the hub", settings.hub_port)
-        model = ["--model-dir", str(model_dir)] if model_dir is not None else []
-        serve = _start(["serve", str(example.score_py), *model, "--port", str(settings.port),
-                        "--home", str(workspace.home)], logs / "serve.log",
-                       env={"SCOREWATCH_CONNECTION_STRING": default["connection_string"]})
-        procs.append(serve)
-        score_root = f"http://127.0.0.1:{settings.port}"
-        _wait(f"{score_root}/health/ready", serve, logs / "serve.log", "the scoring service", settings.port)
+        ensure_admin_key(workspace)
+        api = ControlClient.for_workspace(workspace)
+        view = _deploy(api, example, model_dir, settings.port)
+        score_root = view["scoring_uri"].removesuffix("/score")
 
         found = Settings.from_env().home == workspace.home  # what `scorewatch query` here would use
         home_env = "" if found else f"SCOREWATCH_HOME={shlex.quote(str(workspace.home))} "
@@ -215,14 +280,19 @@ scorewatch is up ({example.name}).
   studio             {login_url(hub_url, issue_login_token(workspace))}
   connection string  {default['connection_string']}
   query              {home_env}scorewatch query 'requests | take 10'
-  logs               {logs}/hub.log, {logs}/serve.log
+  logs               {logs}/hub.log; the service's: {home_env}scorewatch service logs {name}
 
 Ctrl-C stops both.""")
-        while all(p.poll() is None for p in procs):
+        checked = time.monotonic()
+        while hub.poll() is None:
             time.sleep(0.2)
-        stopped = next(p for p in procs if p.poll() is not None)
-        name = "the hub" if stopped is hub else "the scoring service"
-        raise ConfigError(f"{name} exited with {stopped.returncode}; see {logs}")
+            if time.monotonic() - checked > 2.0:  # a service that keeps crashing ends `up` with its reason
+                checked = time.monotonic()
+                state = api.request("GET", f"/v1/services/{name}")
+                if state["state"] == FAILED:
+                    raise ConfigError(f"the scoring service failed: {state['status']['error']['message']} "
+                                      f"(`scorewatch service logs {name}`)")
+        raise ConfigError(f"the hub exited with {hub.returncode}; see {logs}/hub.log")
     except _Stop:
         click.echo("stopping...")
     finally:
@@ -230,8 +300,10 @@ Ctrl-C stops both.""")
         for sig in previous:
             signal.signal(sig, signal.SIG_IGN)
         try:
-            for proc in reversed(procs):  # the scoring service first, so its telemetry reaches the hub
-                _stop(proc, settings.graceful_timeout_s + 10)
+            if api is not None and hub is not None and hub.poll() is None:  # the service first: its telemetry reaches the hub
+                _undeploy(api, name, settings.graceful_timeout_s + 10)
+            if hub is not None:
+                _stop(hub, settings.graceful_timeout_s + 10)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)

@@ -10,8 +10,11 @@ Layout::
     store/           the embedded store (DuckDB) and its write-ahead files, written only by the hub
     spool/           telemetry batches waiting for an unreachable receiver
     blobs/           content-addressed payloads too large to keep inline (sha256/ab/cd/<digest>)
-    models/          registered models
-    services/        records of running scoring services (their telemetry state, live leases)
+    models/          registered models: <name>/<version>/ (the files) and <name>/<version>.json
+    deployments/     one folder per deployed service: its record, keys, app snapshots, consoles
+    computes/        compute targets' records
+    training/        models `scorewatch up` trained, before they are registered
+    services/        running scoring services' telemetry state, control keys, exporter counters, live leases
     studio/tokens/   the studio's one-time login tokens, as their digests
 """
 

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 
 from scorewatch import examples
 from scorewatch.errors import ConfigError
-from scorewatch.up import _model_dir, _wait, list_examples
+from scorewatch.up import _model_dir, _wait, list_examples, training_dir
 from scorewatch.workspace import Workspace
 from tests.helpers import ServerProcess, free_port, serve_in_thread, wait_for_http
 from tests.ingest.conftest import running_hub
@@ -144,7 +144,7 @@ def test_a_folder_without_score_py_or_train_is_a_one_line_error(tmp_path: Path) 
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [
         f"error: {mine / 'train.py'} defines no train(out_dir) function: `scorewatch up` calls it once to make the "
-        f"model in {tmp_path / 'ws' / 'models' / 'mine'}"]
+        f"model in {tmp_path / 'ws' / 'training' / 'mine'}"]
 
 
 def test_unknown_example_and_old_paths_say_what_to_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -208,9 +208,9 @@ def test_a_folder_of_yours_gets_its_model_made_once_or_uses_its_model_folder(tmp
                               "    (Path(out_dir) / 'model.txt').write_text('m')\n"
                               "    CALLS.write_text(CALLS.read_text() + 'x' if CALLS.exists() else 'x')\n")
     example = examples.find(str(mine))
-    assert _model_dir(example, workspace) == workspace.models_dir / "mine"
-    assert (workspace.models_dir / "mine" / "model.txt").read_text() == "m"
-    assert _model_dir(example, workspace) == workspace.models_dir / "mine"
+    assert _model_dir(example, workspace) == training_dir(workspace) / "mine"
+    assert (training_dir(workspace) / "mine" / "model.txt").read_text() == "m"
+    assert _model_dir(example, workspace) == training_dir(workspace) / "mine"
     assert (mine / "calls").read_text() == "x"  # made once
 
     (mine / "train.py").unlink()
@@ -228,7 +228,7 @@ def test_a_failing_train_py_shows_its_own_frames_and_leaves_no_half_model(tmp_pa
     assert message.startswith(f"making the model with {mine / 'train.py'} failed:\nTraceback")
     assert f'File "{mine / "train.py"}", line 6, in train' in message and message.endswith("ValueError: no data")
     assert "scorewatch/up.py" not in message
-    assert not (workspace.models_dir / "broken").exists()
+    assert not (training_dir(workspace) / "broken").exists()
 
 
 def test_a_hub_of_this_workspace_on_the_port_is_named(tmp_path: Path) -> None:

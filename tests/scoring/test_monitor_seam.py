@@ -41,6 +41,8 @@ class Finished:
 
 
 class RecordingMonitor:
+    active = True
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any]] = []
         self.finished = threading.Event()

@@ -79,3 +79,28 @@ def test_aml_response_json_str() -> None:
     assert (response.status_code, response.get_data(), response.mimetype) == (202, b'{"a":[1,2]}', "application/json")
     assert response.headers["X-One"] == "1"
     assert AMLResponse("plain", 200).mimetype == "text/html"
+
+
+def test_the_sdk_rows_join_the_same_finder_and_give_an_empty_package_its_body(shims: None) -> None:
+    if _installed("azureml-core"):
+        pytest.skip("a real azureml-core is installed")
+    importlib.import_module("azureml.core.model")  # as a scoring process does: azureml.core made empty
+    assert not hasattr(sys.modules["azureml.core"], "Workspace")
+    from scorewatch.sdk import AZUREML_SHIMS, Workspace, install_azureml
+
+    install_azureml()
+    assert sum(isinstance(f, compat.ShimFinder) for f in sys.meta_path) == 1  # one finder, one table
+    finder = next(f for f in sys.meta_path if isinstance(f, compat.ShimFinder))
+    assert finder.shims["azureml.core.model"] == AZUREML_SHIMS["azureml.core.model"] == "scorewatch.sdk.model"
+    assert importlib.import_module("azureml.core").Workspace is Workspace
+    assert compat.SHIMS["azureml.core.model"] == "scorewatch.scoring.compat.model"  # the scoring table is unchanged
+
+
+def _installed(distribution: str) -> bool:
+    import importlib.metadata
+
+    try:
+        importlib.metadata.distribution(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True

@@ -1,9 +1,11 @@
 """The hub: one process that owns the workspace's store and takes telemetry from anyone with a key.
 
 Routes: ``POST /v2/track`` and ``/v2.1/track`` (Application Insights), ``POST /v1/traces``,
-``/v1/logs``, ``/v1/metrics`` (OTLP/HTTP), ``GET /health``, ``GET /metrics`` (Prometheus), and the
-query API from :mod:`scorewatch.kql.api` (``/v1/apps/{appId}/query``), and the studio from
-:mod:`scorewatch.studio` (``/studio``).
+``/v1/logs``, ``/v1/metrics`` (OTLP/HTTP), ``GET /health``, ``GET /metrics`` (Prometheus), the
+query API from :mod:`scorewatch.kql.api` (``/v1/apps/{appId}/query``), and the control API from
+:mod:`scorewatch.deploy.api` (``/v1/services``, ``/v1/models``, ``/v1/computes``), whose supervisor
+runs the workspace's deployments while the hub runs, and the studio from :mod:`scorewatch.studio`
+(``/studio``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from scorewatch.apps import Registry
+from scorewatch.apps import Application, Registry
+from scorewatch.deploy import store as deploy_store
+from scorewatch.deploy.api import ControlAPI, ensure_admin_key
+from scorewatch.deploy.console import Consoles
+from scorewatch.deploy.supervisor import Supervisor
 from scorewatch.errors import BadRequest, Forbidden, PayloadTooLarge, TooManyRequests, Unauthorized
 from scorewatch.export.service import ExportService
 from scorewatch.http import EXCEPTION_HANDLERS
@@ -33,6 +39,7 @@ from scorewatch.ingest.quarantine import Quarantine, quarantine_dir
 from scorewatch.ingest.track import Accepted, decode_body, parse_track
 from scorewatch.ingest.wal import WriteAheadLog
 from scorewatch.kql.api import query_routes
+from scorewatch.kql.compiler import compile_query
 from scorewatch.settings import Settings
 from scorewatch.store.duckdb import DuckDBStore
 from scorewatch.studio.app import studio_routes
@@ -58,6 +65,7 @@ class Hub:
     ingestor: Ingestor
     metrics: IngestMetrics
     exports: ExportService
+    loop: asyncio.AbstractEventLoop | None = None  # the event loop serving the hub, once it runs
 
     def apply_retention(self) -> int:
         """Delete rows past their application's retention, except those an export rule still needs."""
@@ -188,6 +196,7 @@ def create_app(hub: Hub) -> Starlette:
                               wal_corruptions=ingestor.wal.corruptions) + hub.exports.render_metrics()
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    supervisor, control = _control_plane(hub)
     routes: list[BaseRoute] = [
         Route("/v2/track", track, methods=["POST"]),
         Route("/v2.1/track", track, methods=["POST"]),
@@ -195,6 +204,7 @@ def create_app(hub: Hub) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
         *_query_routes(hub),
+        *control.routes(),
         *studio_routes(hub),
     ]
 
@@ -207,15 +217,48 @@ def create_app(hub: Hub) -> Starlette:
         tasks = [asyncio.create_task(_every(REGISTRY_POLL_S, poll_registry)),
                  asyncio.create_task(_every(hub.settings.retention_interval_s, hub.apply_retention, now=True)),
                  asyncio.create_task(_every(REGISTRY_POLL_S, hub.exports.sync, now=True))]
+        hub.loop = asyncio.get_running_loop()
+        await asyncio.to_thread(supervisor.start)
         try:
             yield
         finally:
+            await asyncio.to_thread(supervisor.stop)  # the services keep running: the next hub adopts them
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(hub.close)
 
     return Starlette(routes=routes, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)  # type: ignore[arg-type]
+
+
+def _control_plane(hub: Hub) -> tuple[Supervisor, ControlAPI]:
+    """The deployments' supervisor and the control API, wired to this hub's store and ingest: a
+    service's console lines go through the write-ahead log like any telemetry, into the ``default``
+    application the services report to."""
+
+    def default_app() -> Application:
+        return hub.registry.get("default")
+
+    def sink(envelopes: list[bytes]) -> None:
+        app = default_app()
+        accepted = Accepted(received=len(envelopes), lines=envelopes, base_types=["MessageData"] * len(envelopes),
+                            apps=[app] * len(envelopes))
+        assert hub.loop is not None
+        asyncio.run_coroutine_threadsafe(hub.ingestor.submit(accepted), hub.loop).result(60)
+
+    def query(kql: str) -> list[list[Any]]:
+        compiled = compile_query(kql, dialect=hub.store.dialect, app_id=default_app().app_id)
+        return hub.store.query(compiled.sql, compiled.params, timeout_s=hub.settings.query_timeout_s).rows
+
+    def connection_string() -> str:
+        return str((hub.workspace.read_config().get("default_app") or {}).get("connection_string") or "")
+
+    def settle() -> None:
+        hub.ingestor.flush(timeout=5.0)
+
+    consoles = Consoles(sink, query, lambda: default_app().instrumentation_key, settle)
+    supervisor = Supervisor(hub.workspace, hub.settings, consoles, connection_string)
+    return supervisor, ControlAPI(supervisor, deploy_store.computes(hub.workspace), ensure_admin_key(hub.workspace))
 
 
 def _query_routes(hub: Hub) -> list[BaseRoute]:

@@ -29,14 +29,14 @@ from starlette.routing import Route
 
 from scorewatch.errors import AZURE_ML, ScorewatchError
 from scorewatch.http import error_response
-from scorewatch.scoring import compat, schema
+from scorewatch.scoring import compat, lifecycle, schema
 from scorewatch.scoring.auth import KeyChecker
 from scorewatch.scoring.compat.model import deployed_models
 from scorewatch.scoring.config import ServeConfig
 from scorewatch.scoring.endpoint import ScoreEndpoint
 from scorewatch.scoring.entry import EntryScript
 from scorewatch.scoring.metrics import ScoringMetrics
-from scorewatch.scoring.monitor import Monitor, NullMonitor, ServiceInfo, load_monitor
+from scorewatch.scoring.monitor import Monitor, ServiceInfo, load_monitor
 from scorewatch.scoring.runner import Runner
 from scorewatch.scoring.tracebacks import user_error
 
@@ -78,7 +78,6 @@ class ScoringService:
         # key_digests (telemetry): the service's keys also open the monitor's /control/telemetry route.
         self.monitor: Monitor = monitor if monitor is not None else load_monitor(
             settings, self.info, key_digests=config.key_digests)
-        self.monitoring = not isinstance(self.monitor, NullMonitor)
         self.on_init_failure = on_init_failure
         self.entry: EntryScript | None = None
         self.ready = False
@@ -125,6 +124,7 @@ class ScoringService:
             return
         self.ready = True
         self._ready_event.set()
+        lifecycle.mark_ready()
         log.info("%s is ready (%s run, init took %.3fs)", self.info.service_name, self.entry.kind,
                  self.metrics.init_seconds or 0.0)
 

@@ -23,6 +23,9 @@ from scorewatch.workspace import HOME_HELP, Workspace
                    "application, when the workspace has a hub; prefer APPLICATIONINSIGHTS_CONNECTION_STRING: "
                    "a command line is visible to every user).")
 @click.option("--no-monitor", is_flag=True, default=False, help="Do not report telemetry, even to the workspace.")
+@click.option("--app-insights/--no-app-insights", default=None,
+              help="Start with telemetry recording on (default) or switched off; switched off, it can be switched "
+                   "on at run time through /control/telemetry.")
 @click.option("--max-body-size", type=int, default=None, help="Largest request body in bytes (default 100 MiB).")
 # Telemetry switches (docs/telemetry.md); both can also be changed at run time via /control/telemetry.
 @click.option("--collect-model-data/--no-collect-model-data", default=None,
@@ -31,10 +34,13 @@ from scorewatch.workspace import HOME_HELP, Workspace
               help="Percentage of successful requests whose telemetry is kept (default 100).")
 @click.option("--auth/--no-auth", default=None, help="Require 'Authorization: Bearer <key>' on /score.")
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), default=None, help=HOME_HELP)
+@click.option("--fd", type=int, default=None,
+              help="Serve on this inherited listening socket instead of binding --host/--port (for supervisors: "
+                   "the hub hands one socket from a service's process to the next).")
 def serve(entry_script: str | None, model_dir: str | None, host: str | None, port: int | None,
           workers: int | None, service_name: str | None, connection_string: str | None, no_monitor: bool,
-          max_body_size: int | None, collect_model_data: bool | None, sampling_percentage: float | None,
-          auth: bool | None, home: Path | None) -> None:
+          app_insights: bool | None, max_body_size: int | None, collect_model_data: bool | None,
+          sampling_percentage: float | None, auth: bool | None, home: Path | None, fd: int | None) -> None:
     """Serve an Azure ML entry script (score.py) over HTTP: POST /score runs run().
 
     ENTRY_SCRIPT defaults to AZUREML_ENTRY_SCRIPT. Azure's environment variables work as in an Azure
@@ -44,7 +50,8 @@ def serve(entry_script: str | None, model_dir: str | None, host: str | None, por
     from scorewatch.scoring import server
 
     settings = Settings.from_env(host=host, port=port, workers=workers, service_name=service_name,
-                                 connection_string=connection_string, max_body_size=max_body_size,
+                                 connection_string=connection_string, app_insights=app_insights,
+                                 max_body_size=max_body_size,
                                  collect_model_data=collect_model_data, sampling_percentage=sampling_percentage,
                                  auth=auth, home=home)
     settings, reporting_to = _monitoring(settings, no_monitor)
@@ -60,7 +67,7 @@ def serve(entry_script: str | None, model_dir: str | None, host: str | None, por
     click.echo(f"Serving {config.entry_script} as {config.service_name} on "
                f"http://{settings.host}:{settings.port}/score ({settings.workers} worker(s), monitoring "
                f"{reporting_to})")
-    server.run(config)
+    server.run(config, fd)
 
 
 def _monitoring(settings: Settings, no_monitor: bool) -> tuple[Settings, str]:
@@ -68,12 +75,13 @@ def _monitoring(settings: Settings, no_monitor: bool) -> tuple[Settings, str]:
     environment; else the workspace's default application, when the workspace has a hub (config.json)."""
     if no_monitor:
         return settings.replace(connection_string=""), "off"
+    on = "on" if settings.app_insights else "switched off (switch it on at /control/telemetry)"
     if settings.connection_string:
-        return settings, "on"
+        return settings, on
     workspace = Workspace(settings.home)
     default = workspace.read_config().get("default_app") or {} if workspace.home.is_dir() else {}
     if not default.get("connection_string"):
         return settings, "off"
     endpoint = parse_connection_string(default["connection_string"]).ingestion_endpoint
     return (settings.replace(connection_string=default["connection_string"]),
-            f"on: the default application of workspace {workspace.home}, hub {endpoint}")
+            f"{on}: the default application of workspace {workspace.home}, hub {endpoint}")

@@ -179,7 +179,7 @@ class ScoreEndpoint:
             headers.append((b"www-authenticate", b"Bearer"))
         await self._send(send, output, headers)
         metrics.observe(output.status, time.perf_counter() - started)
-        if service.monitoring:  # after the response is sent: the bare facts, the monitor derives the rest
+        if service.monitor.active:  # after the response is sent: the bare facts, the monitor derives the rest
             elapsed = time.perf_counter() - started
             try:
                 service.monitor.request_finished(operation, scope, time.time() - elapsed, elapsed * 1000.0,

@@ -42,6 +42,10 @@ def get_input(scope: Mapping[str, Any]) -> str:
 
 
 class Monitor(Protocol):
+    active: bool
+    """Whether the endpoint reports finished requests (``request_finished``); read on every request,
+    so a monitor switched on at run time starts receiving them at once."""
+
     def worker_started(self) -> None: ...
     def request_finished(self, operation: Operation, scope: Mapping[str, Any], start_ts: float, duration_ms: float,
                          status_code: int, input: bytes | str, output: bytes | str | None,
@@ -60,6 +64,8 @@ class Monitor(Protocol):
 
 class NullMonitor:
     """Monitoring off: every call is a no-op."""
+
+    active = False
 
     def worker_started(self) -> None:
         pass
@@ -83,7 +89,8 @@ class NullMonitor:
 
 
 def load_monitor(settings: Settings, info: ServiceInfo, **kwargs: Any) -> Monitor:
-    """The monitor for these settings: the real one when a connection string is set, else a no-op."""
+    """The monitor for these settings: the real one when a connection string is set (also when it
+    starts switched off: it can be switched on at run time), else a no-op."""
     if not settings.connection_string:
         return NullMonitor()
     from scorewatch.telemetry.monitor import create_monitor

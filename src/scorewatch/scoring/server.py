@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from uvicorn.supervisors import Multiprocess
 
 from scorewatch.errors import ConfigError
 from scorewatch.ports import listen
+from scorewatch.scoring import lifecycle
 from scorewatch.scoring.app import FAILURE_FILE_VAR, configure_logging, create_app
 from scorewatch.scoring.auth import Keys, resolve_keys
 from scorewatch.scoring.config import ENV_VAR, ServeConfig
@@ -71,24 +73,35 @@ def resolve(entry_script: str | None, model_dir: str | None, settings: Settings,
 def _uvicorn_options(settings: Settings) -> dict[str, object]:
     # A bounded graceful shutdown: a request that never ends must not keep a stopping service alive.
     return {"host": settings.host, "port": settings.port, "lifespan": "on", "access_log": False,
-            "server_header": False, "log_level": "info",
+            "server_header": False, "log_level": "info", "http": lifecycle.DrainingProtocol,
             "timeout_graceful_shutdown": max(1, round(settings.graceful_timeout_s))}
 
 
-def run(config: ServeConfig) -> None:
-    """Serve until SIGTERM/SIGINT (in-flight requests finish first). Raises ConfigError when a worker
-    could not start."""
+def run(config: ServeConfig, fd: int | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (in-flight requests finish first, see :mod:`~scorewatch.scoring.lifecycle`).
+    Raises ConfigError when a worker could not start.
+
+    ``fd``: serve on this inherited listening socket instead of binding ``host:port`` (a supervisor
+    hands the same socket from one process of a service to the next).
+    """
     configure_logging()
     os.environ[ENV_VAR] = config.to_json()
     settings = config.settings
+    # A busy port stops us here, before init() or the telemetry exporter have started.
+    try:
+        sock = lifecycle.inherited(fd) if fd is not None else listen(settings.host, settings.port)
+    except OSError as exc:
+        raise ConfigError(f"cannot serve on file descriptor {fd}: {exc}") from None
+    handoff = os.environ.pop(lifecycle.HANDOFF_VAR, "")
+    if handoff:
+        lifecycle.offer(sock, handoff)
     if settings.workers == 1:
-        _run_single(config)
+        _run_single(config, sock)
         return
     uv_config = uvicorn.Config("scorewatch.scoring.app:create_app_from_env", factory=True,
                                workers=settings.workers, **_uvicorn_options(settings))  # type: ignore[arg-type]
-    sock = listen(settings.host, settings.port)
-    fd, failure_file = tempfile.mkstemp(prefix="scorewatch-serve-", suffix=".failure")
-    os.close(fd)
+    handle, failure_file = tempfile.mkstemp(prefix="scorewatch-serve-", suffix=".failure")
+    os.close(handle)
     os.environ[FAILURE_FILE_VAR] = failure_file
     try:
         supervisor = Multiprocess(uv_config, sockets=[sock])
@@ -101,7 +114,7 @@ def run(config: ServeConfig) -> None:
         raise ConfigError(reasons[0] if reasons else "a worker failed to start (the reason is printed above)")
 
 
-def _run_single(config: ServeConfig) -> None:
+def _run_single(config: ServeConfig, sock: socket.socket) -> None:
     failures: list[str] = []
     server: uvicorn.Server | None = None
 
@@ -110,7 +123,6 @@ def _run_single(config: ServeConfig) -> None:
         if server is not None:
             server.should_exit = True
 
-    sock = listen(config.settings.host, config.settings.port)  # a busy port stops us before init() runs
     config.prepare_process()
     app = create_app(config, on_init_failure=on_init_failure)
     server = uvicorn.Server(uvicorn.Config(app, **_uvicorn_options(config.settings)))  # type: ignore[arg-type]

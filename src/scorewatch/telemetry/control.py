@@ -8,6 +8,10 @@ within a second; the request path only reads the cached state.
 The file remembers the settings it was made from: a service restarted with the same flags keeps the
 state it was switched to at run time; restarted with different flags, it starts from the flags.
 
+Each change bumps the file's ``revision``. A worker that has applied a revision (and, for monitoring
+switched on, started recording) says so in ``services/<service>-<port>.telemetry.<pid>.ack.json``;
+:func:`acknowledgements` reads them, so whoever switched can wait until every worker has.
+
 ``/control/telemetry`` (GET to read, POST to change) is the route; it needs ``Authorization: Bearer
 <key>`` with one of the service's keys, or ``control_key`` when set, or else the key in
 ``services/<service>-<port>.control-key`` (created, mode 0600, on first start).
@@ -25,21 +29,25 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import hashlib
 import hmac
 import os
 import secrets
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from scorewatch.errors import BadRequest, Unauthorized
+from scorewatch.files import locked
 from scorewatch.http import error_response
 
 ROUTE = "/control/telemetry"
@@ -66,9 +74,7 @@ def service_stems(services_dir: Path) -> list[str]:
 
 def write_live_lease(path: Path, until: float) -> None:
     """Hold (``until`` in the future, as ``time.time()``) or end (``until`` 0) a service's live lease."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(orjson.dumps({"until": until}))
-    os.replace(tmp, path)
+    _write(path, {"until": until})
 
 
 @dataclass(frozen=True)
@@ -113,6 +119,7 @@ class Control:
         self.live = False  # whether a live lease holds (see the module docstring)
         self._live_until = 0.0
         self._lease_mtime_ns = 0
+        self.revision = 0
         self._mtime_ns = -1
         self._next_poll = 0.0
         self._digests = [bytes.fromhex(d) for d in key_digests or []]
@@ -120,9 +127,10 @@ class Control:
             self._digests = [hashlib.sha256(_key_from_file(key_file).encode()).digest()]
         path.parent.mkdir(parents=True, exist_ok=True)
         base = dataclasses.asdict(initial)
-        stored = self._read()
-        if stored is None or stored.get("base") != base:
-            self._write({"base": base, "state": base})
+        with locked(path):
+            stored = _read(path)
+            if stored is None or stored.get("base") != base:
+                _write(path, {"base": base, "state": base, "revision": _revision(stored) + 1})
         self.poll(force=True)
 
     # -- state -------------------------------------------------------------------------------------
@@ -139,10 +147,11 @@ class Control:
         except FileNotFoundError:
             return self.state
         if mtime != self._mtime_ns:
-            stored = self._read()
+            stored = _read(self.path)
             if stored is not None:
                 with contextlib.suppress(BadRequest, TypeError):
                     self.state = TelemetryState.from_dict(stored.get("state") or {}, TelemetryState())
+                    self.revision = _revision(stored)
                 self._mtime_ns = mtime
         return self.state
 
@@ -162,23 +171,16 @@ class Control:
 
     def update(self, changes: dict[str, Any]) -> TelemetryState:
         """Change the state for every worker of the service; returns the new state."""
-        state = TelemetryState.from_dict(changes, self.poll(force=True))
-        stored = self._read() or {}
-        self._write({"base": stored.get("base"), "state": dataclasses.asdict(state)})
-        self.state = state
-        return state
+        self.state, self.revision = switch(self.path, changes)
+        return self.state
 
-    def _read(self) -> dict[str, Any] | None:
-        try:
-            data = orjson.loads(self.path.read_bytes())
-        except (FileNotFoundError, orjson.JSONDecodeError):
-            return None
-        return data if isinstance(data, dict) else None
+    def acknowledge(self, active: bool) -> None:
+        """Say that this worker applied :attr:`revision` (``active``: it records telemetry now)."""
+        _write(ack_path(self.path, os.getpid()), {"pid": os.getpid(), "revision": self.revision, "active": active})
 
-    def _write(self, data: dict[str, Any]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(orjson.dumps(data))
-        os.replace(tmp, self.path)
+    def withdraw(self) -> None:
+        """This worker stops: its acknowledgement goes."""
+        ack_path(self.path, os.getpid()).unlink(missing_ok=True)
 
     # -- route -------------------------------------------------------------------------------------
     def authorized(self, authorization: str | None) -> bool:
@@ -203,10 +205,76 @@ class Control:
                 state = self.poll(force=True)
         except Exception as exc:
             return error_response(exc)
-        return JSONResponse(dataclasses.asdict(state))
+        return JSONResponse(describe(state, self.revision, self.path))
 
     def routes(self) -> list[Route]:
         return [Route(ROUTE, self.endpoint, methods=["GET", "POST"])]
+
+
+def switch(path: Path, changes: dict[str, Any]) -> tuple[TelemetryState, int]:
+    """Change the state in the file at ``path`` for every worker of its service (the route and the
+    hub's deployments both call this); returns the new state and its revision. BadRequest when invalid."""
+    with locked(path):
+        stored = _read(path) or {}
+        current, revision = read(path)
+        state = TelemetryState.from_dict(changes, current)
+        _write(path, {"base": stored.get("base"), "state": dataclasses.asdict(state), "revision": revision + 1})
+    return state, revision + 1
+
+
+def read(path: Path) -> tuple[TelemetryState, int]:
+    """The state in the file at ``path`` and its revision (the defaults and 0 when there is none)."""
+    stored = _read(path) or {}
+    state = TelemetryState()
+    with contextlib.suppress(BadRequest, TypeError):
+        state = TelemetryState.from_dict(stored.get("state") or {}, state)
+    return state, _revision(stored)
+
+
+def acknowledgements(path: Path) -> dict[int, int]:
+    """The revision each live worker of the service whose state file is ``path`` has applied, by pid
+    (acknowledgements of workers that are gone are removed)."""
+    found: dict[int, int] = {}
+    prefix = path.name.removesuffix(".json") + "."
+    for ack in path.parent.glob(f"{glob.escape(prefix)}*.ack.json"):
+        pid = ack.name[len(prefix):-len(".ack.json")]
+        if not pid.isdigit():
+            continue
+        if not psutil.pid_exists(int(pid)):
+            ack.unlink(missing_ok=True)
+            continue
+        found[int(pid)] = _revision(_read(ack))
+    return found
+
+
+def describe(state: TelemetryState, revision: int, path: Path) -> dict[str, Any]:
+    """What the route answers: the state, its revision, and the revision each worker has applied."""
+    return {**dataclasses.asdict(state), "revision": revision,
+            "workers": {str(pid): applied for pid, applied in sorted(acknowledgements(path).items())}}
+
+
+def ack_path(path: Path, pid: int) -> Path:
+    """Where worker ``pid`` acknowledges the revisions of the state file ``path``."""
+    return path.with_name(f"{path.name.removesuffix('.json')}.{pid}.ack.json")
+
+
+def _revision(stored: dict[str, Any] | None) -> int:
+    value = (stored or {}).get("revision")
+    return value if isinstance(value, int) else 0
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(orjson.dumps(data))
+    os.replace(tmp, path)
 
 
 def _key_from_file(path: Path) -> str:

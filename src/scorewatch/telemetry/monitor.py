@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 from typing import Any
 
 from starlette.routing import BaseRoute
@@ -31,7 +32,7 @@ from scorewatch.telemetry.builder import EnvelopeBuilder
 from scorewatch.telemetry.capture import Capture
 from scorewatch.telemetry.connection import parse_connection_string
 from scorewatch.telemetry.context import Operation, ServiceInfo
-from scorewatch.telemetry.control import Control, TelemetryState, live_path, state_path
+from scorewatch.telemetry.control import ROUTE, Control, TelemetryState, live_path, state_path
 from scorewatch.telemetry.envelopes import EnvelopeFactory
 from scorewatch.telemetry.exporter import Exporter
 from scorewatch.telemetry.metrics import ExporterStats, render, render_native
@@ -46,7 +47,16 @@ log = logging.getLogger("scorewatch.telemetry")
 
 
 class TelemetryMonitor:
-    """Records requests, model data, output, logs, exceptions and dependencies of one worker process."""
+    """Records requests, model data, output, logs, exceptions and dependencies of one worker process.
+
+    Monitoring may start switched off (``app_insights`` off, or switched off earlier through the
+    control file): then nothing is recorded or built, no hook is installed and the endpoint does not
+    call :meth:`request_finished` (:attr:`active` is False). A small thread watches the control file
+    meanwhile; once monitoring is switched on, it starts the pipeline, installs the hooks and turns
+    :attr:`active` on, and the telemetry thread watches the file from then on.
+    """
+
+    active = False  # whether the endpoint reports finished requests (see the Monitor protocol)
 
     def __init__(self, settings: Settings, info: ServiceInfo, *, exporter: Exporter | None = None,
                  key_digests: list[str] | None = None) -> None:
@@ -57,40 +67,37 @@ class TelemetryMonitor:
 
     def _setup(self, settings: Settings, info: ServiceInfo, exporter: Exporter | None,
                key_digests: list[str] | None) -> None:
-        connection = parse_connection_string(settings.connection_string)
+        self.connection = parse_connection_string(settings.connection_string)  # checked at start
         self.exporter_cpus = parse_cpus(settings.exporter_cpus)  # checked here: a bad list stops the start
         workspace = Workspace(settings.home)
         self.settings = settings
         self.info = info
-        self.track_url = connection.track_url
         self.stats = ExporterStats()
-        blobs = BlobStore(workspace.blobs_dir)
-        self.payloads = Payloads(settings.inline_limit, blobs)
+        self.blobs = BlobStore(workspace.blobs_dir)
+        self.payloads = Payloads(settings.inline_limit, self.blobs)
         self.spool = Spool(workspace.spool_dir, settings.spool_max_bytes, self.stats)
         self.base_properties = {"Container Id": info.container_id, "Workspace Name": info.workspace_name,
                                 "Service Name": info.service_name}
-        role, role_instance = info.service_name, socket.gethostname()
-        templates = Templates(connection.instrumentation_key, role=role, role_instance=role_instance,
-                              base_properties=self.base_properties, models=",".join(info.models),
-                              inline_limit=settings.inline_limit, blobs=blobs, native=settings.native)
-        self.builder = EnvelopeBuilder(EnvelopeFactory(connection.instrumentation_key, role=role,
-                                                       role_instance=role_instance),
-                                       templates, self.payloads, self.base_properties)
         self.stem = f"{info.service_name}-{settings.port}"
         self.services_dir = workspace.services_dir
         digests = list(key_digests or [])
         if settings.control_key:
             digests.append(hashlib.sha256(settings.control_key.encode()).hexdigest())
         self.control = Control(state_path(self.services_dir, self.stem),
-                               TelemetryState(True, settings.collect_model_data, settings.sampling_percentage),
+                               TelemetryState(settings.app_insights, settings.collect_model_data,
+                                              settings.sampling_percentage),
                                key_digests=digests, key_file=self.services_dir / f"{self.stem}.control-key",
                                lease_path=live_path(self.services_dir, self.stem))
         self.state = State()
+        self._applied = -1  # the control file's revision this worker has acknowledged
         self._apply(self.control.state)
         self._exporter = exporter  # tests hand in theirs; else the pipeline makes it in the worker
+        self.builder: EnvelopeBuilder | None = None
         self.pipeline: Pipeline | None = None
         self.recorder: Recorder | None = None
         self.capture: Capture | None = None
+        self._watching: threading.Event | None = None  # set to stop the watcher thread
+        self._started = threading.Lock()
 
     # -- state -------------------------------------------------------------------------------------
     def _apply(self, state: TelemetryState) -> None:
@@ -102,34 +109,83 @@ class TelemetryMonitor:
         self._apply(self.control.poll())
         if self.pipeline is not None:
             self.pipeline.set_live(self.control.live)
+        if self.control.revision != self._applied and (self.active or not self.state.capturing):
+            self._acknowledge()  # (switched on: only once _start has made it so)
+
+    def _acknowledge(self) -> None:
+        self._applied = self.control.revision
+        try:
+            self.control.acknowledge(self.active)
+        except OSError:  # the workspace went away: switching still works, only the receipt is missing
+            log.warning("could not acknowledge telemetry state revision %d", self._applied, exc_info=True)
+
+    def _watch(self) -> None:
+        """While monitoring is off and nothing records: watch the control file on a small thread."""
+        stop = self._watching = threading.Event()
+
+        def watch() -> None:
+            while not stop.wait(self.control.poll_s):
+                self._apply(self.control.poll())
+                if self.state.capturing:
+                    self._start()  # the telemetry thread watches the file from now on
+                    return
+                if self.control.revision != self._applied:
+                    self._acknowledge()
+
+        threading.Thread(target=watch, name="scorewatch-telemetry-watch", daemon=True).start()
 
     def _recording(self) -> Recorder:
         """The recorder, with the pipeline behind it started (in the worker process, on first need)."""
         if self.recorder is None:
+            connection, info, settings = self.connection, self.info, self.settings
+            role, role_instance = info.service_name, socket.gethostname()
+            templates = Templates(connection.instrumentation_key, role=role, role_instance=role_instance,
+                                  base_properties=self.base_properties, models=",".join(info.models),
+                                  inline_limit=settings.inline_limit, blobs=self.blobs, native=settings.native)
+            self.builder = EnvelopeBuilder(EnvelopeFactory(connection.instrumentation_key, role=role,
+                                                           role_instance=role_instance),
+                                           templates, self.payloads, self.base_properties)
             self.pipeline = Pipeline.start(
-                self.settings, track_url=self.track_url, spool=self.spool, stats=self.stats, builder=self.builder,
+                settings, track_url=connection.track_url, spool=self.spool, stats=self.stats, builder=self.builder,
                 stats_path=stats_path(self.services_dir, self.stem), cpus=self.exporter_cpus, on_tick=self._tick,
                 exporter=self._exporter)
             self.recorder = Recorder(self.pipeline.processor, self.state, self.payloads, self.base_properties,
-                                     native=self.settings.native)
+                                     native=settings.native)
             self.capture = Capture(self.recorder)
             self.request_finished = self.recorder.request_finished  # type: ignore[method-assign]
         return self.recorder
 
+    def _start(self) -> None:
+        """Record from now on: the pipeline, the hooks, then :attr:`active` (the endpoint reads it)."""
+        with self._started:
+            if self.active:
+                return
+            recorder = self._recording()
+            assert self.capture is not None
+            self.capture.install()
+            api.set_recorder(recorder)
+            self.active = True
+            dependencies.install(recorder)  # (the slowest part: it imports the instrumentations)
+        self._acknowledge()
+
     def native_parts(self) -> dict[str, bool]:
         """Which parts run in C: ``recorder`` (in this worker), ``envelopes`` (in its exporter process)."""
         recorder = self.recorder.native if self.recorder is not None else native.worker_module(self.settings.native) is not None
-        return {"recorder": recorder, "envelopes": self.builder.templates.native}
+        envelopes = self.builder.templates.native if self.builder is not None else \
+            native.rows_module(self.settings.native) is not None
+        return {"recorder": recorder, "envelopes": envelopes}
 
     # -- the Monitor protocol (scorewatch.scoring.monitor) -----------------------------------------
     def worker_started(self) -> None:
-        recorder = self._recording()
-        assert self.capture is not None
-        self.capture.install()
-        dependencies.install(recorder)
-        api.set_recorder(recorder)
+        if self.state.capturing:
+            self._start()
+        elif not self.active and self._watching is None:  # (once recording, the telemetry thread watches)
+            self._acknowledge()
+            self._watch()
         log.info("telemetry paths: %s; %s", native.describe("_worker", self.settings.native),
                  native.describe("_rows", self.settings.native))
+        if not self.active:
+            log.info("telemetry is switched off: nothing is recorded until it is switched on (%s)", ROUTE)
 
     def request_finished(self, operation: Operation, scope: Any, start_ts: float, duration_ms: float,
                          status_code: int, input: bytes | str, output: bytes | str | None,
@@ -139,7 +195,8 @@ class TelemetryMonitor:
                                            exception)
 
     def exception(self, exc: BaseException, *, during: str) -> None:
-        self._recording().exception(exc, during=during)
+        if self.active:
+            self._recording().exception(exc, during=during)
 
     def routes(self) -> list[BaseRoute]:
         return list(self.control.routes())
@@ -150,6 +207,9 @@ class TelemetryMonitor:
         return render(snapshot, labels=labels) + render_native(self.native_parts(), labels=labels)
 
     def shutdown(self, timeout_s: float) -> None:
+        if self._watching is not None:
+            self._watching.set()
+        self.control.withdraw()
         api.set_recorder(None)
         dependencies.install(None)
         if self.capture is not None:

@@ -9,7 +9,9 @@ last, after every installed package had its chance. The module it returns is reg
 
 To add a shim, add a row to :data:`SHIMS`. A row whose implementation cannot be imported is skipped
 (the script then gets the ordinary ``ModuleNotFoundError``), so a missing optional part never breaks
-serving.
+serving. The SDK's opt-in shim (``scorewatch.sdk.install_azureml()``) adds its rows (``azureml.core``
+and the rest of Azure ML v1's SDK) to the same one finder: one table, one place that decides what an
+``azureml`` name is, in a scoring process and in a notebook alike.
 """
 
 from __future__ import annotations
@@ -43,9 +45,8 @@ def _parents(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-# Intermediate packages (``azureml``, ``azureml.core``, ...) we create empty when they are absent.
 # ``sklearn`` and ``sklearn.externals`` are never faked: the joblib shim only applies under a real sklearn.
-_PACKAGES = {parent for name in SHIMS for parent in _parents(name)} - {"sklearn", "sklearn.externals"}
+_REAL_ONLY = {"sklearn", "sklearn.externals"}
 
 
 class _AliasLoader(importlib.abc.Loader):
@@ -56,14 +57,16 @@ class _AliasLoader(importlib.abc.Loader):
     so module-level state stays in one place.
     """
 
-    def __init__(self, target: types.ModuleType | None) -> None:
+    def __init__(self, target: types.ModuleType | None, package: bool = False) -> None:
         self.target = target
+        self.package = package  # other shims live below it (``azureml.core`` holds ``azureml.core.model``)
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         module = types.ModuleType(spec.name)
         target = self.target
-        if target is None:  # an intermediate package
+        if target is None or self.package:
             module.__path__ = []
+        if target is None:  # an intermediate package
             return module
         public = getattr(target, "__all__", None) or [n for n in vars(target) if not n.startswith("_")]
         for name in public:
@@ -81,24 +84,49 @@ class _AliasLoader(importlib.abc.Loader):
 
 
 class ShimFinder(importlib.abc.MetaPathFinder):
-    """Resolves the names in :data:`SHIMS` when no installed package provides them."""
+    """Resolves the names of its table (:data:`SHIMS`, plus rows added with :func:`install`) when no
+    installed package provides them."""
+
+    def __init__(self) -> None:
+        self.shims = dict(SHIMS)
+        self.packages: set[str] = set()
+        self._index()
+
+    def add(self, shims: dict[str, str]) -> None:
+        self.shims.update(shims)
+        self._index()
+        for name in shims:  # an empty package made earlier gets its body on the next import
+            loader = getattr(sys.modules.get(name), "__loader__", None)
+            if isinstance(loader, _AliasLoader) and loader.target is None:
+                del sys.modules[name]
+
+    def _index(self) -> None:
+        # Intermediate packages (``azureml``, ``azureml.core``, ...): made empty unless a row gives them a body.
+        self.packages = {parent for name in self.shims for parent in _parents(name)} - _REAL_ONLY
 
     def find_spec(self, fullname: str, path: Sequence[str] | None = None,
                   target: Any = None) -> importlib.machinery.ModuleSpec | None:
-        if fullname in _PACKAGES:
-            return importlib.machinery.ModuleSpec(fullname, _AliasLoader(None), is_package=True)
-        implementation = SHIMS.get(fullname)
+        implementation = self.shims.get(fullname)
+        package = fullname in self.packages
         if implementation is None:
+            if package:
+                return importlib.machinery.ModuleSpec(fullname, _AliasLoader(None), is_package=True)
             return None
         try:
             module = importlib.import_module(implementation)
         except ImportError:
             log.debug("shim %s -> %s unavailable", fullname, implementation)
             return None
-        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(module))
+        return importlib.machinery.ModuleSpec(fullname, _AliasLoader(module, package), is_package=package)
 
 
-def install() -> None:
-    """Add the finder at the end of ``sys.meta_path`` (idempotent). Called by the scoring worker."""
-    if not any(isinstance(finder, ShimFinder) for finder in sys.meta_path):
-        sys.meta_path.append(ShimFinder())
+def install(shims: dict[str, str] | None = None) -> ShimFinder:
+    """Add the finder at the end of ``sys.meta_path`` (idempotent; called by the scoring worker), with
+    ``shims`` added to its table; returns it."""
+    finder = next((f for f in sys.meta_path if isinstance(f, ShimFinder)), None)
+    if finder is None:
+        finder = ShimFinder()
+        sys.meta_path.append(finder)
+    if shims:
+        finder.add(shims)
+    return finder
