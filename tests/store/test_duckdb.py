@@ -14,6 +14,7 @@ import pytest
 
 from scorewatch.errors import BadRequest, Timeout
 from scorewatch.store import duckdb as duckdb_store
+from scorewatch.store import rows as store_rows
 from scorewatch.store.base import StoreRefused, StoreUnavailable
 from scorewatch.store.duckdb import DuckDBStore
 from scorewatch.store.schema import POSITION, TABLES
@@ -138,7 +139,7 @@ def test_queries_run_while_a_write_is_open(store: DuckDBStore, monkeypatch: pyte
         assert resume.wait(30)
         yield batch.slice(500)
 
-    monkeypatch.setattr(duckdb_store, "_statement_parts", parts)
+    monkeypatch.setattr(duckdb_store, "statement_parts", parts)
     writer = threading.Thread(target=store.write_envelopes, kwargs={"position": 5, "batches": {
         "traces": traces, "requests": requests}})
     writer.start()
@@ -206,7 +207,7 @@ def test_out_of_memory_is_unavailable_not_refused(tmp_path: Path) -> None:
 
 def test_a_large_table_is_inserted_in_parts_of_one_transaction(store: DuckDBStore,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(duckdb_store, "STATEMENT_BYTES", 2000)
+    monkeypatch.setattr(store_rows, "STATEMENT_BYTES", 2000)
     lines = [{"time": "2026-01-01T00:00:00Z", "data": {"baseType": "MessageData",
                                                        "baseData": {"message": f"m{i}"}}} for i in range(100)]
     assert store.write_envelopes({"traces": _batch(lines)}, position=2) == {"traces": 100}
