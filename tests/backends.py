@@ -37,15 +37,19 @@ def engine_dir() -> Path:
     return _ENGINE_DIR
 
 
+def chdb_url(name: str = "t") -> str:
+    """A store URL for a new database in this process's chdb engine."""
+    return f"chdb://{engine_dir()}?database={name}_{os.getpid()}_{next(_NAMES)}"
+
+
 def chdb_store(name: str = "t", **options: Any) -> Any:
     """A new ClickHouse store on chdb: a fresh database in this process's engine."""
     if not have_chdb():
         pytest.skip("chdb is not installed (pip install -e '.[test]')")
     from scorewatch.store.backends import open_clickhouse, parse
 
-    database = f"{name}_{os.getpid()}_{next(_NAMES)}"
     options.setdefault("ttl_days", 0)  # the tests' rows are dated 2024: a TTL would drop them at once
-    return open_clickhouse(parse(f"chdb://{engine_dir()}?database={database}"), **options)
+    return open_clickhouse(parse(chdb_url(name)), **options)
 
 
 def make_store(backend: str, tmp_path: Path, name: str = "t") -> Any:

@@ -12,8 +12,8 @@ import pytest
 from scorewatch.errors import BadRequest, ConfigError, Timeout
 from scorewatch.store import clickhouse_sql
 from scorewatch.store.backends import open_clickhouse, parse
-from scorewatch.store.base import StoreRefused, StoreUnavailable
-from scorewatch.store.clickhouse import STREAM_BITS, ClickHouseStore, write_error
+from scorewatch.store.base import STREAM_BITS, StoreRefused, StoreUnavailable
+from scorewatch.store.clickhouse import ClickHouseStore, write_error
 from scorewatch.store.schema import POSITION
 from tests.backends import chdb_store, have_chdb
 from tests.helpers import free_port

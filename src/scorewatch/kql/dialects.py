@@ -359,18 +359,14 @@ def _ch_type(name: str) -> exp.DataType:
 
 class ClickHouseDialect(Dialect):
     """ClickHouse: dynamic values are JSON text (String), timespans Int64 microseconds, datetimes
-    ``DateTime64(6, 'UTC')``. Queries run with :data:`QUERY_SETTINGS`."""
+    ``DateTime64(6, 'UTC')``. The store runs the SQL with the settings that make ClickHouse read it
+    as meant (store/clickhouse.py:QUERY_SETTINGS: CASTs keep nulls, outer joins fill with nulls, a
+    column name wins over an alias)."""
 
     name = "clickhouse"
     types = {"string": "Nullable(String)", "datetime": "Nullable(DateTime64(6, 'UTC'))",
              "real": "Nullable(Float64)", "int": "Nullable(Int32)", "long": "Nullable(Int64)",
              "bool": "Nullable(Bool)", "dynamic": "Nullable(String)", "timespan": "Nullable(Int64)"}
-    # What makes ClickHouse read SQL as the compiler means it: a CAST keeps null; outer joins fill
-    # with nulls; a name in a SELECT is the column before an alias of the same name; 64-bit numbers
-    # in JSON are numbers.
-    QUERY_SETTINGS = {"cast_keep_nullable": 1, "join_use_nulls": 1, "prefer_column_name_to_alias": 1,
-                      "output_format_json_quote_64bit_integers": 0, "output_format_json_quote_denormals": 0,
-                      "aggregate_functions_null_for_empty": 0}
 
     # ------------------------------------------------------------ literals and casts
     def cast(self, value: exp.Expr, kql_type: str) -> exp.Expr:

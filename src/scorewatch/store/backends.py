@@ -14,7 +14,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,16 +124,14 @@ def _database(name: str) -> str:
 
 def clickhouse_connector(spec: StoreSpec) -> Any:
     """A function making a ``clickhouse_connect`` client for ``spec`` (the store binds it to its database)."""
-    from scorewatch.store.clickhouse import require_client_library
+    from scorewatch.store.clickhouse import get_client, require_client_library
 
     require_client_library()
-    import clickhouse_connect
-
     options = dict(spec.options)
 
     def connect() -> Any:
         if spec.kind == "chdb":
-            return clickhouse_connect.get_client(dsn=f"chdb://{spec.path}")
+            return get_client(dsn=f"chdb://{spec.path}")
         kwargs: dict[str, Any] = {"host": spec.host, "port": spec.port, "username": spec.username or "default",
                                   "password": spec.password,
                                   "interface": "https" if spec.secure else "http",
@@ -140,7 +140,7 @@ def clickhouse_connector(spec: StoreSpec) -> Any:
                                   "send_receive_timeout": float(options.get("send_receive_timeout", 300))}
         if "verify" in options:
             kwargs["verify"] = options["verify"].lower() not in ("0", "false", "no")
-        return clickhouse_connect.get_client(**kwargs)
+        return get_client(**kwargs)
 
     return connect
 
@@ -148,28 +148,67 @@ def clickhouse_connector(spec: StoreSpec) -> Any:
 def open_clickhouse(spec: StoreSpec, *, stream: int | None = None, ttl_days: int = 730) -> Store:
     """The ClickHouse store of ``spec``: its database made when missing, then its tables. An
     unreachable or misconfigured server is a :class:`ConfigError` naming it (without password)."""
-    from clickhouse_connect.driver.exceptions import Error as ClickHouseError
+    from scorewatch.store.clickhouse import ClickHouseError, ClickHouseStore, engine_message
 
-    from scorewatch.store.clickhouse import ClickHouseStore, engine_message
-
+    if spec.kind == "chdb" and spec.path not in _OPENED and _held(Path(spec.path) / "status"):
+        raise ConfigError(f"cannot open the store {spec.describe()}: another process has it open. Only one process "
+                          "may open a chdb directory; is a hub already running on this workspace?")
     try:
-        return ClickHouseStore(clickhouse_connector(spec), database=spec.database,
-                               stream=stream, ttl_days=ttl_days, shared=spec.shared, name=spec.describe(),
-                               async_insert=dict(spec.options).get("async_insert", "0") in ("1", "true"))
+        store = ClickHouseStore(clickhouse_connector(spec), database=spec.database,
+                                stream=stream, ttl_days=ttl_days, shared=spec.shared, name=spec.describe(),
+                                async_insert=dict(spec.options).get("async_insert", "0") in ("1", "true"))
     except ClickHouseError as exc:
         raise ConfigError(f"cannot use the store {spec.describe()}: {engine_message(exc)}") from None
     except OSError as exc:
         raise ConfigError(f"cannot reach the store {spec.describe()}: {exc}") from None
+    if spec.kind == "chdb":
+        _OPENED.add(spec.path)
+    return store
 
 
-def open_store(workspace: Workspace, settings: Settings, *, spec: StoreSpec | None = None) -> Store:
-    """The hub's store. A ClickHouse store writes under this workspace's stream, kept in
-    ``<home>/store/stream.json`` beside the write-ahead log whose positions it records."""
-    spec = spec or parse(settings.store, password=settings.clickhouse_password)
+_OPENED: set[str] = set()  # chdb directories this process's engine has open (their lock is ours)
+
+
+def _held(status: Path) -> bool:
+    """Whether another process holds the lock a chdb engine takes on its directory's status file."""
+    try:
+        fd = os.open(status, os.O_RDWR)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+def store_spec(workspace: Workspace, settings: Settings, *, recorded: bool = True) -> StoreSpec:
+    """The store the ``store`` setting names; with the default (duckdb) and ``recorded``, the store
+    the last hub of this workspace recorded in config.json (what a command other than the hub uses)."""
+    text = settings.store
+    if recorded and text == "duckdb":
+        text = workspace.read_config().get("store", "duckdb")
+    return parse(text, password=settings.clickhouse_password)
+
+
+def open_store(workspace: Workspace, settings: Settings, *, reader: bool = False) -> Store:
+    """The hub's store (the ``store`` setting). A ClickHouse store writes under this workspace's
+    stream, kept in ``<home>/store/stream.json`` beside the write-ahead log whose positions it
+    records. ``reader``: a command that reads (the store this workspace's hub recorded; a shared
+    ClickHouse store is opened without a stream)."""
+    spec = store_spec(workspace, settings, recorded=reader)
     if spec.kind == "duckdb":
         from scorewatch.store.duckdb import DuckDBStore
 
         return DuckDBStore(workspace.store_dir / "telemetry.duckdb", threads=settings.store_threads or None)
+    if reader and spec.shared:
+        from scorewatch.store.clickhouse import READER
+
+        return open_clickhouse(spec, stream=READER, ttl_days=settings.clickhouse_ttl_days)
     marker = workspace.store_dir / "stream.json"
     saved = read_json(marker, {})
     stream = saved.get("stream") if isinstance(saved, dict) and saved.get("store") == spec.describe() else None

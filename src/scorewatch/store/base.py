@@ -17,6 +17,17 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
+# A writer's stream of positions (see Store.row_positions): stream s's rows take the positions
+# s << STREAM_BITS | 1, 2, ... (a single-writer store has stream 0 only, and rows made before
+# positions existed have position 0).
+STREAM_BITS = 40
+
+
+def stream_bounds(stream: int) -> tuple[int, int]:
+    """(below, top) of ``stream``: every position of its rows is in (below, top]."""
+    return (-1 if stream == 0 else stream << STREAM_BITS), ((stream + 1) << STREAM_BITS) - 1
+
+
 class StoreUnavailable(Exception):
     """The store cannot write right now (disk full, out of memory, an I/O error): the data is fine,
     the same write should be tried again later. ``memory``: it ran out of memory (a write too large
@@ -106,6 +117,10 @@ class Store(Protocol):
     def export_count(self, app_id: str, tables: Sequence[str], *, after: int, upto: int | None = None,
                      since: datetime | None = None, until: datetime | None = None) -> int:
         """How many rows :meth:`export_rows` would return over ``tables`` (``upto`` None: no bound)."""
+        ...
+
+    def size_bytes(self) -> int:
+        """Bytes the store takes on disk."""
         ...
 
     def close(self) -> None: ...

@@ -32,31 +32,40 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import pyarrow as pa
 
-from scorewatch.errors import BadRequest, ConfigError, Timeout
-from scorewatch.kql.dialects import ClickHouseDialect
+from scorewatch.errors import BadRequest, ConfigError, ServiceUnavailable, Timeout
 from scorewatch.store import clickhouse_sql as ddl
 from scorewatch.store import envelopes
-from scorewatch.store.base import QueryResult, StoreRefused, StoreUnavailable
+from scorewatch.store.base import STREAM_BITS, QueryResult, StoreRefused, StoreUnavailable
 from scorewatch.store.rows import ARROW_TYPES, statement_parts, with_positions
 from scorewatch.store.schema import POSITION, TABLES
 
 try:
+    from clickhouse_connect import get_client
     from clickhouse_connect.driver.exceptions import DatabaseError, OperationalError
+    from clickhouse_connect.driver.exceptions import Error as ClickHouseError
 except ImportError:  # the [clickhouse] extra is missing: opening such a store says so (require_client_library)
-    DatabaseError = OperationalError = None  # type: ignore[assignment,misc]
+    get_client = None  # type: ignore[assignment]
+    DatabaseError = OperationalError = ClickHouseError = None  # type: ignore[assignment,misc]
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
 
 log = logging.getLogger("scorewatch.store")
 
-STREAM_BITS = 40  # a stream's positions: stream << 40 | 1, 2, ... (a trillion rows per stream)
 
 # ClickHouse error codes that say "not now" rather than "never this data": memory, disk, parts,
 # timeouts, a server shutting down or read-only, rights (a misconfiguration an operator fixes).
 _MEMORY = {241, 173}
 _UNAVAILABLE = {60, 81, 159, 160, 164, 202, 209, 210, 242, 243, 252, 279, 286, 319, 341, 394, 425, 497, 516,
                 999, 1000, 1002} | _MEMORY
+
+# What makes ClickHouse read the KQL compiler's SQL as it is meant (kql/dialects.py:ClickHouseDialect):
+# a CAST keeps null; outer joins fill with nulls; a name in a SELECT is the column before an alias of
+# the same name; 64-bit numbers in JSON are numbers.
+QUERY_SETTINGS = {"cast_keep_nullable": 1, "join_use_nulls": 1, "prefer_column_name_to_alias": 1,
+                  "output_format_json_quote_64bit_integers": 0, "output_format_json_quote_denormals": 0}
+
+READER = -1  # the stream of a store opened to read only (a command exporting from a shared store)
 
 _KQL_TYPES = {"String": "string", "Float64": "real", "Float32": "real", "Int32": "int", "Int16": "int",
               "Int8": "int", "UInt8": "int", "UInt16": "int", "Int64": "long", "UInt32": "long", "UInt64": "long",
@@ -101,8 +110,9 @@ class ClickHouseStore:
 
     ``connect`` makes a client (one per thread is made as needed, each then bound to ``database``,
     which is created when missing);
-    ``stream`` is this writer's stream (None: claim a new one, see :meth:`stream`); ``shared``: other
-    processes use the same database (a server), so shared state belongs in it too.
+    ``stream`` is this writer's stream (None: claim a new one; :data:`READER`: this process only
+    reads); ``shared``: other processes use the same database (a server), so shared state belongs in
+    it too.
     """
 
     dialect = "clickhouse"
@@ -122,11 +132,11 @@ class ClickHouseStore:
         self._dry_ready = False
         self._create(ttl_days)
         self.stream = stream if stream is not None else self._claim_stream()
-        self._base = self.stream << STREAM_BITS
         self._version = 0
-        state = self._stream_state(self.stream)
+        state = self._stream_state(self.stream) if self.stream != READER else \
+            {"wal_position": 0, "row_position": 0, "pending": 0}
         self._applied = state["wal_position"]
-        self._row_position = max(state["row_position"], self._base)
+        self._row_position = max(state["row_position"], self.stream << STREAM_BITS if self.stream > 0 else 0)
         self._pending = state["pending"] if state["pending"] > self._applied else None
 
     # -- clients --------------------------------------------------------------------------------------
@@ -207,6 +217,7 @@ class ClickHouseStore:
 
     def write_batch(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
         """Append dict rows to ``table`` (dynamic values may be dicts or JSON text)."""
+        self._writing()
         if table not in TABLES:
             raise BadRequest(f"unknown table {table!r}")
         if not rows:
@@ -226,6 +237,10 @@ class ClickHouseStore:
             self._run(lambda client: self._save_state(pending=0))
         return len(rows)
 
+    def _writing(self) -> None:
+        if self.stream == READER:
+            raise RuntimeError("this ClickHouse store was opened to read only")
+
     def write_envelopes(self, batches: Mapping[str, pa.Table], *, position: int | None = None,
                         dry_run: bool = False) -> dict[str, int]:
         """Map envelopes into the tables (see :mod:`scorewatch.store.duckdb` for ``batches``).
@@ -233,6 +248,7 @@ class ClickHouseStore:
         Not one transaction: each table's parts are separate inserts, deduplicated when written again
         for the same log range (see the module's docstring). ``dry_run`` inserts into the views' void
         sinks: the rules run and nothing is kept."""
+        self._writing()
         for table in batches:
             if table not in envelopes.BASE_TYPES.values():
                 raise BadRequest(f"unknown table {table!r}")
@@ -306,7 +322,8 @@ class ClickHouseStore:
         rows = self.client().query("SELECT stream, argMax(row_position, version) FROM scorewatch_streams "
                                    "GROUP BY stream").result_rows
         positions = {int(s): int(p) for s, p in rows}
-        positions[self.stream] = self._row_position
+        if self.stream != READER:
+            positions[self.stream] = self._row_position
         return positions
 
     @staticmethod
@@ -361,18 +378,20 @@ class ClickHouseStore:
 
     def query(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float | None = None,
               max_rows: int | None = None) -> QueryResult:
+        """Run one read-only statement; ``?`` placeholders take ``params`` (quoted by the client)."""
         if params:
-            raise BadRequest("the ClickHouse store takes queries with their values in the SQL")
-        settings: dict[str, Any] = {"readonly": 2, **ClickHouseDialect.QUERY_SETTINGS}
+            sql = _placeholders(sql)
+        settings: dict[str, Any] = {"readonly": 2, **QUERY_SETTINGS}
         if timeout_s is not None:
             settings["max_execution_time"] = max(timeout_s, 0.001)
         if max_rows is not None:
             settings.update(max_result_rows=max_rows + 1, result_overflow_mode="break")
         started = time.monotonic()
         try:
-            result = self.client().query(sql, settings=settings)
+            result = self.client().query(sql, parameters=list(params) or None, settings=settings)
         except OperationalError as exc:
-            raise StoreUnavailable(engine_message(exc)) from None
+            raise ServiceUnavailable(f"the store cannot answer right now: {engine_message(exc)}",
+                                     retry_after=5) from None
         except DatabaseError as exc:
             code = getattr(exc, "code", None)
             if code in (159, 394) or (timeout_s is not None and time.monotonic() - started >= timeout_s and code is None):
@@ -425,6 +444,16 @@ def _keep_condition(keep_after: int | Mapping[int, int] | None, params: dict[str
     params["streams"], params["floors"] = list(keep_after), list(keep_after.values())
     return (f" AND {POSITION} <= transform(toUInt32(bitShiftRight({POSITION}, {STREAM_BITS})), "
             f"CAST(%(streams)s AS Array(UInt32)), CAST(%(floors)s AS Array(Int64)), toInt64(9223372036854775807))")
+
+
+def _placeholders(sql: str) -> str:
+    """``?`` outside string literals as clickhouse-connect's ``%s`` (and ``%`` as ``%%``)."""
+    out, quoted = [], False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        out.append("%s" if ch == "?" and not quoted else "%%" if ch == "%" else ch)
+    return "".join(out)
 
 
 def require_client_library() -> None:
