@@ -29,6 +29,7 @@ COMMANDS = {
     "up": "scorewatch.up:up",
     "examples": "scorewatch.up:list_examples",
     "query": "scorewatch.kql.cli:query",
+    "k8s": "scorewatch.k8s.cli:k8s",
 }
 
 
