@@ -20,6 +20,8 @@ import hmac
 import os
 import re
 import secrets
+import threading
+import time
 import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field
@@ -75,6 +77,8 @@ class Registry:
             documents, key = FileDocuments.of_file(documents)
         self.documents, self.key = documents, key
         self._stamp: Hashable = None
+        self._refreshing = threading.RLock()
+        self._forced = 0.0
         self.default_retention_days = default_retention_days
         self._apps: dict[str, Application] = {}
         self._by_ikey: dict[str, Application] = {}
@@ -84,12 +88,13 @@ class Registry:
 
     def refresh(self) -> bool:
         """Read the applications again if they changed since the last read; True when they did."""
-        stamp = self.documents.stamp(self.key)
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        self._load(self._read())
-        return True
+        with self._refreshing:  # one reader at a time: a slower read of an older value cannot land last
+            stamp = self.documents.stamp(self.key)
+            if stamp == self._stamp:
+                return False
+            self._stamp = stamp
+            self._load(self._read())
+            return True
 
     def _read(self) -> dict[str, Any]:
         return _apps(self.documents.read(self.key))
@@ -101,11 +106,11 @@ class Registry:
         self._by_id = {a.app_id: a for a in apps}
 
     def by_instrumentation_key(self, ikey: str | None) -> Application | None:
-        """The application owning ``ikey``; re-reads the file once if the key is not known yet."""
+        """The application owning ``ikey``; reads the applications again if the key is not known yet."""
         if not ikey:
             return None
         app = self._by_ikey.get(ikey)
-        if app is None and self.refresh():
+        if app is None and (self.refresh() or (self._read_again() and self.refresh())):
             app = self._by_ikey.get(ikey)
         return app
 
@@ -129,14 +134,30 @@ class Registry:
         if not api_key:
             raise Unauthorized("an API key is required (header x-api-key)")
         self.refresh()
-        app = self._by_id.get(app_id)
         digest = _digest(api_key)
+        if not self._valid(app_id, digest) and self._read_again():  # a key made a moment ago elsewhere
+            self.refresh()
+        if not self._valid(app_id, digest):
+            raise Forbidden("the API key is not valid for this application")
+
+    def _valid(self, app_id: str, digest: str) -> bool:
+        app = self._by_id.get(app_id)
         hashes = app.api_key_hashes if app is not None else ["0" * 64]
         ok = False
         for known in hashes:
             ok |= hmac.compare_digest(digest, known)
-        if app is None or not ok:
-            raise Forbidden("the API key is not valid for this application")
+        return app is not None and ok
+
+    def _read_again(self) -> bool:
+        """Whether to read the applications again now, past the documents' own caching (shared
+        documents are asked at most every second): at most ten times a second, so wrong keys cannot
+        turn into a flood of reads."""
+        now = time.monotonic()
+        if now - self._forced < 0.1:
+            return False
+        self._forced = now
+        self.documents.forget(self.key)
+        return True
 
     # -- writing (locked, atomic) --------------------------------------------------------------------
 

@@ -69,6 +69,10 @@ class Documents(Protocol):
         """A value that changes when the document does (a reader keeps the one it read with)."""
         ...
 
+    def forget(self, key: str) -> None:
+        """The next :meth:`stamp` of ``key`` looks at the document itself (not a cached stamp)."""
+        ...
+
 
 UNCHANGED = _UNCHANGED
 
@@ -123,6 +127,9 @@ class FileDocuments:
     def stamp(self, key: str) -> Hashable:
         return file_stamp(self.path(key))
 
+    def forget(self, key: str) -> None:
+        pass  # a file's stamp is never cached
+
 
 class ClickHouseDocuments:
     """Documents in the table ``scorewatch_documents`` of a ClickHouse database, reached through
@@ -174,8 +181,7 @@ class ClickHouseDocuments:
             if value is _UNCHANGED:
                 return current if current is not None else default
             if self._put(key, value, version + 1):
-                with self._lock:
-                    self._stamps.pop(key, None)
+                self.forget(key)
                 return value
             time.sleep(0.01)  # another writer came first: read its value and change that
 
@@ -209,6 +215,10 @@ class ClickHouseDocuments:
         with self._lock:
             self._stamps[key] = (version, time.monotonic())
         return version
+
+    def forget(self, key: str) -> None:
+        with self._lock:
+            self._stamps.pop(key, None)
 
 
 class _Unavailable:
@@ -255,7 +265,7 @@ def open_documents(spec: StoreSpec) -> ClickHouseDocuments:
     from scorewatch.errors import ConfigError
     from scorewatch.store import clickhouse_sql as ddl
     from scorewatch.store.backends import clickhouse_connector
-    from scorewatch.store.clickhouse import ClickHouseError, engine_message
+    from scorewatch.store.clickhouse import ClickHouseError, OperationalError, engine_message
 
     try:
         client = clickhouse_connector(spec)()
@@ -264,10 +274,10 @@ def open_documents(spec: StoreSpec) -> ClickHouseDocuments:
         for name, statement in ddl.STATE_DDL:
             if name == "scorewatch_documents":
                 client.command(statement)
+    except (OperationalError, OSError) as exc:
+        raise ConfigError(f"cannot reach the store {spec.describe()}: {engine_message(exc)}") from None
     except ClickHouseError as exc:
         raise ConfigError(f"cannot use the store {spec.describe()}: {engine_message(exc)}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot reach the store {spec.describe()}: {exc}") from None
     return ClickHouseDocuments(lambda: client)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 import uuid
 from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field, fields
@@ -110,16 +111,18 @@ class RuleBook:
             documents, key = FileDocuments.of_file(documents)
         self.documents, self.key = documents, key
         self._stamp: Hashable = None
+        self._refreshing = threading.RLock()
         self._rules: dict[str, Rule] = {}
 
     def refresh(self) -> bool:
         """Read the rules again if they changed since the last read; True when they did."""
-        stamp = self.documents.stamp(self.key)
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        self._rules = {r.name: r for r in self._load(self.documents.read(self.key))}
-        return True
+        with self._refreshing:  # one reader at a time: a slower read of an older value cannot land last
+            stamp = self.documents.stamp(self.key)
+            if stamp == self._stamp:
+                return False
+            self._stamp = stamp
+            self._rules = {r.name: r for r in self._load(self.documents.read(self.key))}
+            return True
 
     @staticmethod
     def _load(data: Any) -> list[Rule]:

@@ -37,7 +37,7 @@ log = logging.getLogger("scorewatch.store")
 
 DEFAULT_DATABASE = "scorewatch"
 _DATABASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
-_OPTIONS = {"secure", "database", "async_insert", "connect_timeout", "send_receive_timeout", "verify"}
+_OPTIONS = {"secure", "database", "async_insert", "connect_timeout", "send_receive_timeout", "verify", "compress"}
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,9 @@ def clickhouse_connector(spec: StoreSpec) -> Any:
         kwargs: dict[str, Any] = {"host": spec.host, "port": spec.port, "username": spec.username or "default",
                                   "password": spec.password,
                                   "interface": "https" if spec.secure else "http",
-                                  "autogenerate_session_id": False, "compress": "lz4",
+                                  "autogenerate_session_id": False,
+                                  "compress": "lz4" if options.get("compress", "lz4") not in ("0", "false", "no")
+                                  else False,
                                   "connect_timeout": float(options.get("connect_timeout", 10)),
                                   "send_receive_timeout": float(options.get("send_receive_timeout", 300))}
         if "verify" in options:
@@ -148,7 +150,7 @@ def clickhouse_connector(spec: StoreSpec) -> Any:
 def open_clickhouse(spec: StoreSpec, *, stream: int | None = None, ttl_days: int = 730) -> Store:
     """The ClickHouse store of ``spec``: its database made when missing, then its tables. An
     unreachable or misconfigured server is a :class:`ConfigError` naming it (without password)."""
-    from scorewatch.store.clickhouse import ClickHouseError, ClickHouseStore, engine_message
+    from scorewatch.store.clickhouse import ClickHouseError, ClickHouseStore, OperationalError, engine_message
 
     if spec.kind == "chdb" and spec.path not in _OPENED and _held(Path(spec.path) / "status"):
         raise ConfigError(f"cannot open the store {spec.describe()}: another process has it open. Only one process "
@@ -157,10 +159,10 @@ def open_clickhouse(spec: StoreSpec, *, stream: int | None = None, ttl_days: int
         store = ClickHouseStore(clickhouse_connector(spec), database=spec.database,
                                 stream=stream, ttl_days=ttl_days, shared=spec.shared, name=spec.describe(),
                                 async_insert=dict(spec.options).get("async_insert", "0") in ("1", "true"))
+    except (OperationalError, OSError) as exc:
+        raise ConfigError(f"cannot reach the store {spec.describe()}: {engine_message(exc)}") from None
     except ClickHouseError as exc:
         raise ConfigError(f"cannot use the store {spec.describe()}: {engine_message(exc)}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot reach the store {spec.describe()}: {exc}") from None
     if spec.kind == "chdb":
         _OPENED.add(spec.path)
     return store

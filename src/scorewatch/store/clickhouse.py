@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 import uuid
@@ -49,6 +50,11 @@ except ImportError:  # the [clickhouse] extra is missing: opening such a store s
 
 if TYPE_CHECKING:
     from clickhouse_connect.driver.client import Client
+
+# A server that cannot be reached is one error from the store (a 503, the writer's log line), not
+# every retry of the HTTP client (clickhouse-connect sets urllib3 to WARNING when it is imported).
+for _noisy in ("urllib3", "clickhouse_connect"):
+    logging.getLogger(_noisy).setLevel(logging.ERROR)
 
 log = logging.getLogger("scorewatch.store")
 
@@ -87,9 +93,17 @@ def kql_type(clickhouse_type: str) -> str:
     return _KQL_TYPES.get(name, "string")
 
 
+_ERRNO = re.compile(r"\[Errno -?\d+\] [^\"')]+")
+_SERVER_SAID = re.compile(r"^Received ClickHouse exception, code: \d+, server response: ")
+
+
 def engine_message(exc: BaseException) -> str:
-    """ClickHouse's message without the statement it quotes and its version trailer."""
-    text = str(exc).strip()
+    """ClickHouse's message without the statement it quotes and its version trailer; a connection
+    that failed as its cause (``[Errno 111] Connection refused``)."""
+    text = _SERVER_SAID.sub("", str(exc).strip())
+    refused = _ERRNO.search(text)
+    if isinstance(exc, (OperationalError, OSError)) and refused:
+        return refused.group(0).strip()
     for marker in (". (", " In scope ", ": While executing", "\nStack trace"):
         cut = text.find(marker)
         if cut > 0:
