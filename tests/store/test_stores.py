@@ -185,3 +185,21 @@ def test_retention_keeps_rows_above_a_position(any_store: Any) -> None:
     assert any_store.export_rows("traces", "a", after=0, upto=5).column("message").to_pylist() == ["m3", "m4"]
     assert any_store.apply_retention("a", 30, keep_after={0: 4}) == 1  # per stream
     assert any_store.apply_retention("a", 30) == 1
+
+
+def test_every_column_of_every_table_has_a_rule() -> None:
+    """The envelope mapping is declared once (store/envelopes.py) and rendered by each store: a schema
+    column without a rule would be silently null on one engine or fail on the other."""
+    from scorewatch.store import envelopes
+    from scorewatch.store.schema import TABLES
+
+    for table in envelopes.BASE_TYPES.values():
+        assert list(envelopes.columns(table)) == [c.name for c in TABLES[table]]
+    original = dict(envelopes.OWN["requests"])
+    try:
+        del envelopes.OWN["requests"]["url"]
+        with pytest.raises(KeyError, match="has no rule"):
+            envelopes.columns("requests")
+    finally:
+        envelopes.OWN["requests"].clear()
+        envelopes.OWN["requests"].update(original)
