@@ -25,7 +25,7 @@ import pytest
 
 from tests.backends import have_chdb
 from tests.export import readback
-from tests.helpers import ServerProcess, free_port, wait_for_http
+from tests.helpers import ServerProcess, free_port, wait_for_http, wait_until
 
 pytestmark = pytest.mark.skipif(not have_chdb(), reason="chdb is not installed")
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -122,14 +122,7 @@ def items(ikey: str, tag: str, n: int) -> list[dict[str, Any]]:
 
 
 def eventually(check: Callable[[], Any], what: str | Callable[[], str], timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g}s: {what() if callable(what) else what}")
-        time.sleep(0.2)
+    return wait_until(check, timeout, what)
 
 
 def test_any_replica_answers_any_request(replicas: Callable[[str], Replica]) -> None:

@@ -202,8 +202,8 @@ class Dialect:
         for j, weight in enumerate(weights):
             at = exp.Add(this=exp.Column(this=i.copy()), expression=lit(offset - j + 1))  # lists count from 1
             inside = exp.and_(exp.GTE(this=at.copy(), expression=lit(1)),
-                              exp.LTE(this=at.copy(), expression=fn("len", values.copy())))
-            element = exp.Coalesce(this=fn("list_extract", values.copy(), at), expressions=[lit(0.0)])
+                              exp.LTE(this=at.copy(), expression=self.list_length(values.copy())))
+            element = exp.Coalesce(this=self.list_at(values.copy(), at), expressions=[lit(0.0)])
             terms.append(exp.Mul(this=lit(float(weight)), expression=exp.Case(ifs=[exp.If(this=inside, true=element)],
                                                                               default=lit(0.0))))
         total = terms[0]
@@ -211,8 +211,19 @@ class Dialect:
             total = exp.Add(this=total, expression=term)
         if divisor != 1:
             total = exp.Div(this=exp.Paren(this=total), expression=lit(float(divisor)))
-        return self.to_json(fn("list_transform", fn("range", fn("len", values.copy())),
-                               exp.Lambda(this=total, expressions=[i])))
+        return self.to_json(self.list_map(exp.Lambda(this=total, expressions=[i]),
+                                          fn("range", self.list_length(values.copy()))))
+
+    def list_length(self, items: exp.Expr) -> exp.Expr:
+        return fn("len", items)
+
+    def list_at(self, items: exp.Expr, position: exp.Expr) -> exp.Expr:
+        """The element at ``position`` (from 1) of a list."""
+        return fn("list_extract", items, position)
+
+    def list_map(self, function: exp.Expr, items: exp.Expr) -> exp.Expr:
+        """``function`` (a lambda) applied to each element of ``items``."""
+        return fn("list_transform", items, function)
 
     def string_split(self, text: exp.Expr, delimiter: exp.Expr) -> exp.Expr:
         """The list of the parts of ``text`` between ``delimiter``s."""
@@ -521,21 +532,14 @@ class ClickHouseDialect(Dialect):
                 "avg": stat("arrayAvg"), "stdev": fn("arrayReduce", lit("stddevSampStable"), values.copy()),
                 "variance": fn("arrayReduce", lit("varSampStable"), values.copy())}
 
-    def series_fir(self, values: exp.Expr, weights: list[float], offset: int, divisor: float) -> exp.Expr:
-        i = exp.to_identifier("_fir_i")
-        terms: list[exp.Expr] = []
-        for j, weight in enumerate(weights):
-            at = exp.Add(this=exp.Column(this=i.copy()), expression=lit(offset - j + 1))  # arrays count from 1
-            inside = exp.and_(exp.GTE(this=at.copy(), expression=lit(1)),
-                              exp.LTE(this=at.copy(), expression=fn("length", values.copy())))
-            element = fn("arrayElement", values.copy(), fn("toInt64", at))
-            terms.append(exp.Mul(this=lit(float(weight)), expression=fn("if", inside, element, lit(0.0))))
-        total = terms[0]
-        for term in terms[1:]:
-            total = exp.Add(this=total, expression=term)
-        if divisor != 1:
-            total = exp.Div(this=exp.Paren(this=total), expression=lit(float(divisor)))
-        return self.to_json(fn("arrayMap", exp.Lambda(this=total, expressions=[i]), fn("range", fn("length", values.copy()))))
+    def list_length(self, items: exp.Expr) -> exp.Expr:
+        return fn("length", items)
+
+    def list_at(self, items: exp.Expr, position: exp.Expr) -> exp.Expr:
+        return fn("arrayElement", items, fn("toInt64", position))
+
+    def list_map(self, function: exp.Expr, items: exp.Expr) -> exp.Expr:
+        return fn("arrayMap", function, items)
 
     def string_split(self, text: exp.Expr, delimiter: exp.Expr) -> exp.Expr:
         return fn("splitByString", delimiter, exp.Coalesce(this=text, expressions=[lit("")]))

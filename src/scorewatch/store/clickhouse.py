@@ -37,7 +37,7 @@ from scorewatch.errors import BadRequest, ConfigError, ServiceUnavailable, Timeo
 from scorewatch.store import clickhouse_sql as ddl
 from scorewatch.store import envelopes
 from scorewatch.store.base import STREAM_BITS, QueryResult, StoreRefused, StoreUnavailable
-from scorewatch.store.rows import ARROW_TYPES, statement_parts, with_positions
+from scorewatch.store.rows import ARROW_TYPES, export_conditions, statement_parts, with_positions
 from scorewatch.store.schema import POSITION, TABLES
 
 try:
@@ -343,15 +343,9 @@ class ClickHouseStore:
     @staticmethod
     def _export_filter(app_id: str, after: int, upto: int | None, since: datetime | None,
                        until: datetime | None) -> tuple[str, dict[str, Any]]:
-        where, params = f"appId = %(app)s AND {POSITION} > %(after)s", {"app": app_id, "after": after}
-        for condition, key, value in ((f"{POSITION} <= %(upto)s", "upto", upto),
-                                      ("timestamp >= %(since)s", "since", since),
-                                      ("timestamp < %(until)s", "until", until)):
-            if value is not None:
-                where += " AND " + condition
-                params[key] = value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime) \
-                    and value.tzinfo else value
-        return where, params
+        conditions = export_conditions(app_id, after, upto, since, until)
+        where = " AND ".join(f"{column} {op} %(v{i})s" for i, (column, op, _) in enumerate(conditions))
+        return where, {f"v{i}": value for i, (_, _, value) in enumerate(conditions)}
 
     def export_rows(self, table: str, app_id: str, *, after: int, upto: int, since: datetime | None = None,
                     until: datetime | None = None, maps: bool = False) -> pa.Table:

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 from scorewatch.errors import BadRequest, ConfigError, Timeout
 from scorewatch.store import envelopes
 from scorewatch.store.base import QueryResult, StoreRefused, StoreUnavailable
-from scorewatch.store.rows import ARROW_TYPES, statement_parts, with_positions
+from scorewatch.store.rows import ARROW_TYPES, export_conditions, statement_parts, with_positions
 from scorewatch.store.schema import DUCKDB_TYPES, POSITION, TABLES
 
 log = logging.getLogger("scorewatch.store")
@@ -250,14 +250,8 @@ class DuckDBStore:
     @staticmethod
     def _export_filter(app_id: str, after: int, upto: int | None, since: datetime | None,
                        until: datetime | None) -> tuple[str, list[Any]]:
-        where, params = f'"appId" = ? AND "{POSITION}" > ?', [app_id, after]
-        for condition, value in ((f'"{POSITION}" <= ?', upto), ('"timestamp" >= ?', since),
-                                 ('"timestamp" < ?', until)):
-            if value is not None:
-                where += " AND " + condition
-                params.append(value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime)
-                              and value.tzinfo else value)
-        return where, params
+        conditions = export_conditions(app_id, after, upto, since, until)
+        return " AND ".join(f'"{column}" {op} ?' for column, op, _ in conditions), [v for _, _, v in conditions]
 
     def export_rows(self, table: str, app_id: str, *, after: int, upto: int, since: datetime | None = None,
                     until: datetime | None = None, maps: bool = False) -> pa.Table:

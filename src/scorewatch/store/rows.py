@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from typing import Any
+
 import numpy as np
 import pyarrow as pa
 
@@ -28,3 +31,15 @@ def with_positions(batch: pa.Table, last: int) -> tuple[pa.Table, int]:
     """``batch`` with the positions after ``last`` (one per row) in POSITION; and the new last."""
     end = last + batch.num_rows
     return batch.append_column(POSITION, pa.array(np.arange(last + 1, end + 1, dtype=np.int64))), end
+
+
+def export_conditions(app_id: str, after: int, upto: int | None, since: datetime | None,
+                      until: datetime | None) -> list[tuple[str, str, Any]]:
+    """(column, operator, value) of the rows ``Store.export_rows`` reads (times as naive UTC)."""
+    conditions: list[tuple[str, str, Any]] = [("appId", "=", app_id), (POSITION, ">", after)]
+    for column, operator, value in ((POSITION, "<=", upto), ("timestamp", ">=", since), ("timestamp", "<", until)):
+        if value is not None:
+            if isinstance(value, datetime) and value.tzinfo:
+                value = value.astimezone(UTC).replace(tzinfo=None)
+            conditions.append((column, operator, value))
+    return conditions
