@@ -64,7 +64,8 @@ def clickhouse(tmp_path: Path) -> Iterator[ClickHouse]:
 class Replica:
     def __init__(self, home: Path, log_dir: Path, store: str) -> None:
         self.home, self.port = home, free_port()
-        self.env = {"SCOREWATCH_STORE": store}
+        # quick rounds: a batch written within 20 ms, an export that caught up looks again every 0.5 s
+        self.env = {"SCOREWATCH_STORE": store, "SCOREWATCH_INGEST_LINGER_MS": "20", "SCOREWATCH_EXPORT_INTERVAL_S": "0.5"}
         self.server = ServerProcess(["hub", "--home", str(home), "--port", str(self.port)], log_dir=log_dir,
                                     env=self.env)
         self.url = f"http://127.0.0.1:{self.port}"
@@ -156,7 +157,7 @@ def test_one_replica_exports_every_stream_once(tmp_path: Path, replicas: Callabl
         return readback.item_ids(readback.files(fsspec.filesystem("file"), str(out)), "parquet") if out.exists() else []
 
     ids = eventually(lambda: (found := exported()) and len(found) >= 400 and found, "400 rows exported", 60)
-    time.sleep(2)  # a round more: nothing is exported twice
+    time.sleep(1.5)  # three rounds more: nothing is exported twice
     ids = exported()
     assert len(ids) == len(set(ids)) == 400 == a.count(a.default)
     show = orjson.loads(b.cli("export", "show", "r", "--json"))  # any replica's workspace shows it
