@@ -1,4 +1,4 @@
-"""Ingest throughput, end to end: HTTP senders → hub → write-ahead log → DuckDB.
+"""Ingest throughput, end to end: HTTP senders → hub → write-ahead log → store.
 
 Starts a real hub (``python -m scorewatch hub``) on a fresh workspace, then several sender processes
 POST gzip bodies of ~500 Application Insights envelopes (built once, up front; a realistic mix of
@@ -7,8 +7,12 @@ clock stops when every accepted item is a row in the store. Prints items/s, the 
 peak resident memory.
 
     python bench/ingest.py [--senders 4] [--seconds 20] [--batch 500] [--no-baseline]
+                           [--store duckdb|clickhouse] [--rounds 1]
 
 Then, as a baseline in the same run, the store alone writes the same envelopes in this process.
+``--store clickhouse`` measures a hub on ClickHouse (chdb, ``--store chdb:///DIR``: one replica's
+figures) beside a hub on DuckDB, taking turns for ``--rounds`` rounds, and prints the median of each
+(the machine may be shared: turns put the neighbours' load on both alike).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import http.client
 import multiprocessing as mp
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -116,15 +121,18 @@ def envelope_tables(ikey: str, batch: int, items: int, app_id: str = "a", app_na
     return tables
 
 
-def store_baseline(ikey: str, batch: int, items: int) -> float:
+def store_baseline(ikey: str, batch: int, items: int, kind: str = "duckdb") -> float:
     """Items/s of the store alone (same envelopes, in transactions as large as the hub's
     ``ingest_batch_items``, no HTTP, no log), in this process: the ceiling end-to-end ingest can
     approach on this machine."""
+    from scorewatch.store.backends import open_clickhouse, parse
     from scorewatch.store.duckdb import DuckDBStore
 
     tables = envelope_tables(ikey, batch, Settings.from_env().ingest_batch_items)
     per_transaction = sum(t.num_rows for t in tables.values())
-    store = DuckDBStore(Path(tempfile.mkdtemp(prefix="sw-bench-store-")) / "t.duckdb", threads=1)
+    folder = Path(tempfile.mkdtemp(prefix="sw-bench-store-"))
+    store = DuckDBStore(folder / "t.duckdb", threads=1) if kind == "duckdb" else \
+        open_clickhouse(parse(f"chdb://{folder}"), ttl_days=0)
     started = time.monotonic()
     done = 0
     while done < items:
@@ -143,9 +151,10 @@ def metric(text: str, name: str) -> float:
     return 0.0
 
 
-def start_hub(home: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``scorewatch hub`` on a fresh workspace, answering /health."""
-    hub = subprocess.Popen([sys.executable, "-m", "scorewatch", "hub", "--home", str(home), "--port", str(port)],
+def start_hub(home: Path, port: int, env: dict[str, str] | None = None, store: str = "duckdb") -> subprocess.Popen:
+    """``scorewatch hub`` on a fresh workspace (on ``store``), answering /health."""
+    hub = subprocess.Popen([sys.executable, "-m", "scorewatch", "hub", "--home", str(home), "--port", str(port),
+                            "--store", store],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                            env={**os.environ, **(env or {})})
     wait_for_http(f"http://127.0.0.1:{port}/health", proc=hub, expect_status=200)
@@ -172,21 +181,16 @@ def flood(port: int, bodies: list[bytes], batch: int, senders: int, seconds: flo
         time.sleep(0.05)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--senders", type=int, default=4)
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--batch", type=int, default=500)
-    parser.add_argument("--no-baseline", action="store_true", help="Skip the store-only baseline.")
-    args = parser.parse_args()
-
+def measure(kind: str, args: argparse.Namespace) -> tuple[str, float]:
+    """One hub on a fresh workspace (``kind``: duckdb, or clickhouse on chdb), flooded; prints what it
+    saw; returns the instrumentation key and the items/s."""
     home = Path(tempfile.mkdtemp(prefix="sw-bench-ingest-"))
     port = free_port()
-    hub = start_hub(home, port)
+    hub = start_hub(home, port, store="duckdb" if kind == "duckdb" else f"chdb://{home}/chdb")
     try:
         ikey = orjson.loads((home / "config.json").read_bytes())["default_app"]["instrumentation_key"]
         bodies = [gzip.compress(orjson.dumps(envelopes(ikey, args.batch)), 6) for _ in range(8)]
-        print(f"payload: {args.batch} envelopes/body, {sum(map(len, bodies)) // len(bodies)} bytes gzip "
+        print(f"[{kind}] payload: {args.batch} envelopes/body, {sum(map(len, bodies)) // len(bodies)} bytes gzip "
               f"({len(orjson.dumps(envelopes(ikey, args.batch)))} raw)")
 
         proc = psutil.Process(hub.pid)
@@ -213,31 +217,57 @@ def main() -> None:
         per_thread = sorted(((t.user_time + t.system_time - threads0.get(t.id, 0.0), t.id) for t in proc.threads()),
                             reverse=True)
         sampling.set()
-        print(f"senders: {args.senders}, sending for {args.seconds:.1f}s, all stored after {elapsed:.1f}s")
-        print(f"items accepted: {accepted}, stored: {int(stored)}, 429 answers: {throttled}")
-        print(f"end-to-end throughput: {accepted / elapsed:,.0f} items/s (target >= 100,000)")
-        print(f"hub CPU: {cpu:.1f}s over {elapsed:.1f}s = {cpu / elapsed:.2f} cores; "
+        print(f"[{kind}] senders: {args.senders}, sending for {args.seconds:.1f}s, all stored after {elapsed:.1f}s")
+        print(f"[{kind}] items accepted: {accepted}, stored: {int(stored)}, 429 answers: {throttled}")
+        print(f"[{kind}] end-to-end throughput: {accepted / elapsed:,.0f} items/s (target >= 100,000)")
+        print(f"[{kind}] hub CPU: {cpu:.1f}s over {elapsed:.1f}s = {cpu / elapsed:.2f} cores; "
               f"(user {times1.user - times0.user:.1f}s, system {times1.system - times0.system:.1f}s); "
               f"hub peak RSS: {peak[0] / 2**20:.0f} MiB")
         # CPU per item is the steadier number on a shared machine (wall time depends on the neighbours).
-        print(f"hub CPU per item: {cpu / max(accepted, 1) * 1e6:.1f} us; by thread: "
+        print(f"[{kind}] hub CPU per item: {cpu / max(accepted, 1) * 1e6:.1f} us; by thread: "
               + ", ".join(f"{'event loop' if tid == hub.pid else tid} {t / max(accepted, 1) * 1e6:.1f} us"
                           for t, tid in per_thread[:4]))
         batches = metric(text, "scorewatch_store_batch_write_seconds_count")
         write_s = metric(text, "scorewatch_store_batch_write_seconds_sum")
-        print(f"store size: {metric(text, 'scorewatch_store_size_bytes') / 2**20:.0f} MiB; "
+        print(f"[{kind}] store size: {metric(text, 'scorewatch_store_size_bytes') / 2**20:.0f} MiB; "
               f"{batches:.0f} batch writes, {write_s:.1f}s writing ({write_s / max(batches, 1) * 1000:.0f} ms each)")
         marks = [started + args.seconds * f for f in (0.25, 0.5, 0.75, 1.0)]
         rss_at = [next((r for t, r in timeline if t >= m), timeline[-1][1]) / 2**20 for m in marks]
-        print("hub RSS at 25/50/75/100% of the flood: " + ", ".join(f"{r:.0f}" for r in rss_at) + " MiB")
+        print(f"[{kind}] hub RSS at 25/50/75/100% of the flood: " + ", ".join(f"{r:.0f}" for r in rss_at) + " MiB")
+        return ikey, accepted / elapsed
     finally:
         os.killpg(hub.pid, signal.SIGTERM)
         hub.wait(60)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--senders", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--no-baseline", action="store_true", help="Skip the store-only baseline.")
+    parser.add_argument("--store", choices=("duckdb", "clickhouse"), default="duckdb",
+                        help="clickhouse: a hub on ClickHouse (chdb) beside one on DuckDB, taking turns")
+    parser.add_argument("--rounds", type=int, default=1, help="Turns of each store (medians printed).")
+    args = parser.parse_args()
+
+    kinds = ["duckdb"] if args.store == "duckdb" else ["duckdb", "clickhouse"]
+    rates: dict[str, list[float]] = {kind: [] for kind in kinds}
+    ikey = ""
+    for _ in range(args.rounds):
+        for kind in kinds:
+            ikey, rate = measure(kind, args)
+            rates[kind].append(rate)
+    for kind, values in rates.items():
+        print(f"{kind}: end to end {statistics.median(values):,.0f} items/s, median of {len(values)} "
+              f"({', '.join(f'{v:,.0f}' for v in values)})")
     if not args.no_baseline:
-        baseline = store_baseline(ikey, args.batch, min(accepted, 1_000_000))
-        print(f"baseline, the store alone in one process (DuckDB, 1 thread, {Settings.from_env().ingest_batch_items:,} "
-              f"items per transaction): {baseline:,.0f} items/s; "
-              f"end to end over HTTP reached {accepted / elapsed / baseline:.0%} of it")
+        items = min(1_000_000, int(max(max(v) for v in rates.values()) * args.seconds))
+        for kind in kinds:
+            baseline = store_baseline(ikey, args.batch, items, kind)
+            print(f"baseline, the {kind} store alone in one process ({Settings.from_env().ingest_batch_items:,} "
+                  f"items per write): {baseline:,.0f} items/s; end to end over HTTP reached "
+                  f"{statistics.median(rates[kind]) / baseline:.0%} of it")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,6 +64,19 @@ def serve_in_thread(app: Any, *, port: int | None = None, timeout: float = 10.0,
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str | Callable[[], str] = "condition") -> Any:
+    """``check()``'s first truthy value, asked every 0.1 s; an AssertionError naming ``what`` (text,
+    or a function making it, to say what was found) after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what() if callable(what) else what} not reached within {timeout:g}s")
+        time.sleep(0.1)
 
 
 class ServerProcess:

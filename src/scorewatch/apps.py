@@ -2,9 +2,11 @@
 
 An application has a ``name``, an ``app_id`` (rows carry it; the query API scopes by it), an
 instrumentation key (ingest accepts items carrying it) and API keys (the query API asks for one).
-They live in ``apps.json`` in the workspace (mode 0600), not in the store: DuckDB lets only the hub's
-process open its file, and ``scorewatch app ...`` must work whether or not the hub runs. Writers take
-an exclusive ``flock`` and replace the file atomically; the hub re-reads it when it changes.
+They are the document ``apps`` (:mod:`scorewatch.documents`): ``apps.json`` in the workspace (mode
+0600), not in the store, since DuckDB lets only the hub's process open its file and ``scorewatch app
+...`` must work whether or not the hub runs; or, with hub replicas on a shared ClickHouse, a document
+in that server. Every change is an atomic edit of the current value; the hub re-reads it when it
+changes.
 
 API keys are kept as sha256 digests only and compared with :func:`hmac.compare_digest`; a new one is
 shown once, when it is made. Instrumentation keys are not secret in Application Insights (they ship in
@@ -18,20 +20,21 @@ import hmac
 import os
 import re
 import secrets
+import threading
+import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import orjson
-
+from scorewatch.documents import Documents, FileDocuments, documents_for
 from scorewatch.errors import BadRequest, Forbidden, NotFound, Unauthorized
-from scorewatch.files import Watch, locked, read_json, write_atomic
 from scorewatch.settings import Settings
 from scorewatch.workspace import Workspace
+
+if TYPE_CHECKING:
+    from scorewatch.store.base import Store
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -65,12 +68,18 @@ def new_api_key() -> str:
 
 
 class Registry:
-    """The applications of one workspace, backed by ``<home>/apps.json``."""
+    """The applications of one workspace: the document ``apps`` of ``documents`` (or the JSON file
+    ``documents`` names, such as ``<home>/apps.json``)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, default_retention_days: int = 90) -> None:
-        self.path = Path(path)
+    def __init__(self, documents: Documents | str | os.PathLike[str], *, key: str = "apps",
+                 default_retention_days: int = 90) -> None:
+        if isinstance(documents, (str, os.PathLike)):
+            documents, key = FileDocuments.of_file(documents)
+        self.documents, self.key = documents, key
+        self._stamp: Hashable = None
+        self._refreshing = threading.RLock()
+        self._forced = 0.0
         self.default_retention_days = default_retention_days
-        self._watch = Watch(self.path)
         self._apps: dict[str, Application] = {}
         self._by_ikey: dict[str, Application] = {}
         self._by_id: dict[str, Application] = {}
@@ -78,15 +87,17 @@ class Registry:
     # -- reading (cached; cheap enough for every ingest request) -----------------------------------
 
     def refresh(self) -> bool:
-        """Re-read ``apps.json`` if it changed since the last read; True when it did."""
-        if not self._watch.changed():
-            return False
-        self._load(self._read())
-        return True
+        """Read the applications again if they changed since the last read; True when they did."""
+        with self._refreshing:  # one reader at a time: a slower read of an older value cannot land last
+            stamp = self.documents.stamp(self.key)
+            if stamp == self._stamp:
+                return False
+            self._stamp = stamp
+            self._load(self._read())
+            return True
 
     def _read(self) -> dict[str, Any]:
-        data = read_json(self.path, {"apps": []})
-        return data if isinstance(data, dict) else {"apps": []}
+        return _apps(self.documents.read(self.key))
 
     def _load(self, data: dict[str, Any]) -> None:
         apps = [Application(**a) for a in data.get("apps", [])]
@@ -95,11 +106,11 @@ class Registry:
         self._by_id = {a.app_id: a for a in apps}
 
     def by_instrumentation_key(self, ikey: str | None) -> Application | None:
-        """The application owning ``ikey``; re-reads the file once if the key is not known yet."""
+        """The application owning ``ikey``; reads the applications again if the key is not known yet."""
         if not ikey:
             return None
         app = self._by_ikey.get(ikey)
-        if app is None and self.refresh():
+        if app is None and (self.refresh() or (self._read_again() and self.refresh())):
             app = self._by_ikey.get(ikey)
         return app
 
@@ -123,25 +134,43 @@ class Registry:
         if not api_key:
             raise Unauthorized("an API key is required (header x-api-key)")
         self.refresh()
-        app = self._by_id.get(app_id)
         digest = _digest(api_key)
+        if not self._valid(app_id, digest) and self._read_again():  # a key made a moment ago elsewhere
+            self.refresh()
+        if not self._valid(app_id, digest):
+            raise Forbidden("the API key is not valid for this application")
+
+    def _valid(self, app_id: str, digest: str) -> bool:
+        app = self._by_id.get(app_id)
         hashes = app.api_key_hashes if app is not None else ["0" * 64]
         ok = False
         for known in hashes:
             ok |= hmac.compare_digest(digest, known)
-        if app is None or not ok:
-            raise Forbidden("the API key is not valid for this application")
+        return app is not None and ok
+
+    def _read_again(self) -> bool:
+        """Whether to read the applications again now, past the documents' own caching (shared
+        documents are asked at most every second): at most ten times a second, so wrong keys cannot
+        turn into a flood of reads."""
+        now = time.monotonic()
+        if now - self._forced < 0.1:
+            return False
+        self._forced = now
+        self.documents.forget(self.key)
+        return True
 
     # -- writing (locked, atomic) --------------------------------------------------------------------
 
-    @contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
-        with locked(self.path):
-            data = self._read()
-            yield data
-            write_atomic(self.path, orjson.dumps(data, option=orjson.OPT_INDENT_2))
-            self._watch.forget()
-            self.refresh()
+    def _edit(self, change: Callable[[dict[str, Any]], None]) -> None:
+        """Apply ``change`` to the applications (it may run again if another writer came first)."""
+        def apply(current: Any) -> dict[str, Any]:
+            data = _apps(current)
+            change(data)
+            return data
+
+        self.documents.edit(self.key, apply)
+        self._stamp = None  # read it back, as written
+        self.refresh()
 
     def create(self, name: str, *, retention_days: int | None = None) -> tuple[Application, str]:
         """Make a new application; returns it and its first API key (shown once)."""
@@ -149,27 +178,28 @@ class Registry:
             raise BadRequest(f"invalid application name {name!r}: use letters, digits, '_', '.', '-'")
         days = self.default_retention_days if retention_days is None else _check_days(retention_days)
         api_key = new_api_key()
-        with self._locked() as data:
+        app = Application(name=name, app_id=str(uuid.uuid4()), instrumentation_key=str(uuid.uuid4()),
+                          retention_days=days, api_key_hashes=[_digest(api_key)],
+                          created=datetime.now(UTC).isoformat(timespec="seconds"))
+
+        def add(data: dict[str, Any]) -> None:
             apps = data.setdefault("apps", [])
             if any(a["name"] == name for a in apps):
                 raise BadRequest(f"application {name!r} already exists")
-            app = Application(name=name, app_id=str(uuid.uuid4()), instrumentation_key=str(uuid.uuid4()),
-                              retention_days=days, api_key_hashes=[_digest(api_key)],
-                              created=datetime.now(UTC).isoformat(timespec="seconds"))
             apps.append(asdict(app))
+
+        self._edit(add)
         return app, api_key
 
     def add_api_key(self, name: str) -> str:
         """Issue another API key for ``name`` (earlier ones keep working); returns it."""
         api_key = new_api_key()
-        with self._locked() as data:
-            self._find(data, name)["api_key_hashes"].append(_digest(api_key))
+        self._edit(lambda data: self._find(data, name)["api_key_hashes"].append(_digest(api_key)))
         return api_key
 
     def set_retention(self, name: str, days: int) -> Application:
         days = _check_days(days)
-        with self._locked() as data:
-            self._find(data, name)["retention_days"] = days
+        self._edit(lambda data: self._find(data, name).__setitem__("retention_days", days))
         return self._apps[name]
 
     def ensure(self, name: str) -> tuple[Application, str | None]:
@@ -196,6 +226,11 @@ def _check_days(days: int) -> int:
     return days
 
 
-def registry_for(workspace: Workspace, settings: Settings) -> Registry:
-    """The registry of ``workspace`` (``apps.json``), with the settings' default retention."""
-    return Registry(workspace.home / "apps.json", default_retention_days=settings.retention_days)
+def _apps(data: Any) -> dict[str, Any]:
+    return data if isinstance(data, dict) else {"apps": []}
+
+
+def registry_for(workspace: Workspace, settings: Settings, store: Store | None = None) -> Registry:
+    """The registry of ``workspace`` (where :func:`~scorewatch.documents.documents_for` keeps the
+    shared state), with the settings' default retention."""
+    return Registry(documents_for(workspace, settings, store), default_retention_days=settings.retention_days)

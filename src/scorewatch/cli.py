@@ -34,6 +34,7 @@ COMMANDS = {
     "services": "scorewatch.deploy.cli:services",
     "service": "scorewatch.deploy.cli:service",
     "model": "scorewatch.deploy.cli:model",
+    "k8s": "scorewatch.k8s.cli:k8s",
 }
 
 

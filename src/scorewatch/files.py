@@ -53,28 +53,13 @@ def write_atomic(path: Path, data: bytes, *, mode: int = 0o600, durable: bool = 
             os.close(dir_fd)
 
 
-class Watch:
-    """Tells whether a file changed (modification time and size) since it was last looked at."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._stamp: tuple[int, int] | None = None
-
-    def changed(self) -> bool:
-        """True the first time, and whenever the file changed (or appeared, or went) since."""
-        try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = (0, 0)
-        if stamp == self._stamp:
-            return False
-        self._stamp = stamp
-        return True
-
-    def forget(self) -> None:
-        """Make the next :meth:`changed` say True (after this process wrote the file)."""
-        self._stamp = None
+def file_stamp(path: Path) -> tuple[int, int]:
+    """A file's modification time and size ((0, 0) when there is none): it changes when the file does."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (0, 0)
+    return (st.st_mtime_ns, st.st_size)
 
 
 @contextmanager

@@ -97,6 +97,12 @@ class Settings:
     ingest_batch_items: int = setting(200_000, "Most items the hub writes to the store in one transaction.")
     ingest_linger_ms: int = setting(200, "Longest the hub's writer waits to fill a batch before writing it.")
     retention_interval_s: float = setting(3600.0, "Seconds between the hub's retention runs (also run on start).")
+    store: str = setting(
+        "duckdb", "The hub's store: duckdb (embedded), chdb:///DIR (ClickHouse in-process) or "
+        "clickhouse://[USER@]HOST[:PORT]/DATABASE (a ClickHouse server shared by hub replicas; see docs/scaling.md).")
+    clickhouse_password: str = setting("", "Password of the ClickHouse user in the store URL; never logged.", secret=True)
+    clickhouse_ttl_days: int = setting(
+        730, "Days after which ClickHouse drops rows whatever their application's retention (the tables' TTL).")
     store_threads: int = setting(1, "Threads DuckDB uses in the hub (0: one per core). One keeps ingest cheapest on 2 cores.")
     query_timeout_s: float = setting(60.0, "Longest a query may run before it is cancelled.")
     query_max_rows: int = setting(500_000, "Most rows a query returns (the result is flagged as truncated).")

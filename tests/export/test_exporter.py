@@ -19,6 +19,7 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from scorewatch.documents import FileDocuments
 from scorewatch.export.exporter import Exporter, read_checkpoint
 from scorewatch.export.rules import Rule
 from scorewatch.export.targets import LocalTarget, Target
@@ -95,12 +96,12 @@ def run_out(exporter: Exporter) -> None:
 def test_a_round_stopped_at_any_write_is_finished_once(store: DuckDBStore, tmp_path: Path, fmt: str,
                                                        stop_at: int) -> None:
     fill(store)
-    url, state = f"file://{tmp_path}/out", tmp_path / "state"
+    url, state = f"file://{tmp_path}/out", FileDocuments(tmp_path / "state")
     r = rule(url, fmt)
     first = Exporter(store, r, StoppingTarget(url, stop_at), state, max_items=60)
     with pytest.raises(Stop):
         run_out(first)
-    pending = read_checkpoint(state)
+    pending = read_checkpoint(state, r.id)
     assert pending is not None and pending.pending is not None  # stopped between its two checkpoints
     second = Exporter(store, r, Target.open(url, Settings()), state, max_items=60)  # the restarted hub
     run_out(second)
@@ -113,7 +114,7 @@ def test_a_round_stopped_at_any_write_is_finished_once(store: DuckDBStore, tmp_p
 
 def test_rows_stored_later_are_exported_by_later_rounds(store: DuckDBStore, tmp_path: Path) -> None:
     url = f"file://{tmp_path}/out"
-    exporter = Exporter(store, rule(url, "parquet"), Target.open(url, Settings()), tmp_path / "s", max_items=1000)
+    exporter = Exporter(store, rule(url, "parquet"), Target.open(url, Settings()), FileDocuments(tmp_path / "s"), max_items=1000)
     run_out(exporter)  # nothing stored yet: nothing written
     assert not exporter.round() and not (tmp_path / "out").exists()
     fill(store)
@@ -129,7 +130,7 @@ def test_a_rule_from_now_skips_what_was_stored_before(store: DuckDBStore, tmp_pa
     fill(store)
     url = f"file://{tmp_path}/out"
     r = rule(url, "appinsights", start="now")
-    exporter = Exporter(store, r, Target.open(url, Settings()), tmp_path / "s", max_items=1000)
+    exporter = Exporter(store, r, Target.open(url, Settings()), FileDocuments(tmp_path / "s"), max_items=1000)
     assert not exporter.round()
     telemetry.write(store, telemetry.messages(3, prefix="new"))
     run_out(exporter)
@@ -140,7 +141,7 @@ def test_a_one_shot_export_takes_its_time_range_as_stored_when_it_started(store:
     fill(store)
     url = f"file://{tmp_path}/out"
     r = rule(url, "appinsights", kind="once", since="2026-01-02T04:00:00+00:00", until="2026-01-02T05:00:00+00:00")
-    exporter = Exporter(store, r, Target.open(url, Settings()), tmp_path / "s", max_items=50)
+    exporter = Exporter(store, r, Target.open(url, Settings()), FileDocuments(tmp_path / "s"), max_items=50)
     telemetry.write(store, telemetry.messages(5, prefix="after-start", time="2026-01-02T04:20:00Z"))
     expected = Counter(row[0] for t in r.tables for row in store.query(
         f"SELECT itemId FROM {t} WHERE appId = ? AND timestamp >= '2026-01-02 04:00' AND timestamp < "
@@ -151,15 +152,16 @@ def test_a_one_shot_export_takes_its_time_range_as_stored_when_it_started(store:
 
 
 def test_a_replaced_store_is_exported_from_its_beginning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    url, state = f"file://{tmp_path}/out", tmp_path / "s"
+    url, state = f"file://{tmp_path}/out", FileDocuments(tmp_path / "s")
+    r = rule(url, "parquet")
     old = telemetry.open_store(tmp_path / "old.duckdb")
     fill(old)
-    run_out(Exporter(old, rule(url, "parquet"), Target.open(url, Settings()), state, max_items=1000))
+    run_out(Exporter(old, r, Target.open(url, Settings()), state, max_items=1000))
     old.close()
     new = telemetry.open_store(tmp_path / "new.duckdb")
     telemetry.write(new, telemetry.messages(4, prefix="new"))
     with caplog.at_level(logging.ERROR, "scorewatch.export"):
-        exporter = Exporter(new, rule(url, "parquet"), Target.open(url, Settings()), state, max_items=1000)
+        exporter = Exporter(new, r, Target.open(url, Settings()), state, max_items=1000)
     assert "the store was replaced" in caplog.text
     run_out(exporter)
     assert exporter.checkpoint.position == new.row_position() == 4
@@ -171,7 +173,7 @@ def test_rejected_credentials_then_the_right_ones_export_once(store: DuckDBStore
     fill(store)
     container = "c" + uuid.uuid4().hex[:12]
     azurite.filesystem().mkdir(container)
-    url, state = f"az://{container}/diag", tmp_path / "state"
+    url, state = f"az://{container}/diag", FileDocuments(tmp_path / "state")
     r = rule(url, "diagnostic")
     wrong = Target.open(url, Settings(export_azure_connection_string=azurite.connection_string(AZURITE_KEY[:-4] + "AAA=")))
     exporter = Exporter(store, r, wrong, state, max_items=60)
@@ -198,7 +200,7 @@ def test_a_full_disk_stops_the_export_until_there_is_room(store: DuckDBStore, tm
     _mount(disk, "160k")
     try:
         telemetry.write(store, telemetry.envelopes() * 150)  # ~1 MB of classic JSON
-        url, state = f"file://{disk}/out", disk / "state"
+        url, state = f"file://{disk}/out", FileDocuments(disk / "state")
         r = rule(url, "appinsights")
         exporter = Exporter(store, r, Target.open(url, Settings()), state, max_items=200)
         with pytest.raises(OSError) as info:
@@ -216,7 +218,7 @@ def test_retention_keeps_what_a_rule_has_not_exported(store: DuckDBStore, tmp_pa
     old = (datetime.now(UTC) - timedelta(days=40)).strftime("%Y-%m-%dT%H:%M:%SZ")
     telemetry.write(store, telemetry.messages(10, time=old))
     url = f"file://{tmp_path}/out"
-    exporter = Exporter(store, rule(url, "appinsights"), Target.open(url, Settings()), tmp_path / "s", max_items=4)
+    exporter = Exporter(store, rule(url, "appinsights"), Target.open(url, Settings()), FileDocuments(tmp_path / "s"), max_items=4)
     exporter.round()  # positions (-1, 3]: rows 1-3 exported
     assert store.apply_retention(APP_ID, 30, keep_after=exporter.checkpoint.position) == 3
     run_out(exporter)
@@ -229,7 +231,7 @@ def test_export_to_s3_stopped_mid_round_then_finished_once(store: DuckDBStore, t
     fill(store)
     bucket = "b" + uuid.uuid4().hex[:12]
     moto_s3.filesystem().mkdir(bucket)
-    url, state = f"s3://{bucket}/{fmt}", tmp_path / "state"
+    url, state = f"s3://{bucket}/{fmt}", FileDocuments(tmp_path / "state")
     settings = Settings(export_s3_endpoint_url=moto_s3.endpoint, export_s3_access_key_id="testing",
                         export_s3_secret_access_key="testing")
     r = rule(url, fmt)

@@ -23,6 +23,7 @@ import duckdb
 import fsspec
 import pytest
 
+from scorewatch.documents import FileDocuments
 from scorewatch.export.exporter import Exporter
 from scorewatch.export.rules import Rule
 from scorewatch.export.targets import Target
@@ -39,7 +40,7 @@ def export(store: DuckDBStore, tmp_path: Path, fmt: str, **rule: Any) -> dict[st
     root = tmp_path / f"out-{fmt}"
     r = Rule(name=fmt, app=APP_NAME, app_id=APP_ID, ikey=IKEY, url=f"file://{root}", format=fmt,
              tables=list(TABLES), start="beginning", **rule)
-    exporter = Exporter(store, r, Target.open(r.url, Settings()), tmp_path / "state" / fmt, max_items=1000)
+    exporter = Exporter(store, r, Target.open(r.url, Settings()), FileDocuments(tmp_path / "state" / fmt), max_items=1000)
     while exporter.round():
         pass
     return readback.files(fsspec.filesystem("file"), str(root))

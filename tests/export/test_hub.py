@@ -8,10 +8,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import fsspec
 import httpx
@@ -25,19 +24,8 @@ from scorewatch.store.duckdb import DuckDBStore
 from scorewatch.workspace import Workspace
 from tests.export import readback
 from tests.export.servers import Azurite
-from tests.helpers import ServerProcess, free_port, wait_for_http
+from tests.helpers import ServerProcess, free_port, wait_for_http, wait_until
 from tests.ingest.conftest import RunningHub, running_hub
-
-
-def wait_until(check: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout}s")
-        time.sleep(0.1)
 
 
 def cli(home: Path, *args: str, env: dict[str, str] | None = None) -> str:

@@ -15,6 +15,7 @@ from scorewatch.ingest.connections import protocol_class
 from scorewatch.ingest.hub import Hub, create_app, open_hub
 from scorewatch.settings import Settings
 from scorewatch.workspace import Workspace
+from tests.backends import BACKENDS, chdb_url, skip_without
 from tests.helpers import free_port, serve_in_thread, wait_for_http
 
 
@@ -42,8 +43,13 @@ class RunningHub:
 
 
 @contextmanager
-def running_hub(home: Path, **overrides: Any) -> Iterator[RunningHub]:
+def running_hub(home: Path, backend: str = "duckdb", **overrides: Any) -> Iterator[RunningHub]:
+    """A hub on ``backend``'s store: DuckDB in the workspace, or a database of its own in this
+    process's chdb engine."""
     port = free_port()
+    if backend == "chdb":
+        overrides.setdefault("store", chdb_url("hub"))
+        overrides.setdefault("clickhouse_ttl_days", 0)  # tests' rows may be dated long ago
     settings = Settings.from_env({}, home=home, hub_port=port, **{"ingest_linger_ms": 20, **overrides})
     workspace = Workspace(home)
     default = ensure_default_app(workspace, settings)
@@ -62,4 +68,19 @@ def hub(tmp_path: Path) -> Iterator[RunningHub]:
 @pytest.fixture(scope="module")
 def shared_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
     with running_hub(tmp_path_factory.mktemp("hub") / "ws") as running:
+        yield running
+
+
+@pytest.fixture(params=BACKENDS)
+def any_hub(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RunningHub]:
+    """A hub on each backend's store (the tests of what lands in the store run on both)."""
+    skip_without(request.param)
+    with running_hub(tmp_path / "ws", request.param) as running:
+        yield running
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def any_shared_hub(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    skip_without(request.param)
+    with running_hub(tmp_path_factory.mktemp("hub") / "ws", request.param) as running:
         yield running

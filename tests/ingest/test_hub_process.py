@@ -1,9 +1,12 @@
 """The hub as users run it (``scorewatch hub`` in its own process): durability under SIGKILL, keys kept
-out of its output, retention on start, and the query API seeing one application only."""
+out of its output, retention on start, and the query API seeing one application only; the tests of
+what reaches the store run with each backend (DuckDB; ClickHouse on chdb, ``--store chdb:///DIR``)."""
 
 from __future__ import annotations
 
 import concurrent.futures
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,6 +18,7 @@ import pytest
 
 from scorewatch.store.duckdb import DuckDBStore
 from scorewatch.workspace import Workspace
+from tests.backends import BACKENDS, skip_without, store_url
 from tests.helpers import ServerProcess, free_port, wait_for_http
 
 _running: list[ServerProcess] = []
@@ -28,9 +32,10 @@ def stop_hubs() -> Iterator[None]:
         _running.pop().stop()
 
 
-def start_hub(home: Path, log_dir: Path, **env: str) -> tuple[ServerProcess, str]:
+def start_hub(home: Path, log_dir: Path, backend: str = "duckdb", **env: str) -> tuple[ServerProcess, str]:
     port = free_port()
-    server = ServerProcess(["hub", "--home", str(home), "--port", str(port)], log_dir=log_dir,
+    store = ["--store", store_url(backend, home.parent)] if backend != "duckdb" else []
+    server = ServerProcess(["hub", "--home", str(home), "--port", str(port), *store], log_dir=log_dir,
                            env={f"SCOREWATCH_{k.upper()}": v for k, v in env.items()}).start()
     _running.append(server)
     url = f"http://127.0.0.1:{port}"
@@ -48,7 +53,38 @@ def items(ikey: str, batch: int, size: int) -> list[dict[str, Any]]:
              "data": {"baseType": "MessageData", "baseData": {"message": f"b{batch}-i{i}"}}} for i in range(size)]
 
 
-def stored_messages(home: Path) -> list[str]:
+# Opens a stopped hub's store in a process of its own (this process's chdb engine is elsewhere):
+# argv: home, store URL, then "read" (prints the messages of traces) or "write" (JSON rows for traces).
+_OFFLINE = """
+import sys, orjson
+from datetime import datetime
+from scorewatch.settings import Settings
+from scorewatch.store.backends import open_store
+from scorewatch.workspace import Workspace
+home, url, action = sys.argv[1:4]
+store = open_store(Workspace(home), Settings.from_env({}, home=home, store=url, clickhouse_ttl_days=0))
+if action == "read":
+    print(orjson.dumps([r[0] for r in store.query("SELECT message FROM traces").rows]).decode())
+else:
+    rows = orjson.loads(sys.argv[4])
+    for row in rows:
+        row["timestamp"] = datetime.fromisoformat(row["timestamp"])
+    store.write_batch("traces", rows)
+store.close()
+"""
+
+
+def offline(home: Path, backend: str, action: str, rows: list[dict[str, Any]] | None = None) -> Any:
+    args = [sys.executable, "-c", _OFFLINE, str(home), store_url(backend, home.parent), action]
+    done = subprocess.run(args + ([orjson.dumps(rows, default=str).decode()] if rows else []),
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return orjson.loads(done.stdout) if action == "read" else None
+
+
+def stored_messages(home: Path, backend: str = "duckdb") -> list[str]:
+    if backend != "duckdb":
+        return offline(home, backend, "read")
     store = DuckDBStore(Workspace(home).store_dir / "telemetry.duckdb")
     try:
         return [row[0] for row in store.query("SELECT message FROM traces").rows]
@@ -56,10 +92,12 @@ def stored_messages(home: Path) -> list[str]:
         store.close()
 
 
-def test_sigkill_right_after_200_loses_nothing_and_stores_nothing_twice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigkill_right_after_200_loses_nothing_and_stores_nothing_twice(tmp_path: Path, backend: str) -> None:
+    skip_without(backend)
     home = tmp_path / "ws"
     # The writer waits long for a full batch, so every accepted item is still only in the log when killed.
-    server, url = start_hub(home, tmp_path, ingest_linger_ms="600000", ingest_batch_items="1000000")
+    server, url = start_hub(home, tmp_path, backend, ingest_linger_ms="600000", ingest_batch_items="1000000")
     ikey = orjson.loads((home / "config.json").read_bytes())["default_app"]["instrumentation_key"]
     with httpx.Client() as client:
         for batch in range(10):
@@ -67,19 +105,21 @@ def test_sigkill_right_after_200_loses_nothing_and_stores_nothing_twice(tmp_path
             assert response.status_code == 200
     server.kill()  # SIGKILL
 
-    server, url = start_hub(home, tmp_path)  # replays the log into the store on start
+    server, url = start_hub(home, tmp_path, backend)  # replays the log into the store on start
     with httpx.Client() as client:
         assert client.post(f"{url}/v2.1/track", content=orjson.dumps(items(ikey, 99, 5))).status_code == 200
     server.stop()
     assert "replayed 500 items from the write-ahead log" in server.output()
-    messages = stored_messages(home)
+    messages = stored_messages(home, backend)
     expected = {f"b{b}-i{i}" for b in range(10) for i in range(50)} | {f"b99-i{i}" for i in range(5)}
     assert len(messages) == len(expected) and set(messages) == expected
 
 
-def test_sigkill_while_the_writer_is_busy_neither_loses_nor_duplicates(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sigkill_while_the_writer_is_busy_neither_loses_nor_duplicates(tmp_path: Path, backend: str) -> None:
+    skip_without(backend)
     home = tmp_path / "ws"
-    server, url = start_hub(home, tmp_path, ingest_linger_ms="0", ingest_batch_items="200")
+    server, url = start_hub(home, tmp_path, backend, ingest_linger_ms="0", ingest_batch_items="200")
     ikey = orjson.loads((home / "config.json").read_bytes())["default_app"]["instrumentation_key"]
 
     def send(batch: int) -> int:
@@ -90,9 +130,9 @@ def test_sigkill_while_the_writer_is_busy_neither_loses_nor_duplicates(tmp_path:
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         accepted = list(pool.map(send, range(40)))
     server.kill()
-    server, url = start_hub(home, tmp_path)
+    server, url = start_hub(home, tmp_path, backend)
     server.stop()
-    messages = stored_messages(home)
+    messages = stored_messages(home, backend)
     assert len(messages) == len(set(messages)) == 40 * 100
     assert set(messages) == {f"b{b}-i{i}" for b in accepted for i in range(100)}
 
@@ -126,12 +166,25 @@ def test_keys_never_appear_in_the_hub_output(tmp_path: Path) -> None:
         assert secret not in output
 
 
-def test_retention_on_start_removes_old_rows_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_retention_on_start_removes_old_rows_only(tmp_path: Path, backend: str) -> None:
+    skip_without(backend)
     home = tmp_path / "ws"
-    server, _url = start_hub(home, tmp_path)
+    server, _url = start_hub(home, tmp_path, backend)
     server.stop()
     app_id = orjson.loads((home / "config.json").read_bytes())["default_app"]["app_id"]
     now = datetime.now(UTC).replace(tzinfo=None)
+    offline(home, backend, "write", [
+        {"timestamp": now - timedelta(days=120), "message": "old", "appId": app_id},
+        {"timestamp": now - timedelta(days=10), "message": "recent", "appId": app_id},
+        {"timestamp": now - timedelta(days=120), "message": "other app", "appId": "someone-else"},
+    ]) if backend != "duckdb" else _write_duckdb(home, app_id, now)
+    server, _url = start_hub(home, tmp_path, backend)  # default retention: 90 days, applied on start
+    server.stop()
+    assert sorted(stored_messages(home, backend)) == ["other app", "recent"]
+
+
+def _write_duckdb(home: Path, app_id: str, now: datetime) -> None:
     store = DuckDBStore(Workspace(home).store_dir / "telemetry.duckdb")
     store.write_batch("traces", [
         {"timestamp": now - timedelta(days=120), "message": "old", "appId": app_id},
@@ -139,18 +192,17 @@ def test_retention_on_start_removes_old_rows_only(tmp_path: Path) -> None:
         {"timestamp": now - timedelta(days=120), "message": "other app", "appId": "someone-else"},
     ])
     store.close()
-    server, _url = start_hub(home, tmp_path)  # default retention: 90 days, applied on start
-    server.stop()
-    assert sorted(stored_messages(home)) == ["other app", "recent"]
 
 
-def test_query_api_sees_one_application_only(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_query_api_sees_one_application_only(tmp_path: Path, backend: str) -> None:
     from click.testing import CliRunner
 
     from scorewatch.ingest.cli import app as app_cli
 
+    skip_without(backend)
     home = tmp_path / "ws"
-    server, url = start_hub(home, tmp_path)
+    server, url = start_hub(home, tmp_path, backend)
     try:
         runner = CliRunner()
         apps = {}
@@ -185,15 +237,15 @@ def test_query_api_sees_one_application_only(tmp_path: Path) -> None:
         server.stop()
 
 
-def test_a_second_hub_on_the_same_workspace_is_a_clear_error(tmp_path: Path) -> None:
-    import subprocess
-    import sys
-
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_second_hub_on_the_same_workspace_is_a_clear_error(tmp_path: Path, backend: str) -> None:
+    skip_without(backend)
     home = tmp_path / "ws"
-    server, _url = start_hub(home, tmp_path)
+    server, _url = start_hub(home, tmp_path, backend)
+    store = ["--store", store_url(backend, tmp_path)] if backend != "duckdb" else []
     try:
         second = subprocess.run([sys.executable, "-m", "scorewatch", "hub", "--home", str(home),
-                                 "--port", str(free_port())], capture_output=True, text=True, timeout=60)
+                                 "--port", str(free_port()), *store], capture_output=True, text=True, timeout=60)
     finally:
         server.stop()
     assert second.returncode == 2

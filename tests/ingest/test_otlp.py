@@ -23,8 +23,8 @@ def _span_json(trace_id: str, span_id: str, kind: int, name: str, **attrs: objec
             "status": {}}
 
 
-def test_json_traces_with_hex_ids(shared_hub: RunningHub) -> None:
-    hub = shared_hub
+def test_json_traces_with_hex_ids(any_shared_hub: RunningHub) -> None:
+    hub = any_shared_hub
     trace_id, server_id, client_id = secrets.token_hex(16), secrets.token_hex(8), secrets.token_hex(8)
     server = _span_json(trace_id, server_id, 2, "POST /json", **{"http.response.status_code": 201})
     client = _span_json(trace_id, client_id, 3, "SELECT", **{"db.system": "postgresql", "db.name": "shop"})
@@ -43,8 +43,8 @@ def test_json_traces_with_hex_ids(shared_hub: RunningHub) -> None:
         client_id, server_id, "postgresql", "shop")
 
 
-def test_protobuf_logs_gzip_chunked(shared_hub: RunningHub) -> None:
-    hub = shared_hub
+def test_protobuf_logs_gzip_chunked(any_shared_hub: RunningHub) -> None:
+    hub = any_shared_hub
     marker = secrets.token_hex(4)
     message = ExportLogsServiceRequest()
     records = message.resource_logs.add().scope_logs.add().log_records
@@ -71,8 +71,8 @@ def test_protobuf_logs_gzip_chunked(shared_hub: RunningHub) -> None:
     assert orjson.loads(rows[0][2]) == {"rows": 3}
 
 
-def test_key_header_is_required_and_checked(shared_hub: RunningHub) -> None:
-    hub = shared_hub
+def test_key_header_is_required_and_checked(any_shared_hub: RunningHub) -> None:
+    hub = any_shared_hub
     body = orjson.dumps({"resourceLogs": []})
     headers = {"content-type": "application/json"}
     assert httpx.post(f"{hub.url}/v1/logs", content=body, headers=headers).status_code == 401
@@ -82,8 +82,8 @@ def test_key_header_is_required_and_checked(shared_hub: RunningHub) -> None:
     assert httpx.post(f"{hub.url}/v1/logs", content=body, headers=ok).status_code == 200
 
 
-def test_bad_bodies_are_clear_errors(shared_hub: RunningHub) -> None:
-    hub = shared_hub
+def test_bad_bodies_are_clear_errors(any_shared_hub: RunningHub) -> None:
+    hub = any_shared_hub
     key = {"x-instrumentation-key": hub.ikey}
     cases = [(b"\x0a\xff\xff", "application/x-protobuf", 400), (b"{nope", "application/json", 400),
              (b'{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"zz"}]}]}]}', "application/json", 400),
@@ -94,10 +94,10 @@ def test_bad_bodies_are_clear_errors(shared_hub: RunningHub) -> None:
         assert response.json()["error"]["message"]
 
 
-def test_status_codes_that_are_not_numbers_and_huge_histogram_counts_are_stored(shared_hub: RunningHub) -> None:
+def test_status_codes_that_are_not_numbers_and_huge_histogram_counts_are_stored(any_shared_hub: RunningHub) -> None:
     """"abc" or NaN as http.status_code was a 500 (which SDKs retry for ever); a cumulative histogram
     whose count passed 2^31 took its whole export with it."""
-    hub = shared_hub
+    hub = any_shared_hub
     trace_id = secrets.token_hex(16)
     spans = []
     for code in ({"stringValue": "abc"}, {"doubleValue": "NaN"}, {"doubleValue": "Infinity"}, {"intValue": "503"}):

@@ -11,7 +11,8 @@ from scorewatch.ingest.cli import app as app_cli
 from tests.ingest.conftest import RunningHub
 
 
-def test_changed_retention_is_applied_by_the_running_hub(hub: RunningHub) -> None:
+def test_changed_retention_is_applied_by_the_running_hub(any_hub: RunningHub) -> None:
+    hub = any_hub
     now = datetime.now(UTC).replace(tzinfo=None)
     app_id = hub.default["app_id"]
     hub.hub.store.write_batch("requests", [

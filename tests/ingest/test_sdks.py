@@ -80,7 +80,7 @@ _LOGGING_HANDLER = pytest.mark.filterwarnings("ignore:`LoggingHandler` in `opent
 
 
 @_LOGGING_HANDLER
-def test_azure_monitor_opentelemetry_exporter(shared_hub: RunningHub) -> None:
+def test_azure_monitor_opentelemetry_exporter(any_shared_hub: RunningHub) -> None:
     from azure.monitor.opentelemetry.exporter import (
         AzureMonitorLogExporter,
         AzureMonitorMetricExporter,
@@ -91,7 +91,7 @@ def test_azure_monitor_opentelemetry_exporter(shared_hub: RunningHub) -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    hub, marker = shared_hub, "az-" + secrets.token_hex(3)
+    hub, marker = any_shared_hub, "az-" + secrets.token_hex(3)
     cs = hub.default["connection_string"]
     resource = Resource.create({"service.name": f"svc-{marker}"})
 
@@ -124,7 +124,7 @@ def test_azure_monitor_opentelemetry_exporter(shared_hub: RunningHub) -> None:
     assert hub.rows("SELECT count(*) FROM customMetrics WHERE name = '_OTELRESOURCE_'") == [[0]]
 
 
-def test_opencensus_ext_azure(shared_hub: RunningHub) -> None:
+def test_opencensus_ext_azure(any_shared_hub: RunningHub) -> None:
     from opencensus.ext.azure.log_exporter import AzureLogHandler
     from opencensus.ext.azure.trace_exporter import AzureExporter
     from opencensus.trace import execution_context
@@ -132,7 +132,7 @@ def test_opencensus_ext_azure(shared_hub: RunningHub) -> None:
     from opencensus.trace.span import SpanKind as OCSpanKind
     from opencensus.trace.tracer import Tracer
 
-    hub, marker = shared_hub, "oc-" + secrets.token_hex(3)
+    hub, marker = any_shared_hub, "oc-" + secrets.token_hex(3)
     cs = hub.default["connection_string"]
 
     exporter = AzureExporter(connection_string=cs, enable_local_storage=False)
@@ -180,7 +180,7 @@ def test_opencensus_ext_azure(shared_hub: RunningHub) -> None:
 
 
 @_LOGGING_HANDLER
-def test_opentelemetry_exporter_otlp_proto_http(shared_hub: RunningHub) -> None:
+def test_opentelemetry_exporter_otlp_proto_http(any_shared_hub: RunningHub) -> None:
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -190,7 +190,7 @@ def test_opentelemetry_exporter_otlp_proto_http(shared_hub: RunningHub) -> None:
     from opentelemetry.sdk.metrics import MeterProvider
     from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-    hub, marker = shared_hub, "otlp-" + secrets.token_hex(3)
+    hub, marker = any_shared_hub, "otlp-" + secrets.token_hex(3)
     headers = {"x-instrumentation-key": hub.ikey}
     resource = Resource.create({"service.name": f"svc-{marker}"})
 

@@ -22,8 +22,8 @@ def post(hub: RunningHub, body: bytes, **headers: str) -> httpx.Response:
     return httpx.post(f"{hub.url}/v2.1/track", content=body, headers=headers)
 
 
-def test_every_base_type_lands_in_its_table(shared_hub: RunningHub) -> None:
-    hub, op = shared_hub, secrets.token_hex(16)
+def test_every_base_type_lands_in_its_table(any_shared_hub: RunningHub) -> None:
+    hub, op = any_shared_hub, secrets.token_hex(16)
     items = [
         envelope(hub.ikey, "RequestData", {"id": "r1", "name": "POST /score", "duration": "0.00:00:00.058",
                                            "responseCode": 500, "success": "False", "url": "http://h/score"}, op=op),
@@ -68,8 +68,8 @@ def test_every_base_type_lands_in_its_table(shared_hub: RunningHub) -> None:
     assert (avail["location"], avail["success"], avail["duration"]) == ("here", True, 100.0)
 
 
-def test_ndjson_with_crlf_and_blank_lines_gzip_by_magic(shared_hub: RunningHub) -> None:
-    hub, op = shared_hub, secrets.token_hex(16)
+def test_ndjson_with_crlf_and_blank_lines_gzip_by_magic(any_shared_hub: RunningHub) -> None:
+    hub, op = any_shared_hub, secrets.token_hex(16)
     lines = [orjson.dumps(envelope(hub.ikey, "MessageData", {"message": f"line {i}"}, op=op)) for i in range(3)]
     body = b"\r\n" + b"\r\n\r\n".join(lines) + b"\r\n\r\n"
     assert post(hub, gzip.compress(body)).json()["itemsAccepted"] == 3  # no Content-Encoding header
@@ -77,16 +77,16 @@ def test_ndjson_with_crlf_and_blank_lines_gzip_by_magic(shared_hub: RunningHub) 
         ["line 0"], ["line 1"], ["line 2"]]
 
 
-def test_gzip_by_header_and_single_object(shared_hub: RunningHub) -> None:
-    hub, op = shared_hub, secrets.token_hex(16)
+def test_gzip_by_header_and_single_object(any_shared_hub: RunningHub) -> None:
+    hub, op = any_shared_hub, secrets.token_hex(16)
     body = orjson.dumps(envelope(hub.ikey, "EventData", {"name": "one"}, op=op), option=orjson.OPT_INDENT_2)
     response = post(hub, gzip.compress(body), **{"Content-Encoding": "gzip"})
     assert response.status_code == 200 and response.json()["itemsAccepted"] == 1
     assert hub.rows("SELECT name FROM customEvents WHERE operation_Id = ?", (op,)) == [["one"]]
 
 
-def test_tolerance_real_sdks_need(shared_hub: RunningHub) -> None:
-    hub, op = shared_hub, secrets.token_hex(16)
+def test_tolerance_real_sdks_need(any_shared_hub: RunningHub) -> None:
+    hub, op = any_shared_hub, secrets.token_hex(16)
     item = envelope(hub.ikey, "RequestData", {
         "id": None, "name": "POST /score", "duration": None, "responseCode": None, "success": None,
         "properties": {"rows": 3, "ok": True, "nested": {"a": [1, 2]}, "text": "x"},
@@ -101,8 +101,8 @@ def test_tolerance_real_sdks_need(shared_hub: RunningHub) -> None:
     assert orjson.loads(req["customMeasurements"]) == {"latency": 1.5}
 
 
-def test_bookkeeping_metrics_are_accepted_not_stored(shared_hub: RunningHub) -> None:
-    hub, op = shared_hub, secrets.token_hex(16)
+def test_bookkeeping_metrics_are_accepted_not_stored(any_shared_hub: RunningHub) -> None:
+    hub, op = any_shared_hub, secrets.token_hex(16)
     items = [envelope(hub.ikey, "MetricData", {"metrics": [{"name": "_OTELRESOURCE_", "value": 0}]}, op=op),
              envelope(hub.ikey, "MetricData", {"metrics": [{"name": "Item_Success_Count", "value": 9}]}, op=op),
              envelope(hub.ikey, "MetricData", {"metrics": [{"name": "real", "value": 1}]}, op=op)]
@@ -110,8 +110,8 @@ def test_bookkeeping_metrics_are_accepted_not_stored(shared_hub: RunningHub) -> 
     assert hub.rows("SELECT name FROM customMetrics WHERE operation_Id = ?", (op,)) == [["real"]]
 
 
-def test_partial_success_206_names_each_refused_item(shared_hub: RunningHub) -> None:
-    hub, op = shared_hub, secrets.token_hex(16)
+def test_partial_success_206_names_each_refused_item(any_shared_hub: RunningHub) -> None:
+    hub, op = any_shared_hub, secrets.token_hex(16)
     good = envelope(hub.ikey, "MessageData", {"message": "kept"}, op=op)
     items = [good, envelope("00000000-0000-0000-0000-000000000000", "MessageData", {"message": "x"}), 42,
              envelope(hub.ikey, "NoSuchData", {}), {**good, "data": {"baseType": "MessageData", "baseData": "x"}},
@@ -126,8 +126,8 @@ def test_partial_success_206_names_each_refused_item(shared_hub: RunningHub) -> 
     assert hub.rows("SELECT message FROM traces WHERE operation_Id = ?", (op,)) == [["kept"]]
 
 
-def test_nothing_usable_is_400(shared_hub: RunningHub) -> None:
-    hub = shared_hub
+def test_nothing_usable_is_400(any_shared_hub: RunningHub) -> None:
+    hub = any_shared_hub
     unknown = [envelope("11111111-1111-1111-1111-111111111111", "MessageData", {"message": "x"})]
     response = post(hub, orjson.dumps(unknown))
     assert response.status_code == 400 and response.json()["itemsAccepted"] == 0
@@ -138,8 +138,8 @@ def test_nothing_usable_is_400(shared_hub: RunningHub) -> None:
     assert httpx.post(f"{hub.url}/v2/track", content=orjson.dumps(unknown)).status_code == 400
 
 
-def test_v2_track_and_health_and_metrics(shared_hub: RunningHub) -> None:
-    hub, op = shared_hub, secrets.token_hex(16)
+def test_v2_track_and_health_and_metrics(any_shared_hub: RunningHub) -> None:
+    hub, op = any_shared_hub, secrets.token_hex(16)
     item = envelope(hub.ikey, "MessageData", {"message": "v2"}, op=op)
     assert httpx.post(f"{hub.url}/v2/track", content=orjson.dumps([item])).status_code == 200
     assert hub.rows("SELECT message FROM traces WHERE operation_Id = ?", (op,)) == [["v2"]]

@@ -1,17 +1,19 @@
-"""Fixtures for the KQL tests: a real DuckDB database with the store's tables and a few rows."""
+"""Fixtures for the KQL tests: a real store of each backend (DuckDB, ClickHouse on chdb) with the
+store's tables and a few rows; every data-driven test runs on both with the same rows."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
 
 from scorewatch.kql import compile_query
+from scorewatch.kql.api import native
 from scorewatch.store import schema
+from tests.backends import BACKENDS, make_store
 
 NOW = datetime(2024, 5, 1, 12, 0, 0)
 
@@ -20,14 +22,6 @@ def create_tables(con: duckdb.DuckDBPyConnection) -> None:
     for table, columns in schema.TABLES.items():
         spec = ", ".join(f'"{c.name}" {schema.DUCKDB_TYPES[c.type]}' for c in columns)
         con.execute(f'CREATE TABLE "{table}" ({spec})')
-
-
-def insert(con: duckdb.DuckDBPyConnection, table: str, rows: list[dict[str, Any]]) -> None:
-    names = [c.name for c in schema.TABLES[table]]
-    for row in rows:
-        values = [json.dumps(row[n]) if n in row and schema.column_types(table)[n] == "dynamic"
-                  else row.get(n) for n in names]
-        con.execute(f'INSERT INTO "{table}" VALUES ({", ".join("?" for _ in names)})', values)
 
 
 def _request(i: int, **overrides: Any) -> dict[str, Any]:
@@ -68,37 +62,39 @@ DEPENDENCIES = [
 ]
 
 
-def fill(con: duckdb.DuckDBPyConnection) -> None:
-    create_tables(con)
-    insert(con, "requests", REQUESTS)
-    insert(con, "traces", TRACES)
-    insert(con, "exceptions", EXCEPTIONS)
-    insert(con, "dependencies", DEPENDENCIES)
+def seed(store: Any) -> Any:
+    store.write_batch("requests", REQUESTS)
+    store.write_batch("traces", TRACES)
+    store.write_batch("exceptions", EXCEPTIONS)
+    store.write_batch("dependencies", DEPENDENCIES)
+    return store
 
 
-@pytest.fixture(scope="session")
-def db_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("kql") / "telemetry.duckdb"
-    con = duckdb.connect(str(path))
-    fill(con)
-    con.close()
-    return path
+@pytest.fixture(scope="session", params=BACKENDS)
+def con(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """A store of each backend holding the rows above (the name is the tests' habit)."""
+    store = seed(make_store(request.param, tmp_path_factory.mktemp("kql")))
+    yield store
+    store.close()
 
 
-@pytest.fixture(scope="session")
-def con(db_path: Path):
-    connection = duckdb.connect(str(db_path), read_only=True)
-    yield connection
-    connection.close()
+def run(store: Any, kql: str, **options: Any) -> list[tuple]:
+    """Rows of ``kql`` run on ``store``, dynamic values parsed from their JSON text."""
+    compiled = compile_query(kql, dialect=store.dialect, now=NOW, **options)
+    rows = store.query(compiled.sql, compiled.params).rows
+    return typed_rows(compiled, rows)
 
 
-def run(con: duckdb.DuckDBPyConnection, kql: str, **options: Any) -> list[tuple]:
-    """Rows of ``kql`` run on ``con``, dynamic values parsed from their JSON text."""
-    compiled = compile_query(kql, now=NOW, **options)
-    rows = con.execute(compiled.sql, compiled.params).fetchall()
-    dynamic = [i for i, (_, kind) in enumerate(compiled.columns) if kind == "dynamic"]
-    return [tuple(json.loads(v) if i in dynamic and isinstance(v, str) else v for i, v in enumerate(row))
-            for row in rows]
+def typed_rows(compiled: Any, rows: list[list[Any]]) -> list[tuple]:
+    """Rows as Python values of their KQL types: dynamic parsed, timespans as timedelta."""
+    kinds = [kind for _, kind in compiled.columns]
+    return [tuple(_value(kind, v) for kind, v in zip(kinds, row, strict=True)) for row in rows]
+
+
+def _value(kind: str, value: Any) -> Any:
+    if kind == "dynamic" and isinstance(value, str):
+        return json.loads(value)
+    return native(kind, value)
 
 
 # ---------------------------------------------------------------- a real query API on a real socket

@@ -88,6 +88,19 @@ OPERATORS = [
     ('traces | where severityLevel == 3 | parse message with * ": " rest | project rest', [("bad input_value",)]),
     ("requests | where success == false | as failed | join kind=inner (failed | project id, n = 1) on id | count",
      [(2,)]),
+    # in / !in with a tabular right side: its first column is the list
+    ("let failed = requests | where success == false | distinct operation_Id; traces | where operation_Id in (failed) "
+     "| project message", [("user-error: bad input_value",)]),
+    ("let failed = requests | where success == false | distinct operation_Id; traces | where operation_Id !in (failed) "
+     "| count", [(2,)]),
+    ("requests | where operation_Id in (exceptions | project operation_Id, type) | project id", [("r4",), ("r8",)]),
+    ('requests | where operation_Id !in (exceptions | where type == "KeyError" | project operation_Id) | count',
+     [(9,)]),
+    ('requests | where cloud_RoleName in~ (requests | where id == "r1" | project n = toupper(cloud_RoleName)) | count',
+     [(4,)]),
+    ('requests | where name !in (requests | where id == "r1" | project name) | count', [(2,)]),  # null: not in
+    ("requests | where customDimensions.n in (requests | where duration < 30 | project customDimensions.n) "
+     "| project id", [("r1",), ("r2",)]),
     ("let threshold = 80.0; requests | where duration > threshold | count", [(3,)]),
     ("let failed = requests | where success == false; failed | count", [(2,)]),
     ("let window = 1h; requests | summarize count() by bin(timestamp, window)", [(D(2024, 5, 1, 10), 10)]),
@@ -186,6 +199,12 @@ SCALARS = [
     ("not(1 > 2)", True), ('"abc" in ("x", "abc")', True), ('"ABC" in~ ("x", "abc")', True),
     ('"ABC" !in~ ("x", "abc")', False), ('"a b" has_any ("x", "b")', True),
     ('"abc" matches regex "^a.c$"', True),
+    # the search text's _, % and \ are themselves, not LIKE's wildcards or escape
+    ('"axb" contains "a_b"', False), ('"a_b" contains "a_b"', True), ('"ab" contains "%"', False),
+    ('"a%b" contains_cs "%"', True), ('"505" endswith "0%"', False), ('"50%" endswith "0%"', True),
+    ('"a\\\\b" contains "\\\\"', True), ('"ab" contains "\\\\"', False), ('"ab" !contains "%"', True),
+    ('"C:\\\\temp_1" startswith "C:\\\\temp_"', True), ('"C:\\\\tempx1" startswith_cs "C:\\\\temp_"', False),
+    ('"50%" has "%"', True), ('"505" has "%"', False), ('"x_y" hassuffix "_y"', True), ('"xay" hassuffix "_y"', False),
     # arrays indexed by an expression, from the end when negative; a bag by a computed key
     ("dynamic([1, 2, 3])[1 + 1]", 3), ("dynamic([1, 2, 3])[-1 - 1]", 2), ("dynamic([1, 2, 3])[5]", None),
     ('dynamic({"a b": 5})[strcat("a", " b")]', 5), ('dynamic({"a/b": {"c": 6}})[strcat("a/", "b")].c', 6),
@@ -258,6 +277,8 @@ SEMANTICS = [
     ('requests | where id == "r1" | project customDimensions.Input, customDimensions["Request Id"]',
      [("in1", "rid-1")]),
     ('traces | where customDimensions contains "input" | count', [(1,)]),
+    ('requests | where customDimensions contains "rid_1" | count', [(0,)]),  # "rid-1" and "rid-10" have no _
+    ('traces | where message contains "t_v" | count', [(1,)]),
     # comparisons are two-valued: a null equals nothing and differs from everything
     ("requests | where customDimensions.n != 5 | count", [(9,)]),
     ("requests | where not(customDimensions.n == 5) | count", [(9,)]),

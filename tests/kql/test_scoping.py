@@ -18,6 +18,7 @@ SCOPED = [
     ("requests | union (requests | where true) | count", 2),
     ('requests | where appId == "app1" or true | count', 1),
     ("requests | as r | join kind=inner (r) on id | count", 1),
+    ("requests | where operation_Id in (union requests, traces | project operation_Id) | count", 1),
     ('requests | where name == "x\' OR 1=1 --" | count', 0),
     ("requests | where appId != \"app2\" | count", 0),
     ("requests | make-series n = count() on timestamp step 1d | mv-expand n | summarize sum(toint(n))", 1),

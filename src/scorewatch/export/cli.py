@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,13 +10,14 @@ import orjson
 
 from scorewatch.apps import registry_for
 from scorewatch.cli import home_option, workspace_settings
+from scorewatch.documents import Documents, documents_for
 from scorewatch.errors import BadRequest
 from scorewatch.export import oneshot
-from scorewatch.export.exporter import read_checkpoint
+from scorewatch.export.exporter import read_checkpoints, state_key, total
 from scorewatch.export.rules import FORMATS, Rule, RuleBook, check_format, check_name, now_iso, parse_tables
-from scorewatch.export.service import state_root
+from scorewatch.export.service import status_key
 from scorewatch.export.targets import Target, normalize_url
-from scorewatch.files import read_json
+from scorewatch.settings import Settings
 from scorewatch.workspace import Workspace
 
 _json = click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -29,8 +29,8 @@ _resource_id = click.option("--resource-id", default="",
                             help="Azure resource id the diagnostic format writes (default: a component named after the app).")
 
 
-def _book(workspace: Workspace) -> RuleBook:
-    return RuleBook(workspace.home / "exports.json")
+def _book(workspace: Workspace, settings: Settings) -> RuleBook:
+    return RuleBook(documents_for(workspace, settings))
 
 
 def _target_url(url: str) -> str:
@@ -61,7 +61,7 @@ def export_add(name: str, app_name: str, url: str, tables: str | None, fmt: str,
     """Add export rule NAME; the target is checked (a file written and deleted) before it is saved."""
     workspace, settings = workspace_settings(home)
     workspace.ensure()
-    book = _book(workspace)
+    book = _book(workspace, settings)
     check_name(name)
     if book.find(name) is not None:
         raise BadRequest(f"export rule {name!r} already exists")
@@ -83,8 +83,8 @@ def export_add(name: str, app_name: str, url: str, tables: str | None, fmt: str,
 @_json
 def export_list(home: Path | None, as_json: bool) -> None:
     """List export rules."""
-    workspace, _ = workspace_settings(home)
-    rules = [r for r in _book(workspace).list() if r.kind == "continuous"]
+    workspace, settings = workspace_settings(home)
+    rules = [r for r in _book(workspace, settings).list() if r.kind == "continuous"]
     if as_json:
         click.echo(orjson.dumps([r.public() for r in rules], option=orjson.OPT_INDENT_2).decode())
         return
@@ -92,11 +92,10 @@ def export_list(home: Path | None, as_json: bool) -> None:
         click.echo(f"{r.name}\t{r.app}\t{r.format}\t{r.state}\t{r.url}\t{','.join(r.tables)}")
 
 
-def describe(workspace: Workspace, rule: Rule) -> dict[str, Any]:
-    """A rule with its progress: checkpoint totals and the hub's last status."""
-    state = state_root(workspace.home) / rule.id
-    checkpoint = read_checkpoint(state)
-    status = read_json(state / "status.json", {})
+def describe(documents: Documents, rule: Rule) -> dict[str, Any]:
+    """A rule with its progress: checkpoint totals (every stream's) and the hub's last status."""
+    checkpoint = total(read_checkpoints(documents, rule.id))
+    status = documents.read(status_key(rule.id), {})
     info = rule.public()
     info["position"] = None if checkpoint is None else checkpoint.position
     info["pending"] = None if checkpoint is None else checkpoint.pending
@@ -113,8 +112,9 @@ def describe(workspace: Workspace, rule: Rule) -> dict[str, Any]:
 @_json
 def export_show(name: str, home: Path | None, as_json: bool) -> None:
     """Show rule NAME: target, progress (rows, files, bytes), lag and failures."""
-    workspace, _ = workspace_settings(home)
-    info = describe(workspace, _book(workspace).get(name))
+    workspace, settings = workspace_settings(home)
+    book = _book(workspace, settings)
+    info = describe(book.documents, book.get(name))
     if as_json:
         click.echo(orjson.dumps(info, option=orjson.OPT_INDENT_2).decode())
         return
@@ -136,8 +136,8 @@ def export_show(name: str, home: Path | None, as_json: bool) -> None:
 def export_pause(name: str, home: Path | None) -> None:
     """Pause rule NAME (the hub finishes the files it is writing). Retention keeps waiting for it for
     export_pause_limit_days (7), then deletes rows it has not exported."""
-    workspace, _ = workspace_settings(home)
-    rule = _book(workspace).update(name, state="paused", paused_at=now_iso())
+    workspace, settings = workspace_settings(home)
+    rule = _book(workspace, settings).update(name, state="paused", paused_at=now_iso())
     click.echo(f"export rule {rule.name}: paused")
 
 
@@ -146,8 +146,8 @@ def export_pause(name: str, home: Path | None) -> None:
 @home_option
 def export_resume(name: str, home: Path | None) -> None:
     """Resume rule NAME where it stopped."""
-    workspace, _ = workspace_settings(home)
-    rule = _book(workspace).update(name, state="active", paused_at="")
+    workspace, settings = workspace_settings(home)
+    rule = _book(workspace, settings).update(name, state="active", paused_at="")
     click.echo(f"export rule {rule.name}: active")
 
 
@@ -156,9 +156,10 @@ def export_resume(name: str, home: Path | None) -> None:
 @home_option
 def export_remove(name: str, home: Path | None) -> None:
     """Remove rule NAME (what it exported stays in the target)."""
-    workspace, _ = workspace_settings(home)
-    rule = _book(workspace).remove(name)
-    shutil.rmtree(state_root(workspace.home) / rule.id, ignore_errors=True)
+    workspace, settings = workspace_settings(home)
+    book = _book(workspace, settings)
+    rule = book.remove(name)
+    book.documents.delete(state_key(rule.id))
     click.echo(f"export rule {rule.name}: removed")
 
 
@@ -178,7 +179,7 @@ def export_run(app_name: str, since: str, until: str, url: str, fmt: str, tables
     workspace, settings = workspace_settings(home)
     workspace.ensure()
     app = registry_for(workspace, settings).get(app_name)
-    rule = oneshot.job_rule(workspace.home, app.name, app.app_id, app.instrumentation_key, since, until,
+    rule = oneshot.job_rule(documents_for(workspace, settings), app.name, app.app_id, app.instrumentation_key, since, until,
                             _target_url(url), check_format(fmt), parse_tables(tables), resource_id)
     summary = oneshot.run(workspace, settings, rule)
     rate = summary.rows / summary.seconds if summary.seconds > 0 else 0.0

@@ -1,9 +1,11 @@
 """One rule's export engine: follow the store in position order, write files, then move the checkpoint.
 
 Every stored row has a position (:data:`~scorewatch.store.schema.POSITION`) larger than those of the
-rows committed before it, so "everything up to position P is in the target" is the whole state of a
-rule: its checkpoint, in ``<home>/exports/<rule id>/checkpoint.json``. A round takes the next range
-(P, upto] in these durable steps:
+rows its writer committed before it, so "everything of this writer's stream up to position P is in the
+target" is the whole state of a rule for that stream: its checkpoint, the document
+``exports/<rule id>/checkpoint`` (``checkpoint-<stream>`` for a stream other than 0; with one hub there
+is only stream 0, and the document is ``<home>/exports/<rule id>/checkpoint.json``). An
+:class:`Exporter` follows one stream; a round takes its next range (P, upto] in these durable steps:
 
 1. read the range's rows (of the rule's application and tables) and render the files; for each file
    that is appended to, note the size it has now;
@@ -25,16 +27,13 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-import orjson
-
+from scorewatch.documents import Documents
 from scorewatch.export.formats import FORMAT_WRITERS, Batch, Output
 from scorewatch.export.rules import Rule
 from scorewatch.export.targets import Target
-from scorewatch.files import read_json, write_atomic
-from scorewatch.store.base import Store
+from scorewatch.store.base import Store, stream_bounds
 
 log = logging.getLogger("scorewatch.export")
 
@@ -55,41 +54,81 @@ def parse_time(text: str) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-def read_checkpoint(state_dir: Path) -> Checkpoint | None:
-    data = read_json(state_dir / "checkpoint.json", None)
+def state_key(rule_id: str) -> str:
+    """The documents of a rule's state are this key and those under it."""
+    return f"exports/{rule_id}"
+
+
+def checkpoint_key(rule_id: str, stream: int = 0) -> str:
+    return f"{state_key(rule_id)}/checkpoint" + (f"-{stream}" if stream else "")
+
+
+def read_checkpoint(documents: Documents, rule_id: str, stream: int = 0) -> Checkpoint | None:
+    data = documents.read(checkpoint_key(rule_id, stream))
     return Checkpoint(**data) if isinstance(data, dict) else None
 
 
-class Exporter:
-    """Export rounds of ``rule`` from ``store`` to ``target``, its checkpoint kept in ``state_dir``."""
+def read_checkpoints(documents: Documents, rule_id: str) -> dict[int, Checkpoint]:
+    """Every stream's checkpoint of a rule."""
+    out = {}
+    base = checkpoint_key(rule_id)
+    for key in documents.keys(state_key(rule_id)):
+        if key == base or key.startswith(base + "-"):
+            stream = int(key[len(base) + 1:] or 0)
+            checkpoint = read_checkpoint(documents, rule_id, stream)
+            if checkpoint is not None:
+                out[stream] = checkpoint
+    return out
 
-    def __init__(self, store: Store, rule: Rule, target: Target, state_dir: Path, *, max_items: int) -> None:
-        self.store, self.rule, self.target, self.state_dir = store, rule, target, state_dir
+
+def total(checkpoints: dict[int, Checkpoint]) -> Checkpoint | None:
+    """Several streams' checkpoints as one: the totals added up (the position is the first stream's)."""
+    if not checkpoints:
+        return None
+    first = checkpoints[min(checkpoints)]
+    values = list(checkpoints.values())
+    return Checkpoint(position=first.position, end=first.end, pending=first.pending,
+                      items=sum(c.items for c in values), files=sum(c.files for c in values),
+                      bytes=sum(c.bytes for c in values))
+
+
+class Exporter:
+    """Export rounds of ``rule`` from ``store`` to ``target`` for one writer's ``stream``, its
+    checkpoint kept in ``documents``."""
+
+    def __init__(self, store: Store, rule: Rule, target: Target, documents: Documents, *, max_items: int,
+                 stream: int = 0) -> None:
+        self.store, self.rule, self.target, self.documents = store, rule, target, documents
+        self.stream = stream
+        self.below, self.top = stream_bounds(stream)
         self.max_items = max_items
         self.format = FORMAT_WRITERS[rule.format]
         self.since, self.until = parse_time(rule.since), parse_time(rule.until)
         self.checkpoint = self._load()
 
+    def last(self) -> int:
+        """The position of the stream's last committed row (its floor when it has none)."""
+        return max(self.store.row_positions().get(self.stream, self.below), self.below)
+
     def _load(self) -> Checkpoint:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint = read_checkpoint(self.state_dir)
-        last = self.store.row_position()
+        checkpoint = read_checkpoint(self.documents, self.rule.id, self.stream)
+        last = self.last()
         if checkpoint is None:
             if self.rule.kind == "once":
-                checkpoint = Checkpoint(position=-1, end=last)  # what is stored now, old rows (0) included
+                checkpoint = Checkpoint(position=self.below, end=last)  # what is stored now, old rows (0) included
             else:
-                checkpoint = Checkpoint(position=-1 if self.rule.start == "beginning" else last)
+                checkpoint = Checkpoint(position=self.below if self.rule.start == "beginning" else last)
             self._save(checkpoint)
         elif checkpoint.position > last:  # the store was replaced by a younger one
             log.error("export rule %s: its checkpoint (%d) is past the store's last row (%d): the store "
                       "was replaced; exporting the new store from its beginning", self.rule.name,
                       checkpoint.position, last)
-            checkpoint = replace(checkpoint, position=-1, pending=None)
+            checkpoint = replace(checkpoint, position=self.below, pending=None)
             self._save(checkpoint)
         return checkpoint
 
     def _save(self, checkpoint: Checkpoint) -> None:
-        write_atomic(self.state_dir / "checkpoint.json", orjson.dumps(asdict(checkpoint)), mode=0o644)
+        self.documents.write(checkpoint_key(self.rule.id, self.stream), asdict(checkpoint), public=True)
         self.checkpoint = checkpoint
 
     @property
@@ -102,13 +141,14 @@ class Exporter:
         """Rows a one-shot export writes in all (0 for a continuous rule)."""
         if self.checkpoint.end is None:
             return 0
-        return self.store.export_count(self.rule.app_id, self.rule.tables, after=-1, upto=self.checkpoint.end,
-                                       since=self.since, until=self.until)
+        return self.store.export_count(self.rule.app_id, self.rule.tables, after=self.below,
+                                       upto=self.checkpoint.end, since=self.since, until=self.until)
 
     def lag_items(self) -> int:
         """Rows of the rule not in the target yet."""
         cp = self.checkpoint
-        return self.store.export_count(self.rule.app_id, self.rule.tables, after=cp.position, upto=cp.end,
+        return self.store.export_count(self.rule.app_id, self.rule.tables, after=cp.position,
+                                       upto=cp.end if cp.end is not None else self.top,
                                        since=self.since, until=self.until)
 
     def round(self) -> bool:
@@ -117,7 +157,7 @@ class Exporter:
         if cp.pending is not None:  # an interrupted round: the same range, names and time again
             upto, when, sizes = cp.pending["upto"], datetime.fromisoformat(cp.pending["time"]), cp.pending["sizes"]
         else:
-            last = cp.end if cp.end is not None else self.store.row_position()
+            last = cp.end if cp.end is not None else self.last()
             if last <= cp.position:
                 return False
             upto, when, sizes = min(last, cp.position + self.max_items), datetime.now(UTC), None

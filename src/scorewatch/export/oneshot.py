@@ -1,19 +1,20 @@
 """One-shot export (``scorewatch export run``): an application's rows of a time range, for a backfill.
 
-A job is named by its arguments (:func:`~scorewatch.export.rules.run_id`), keeps its rule in
-``<home>/exports/<job id>/rule.json`` and its checkpoint beside it, and exports what the store held
-when it first started, in position order, like a continuous rule: so running the same command after
-Ctrl-C (or a crash) resumes where it stopped, and nothing is written twice.
+A job is named by its arguments (:func:`~scorewatch.export.rules.run_id`), keeps its rule in the
+document ``exports/<job id>/rule`` (``<home>/exports/<job id>/rule.json``) and its checkpoints beside
+it, and exports what the store held when it first started, in position order, like a continuous
+rule: so running the same command after Ctrl-C (or a crash) resumes where it stopped, and nothing is
+written twice.
 
-Only one process may open the store. When no hub runs, the command exports in its own process;
-when the hub holds the store, the job is handed to it as a ``once`` rule in ``exports.json`` and the
-command follows its progress there (Ctrl-C pauses the job).
+Only one process may open an embedded store (DuckDB, chdb). When no hub runs, the command exports in
+its own process; when the hub holds the store, the job is handed to it as a ``once`` rule and the
+command follows its progress there (Ctrl-C pauses the job). A shared ClickHouse store is read by the
+command itself.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import signal
 import threading
 import time
@@ -24,17 +25,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
-import orjson
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from scorewatch.documents import Documents, documents_for
 from scorewatch.errors import BadRequest, ConfigError
-from scorewatch.export.exporter import Checkpoint, Exporter, read_checkpoint
+from scorewatch.export.exporter import Checkpoint, Exporter, read_checkpoints, state_key, total
 from scorewatch.export.rules import Rule, RuleBook, now_iso, run_id
-from scorewatch.export.service import state_root
+from scorewatch.export.service import status_key
 from scorewatch.export.targets import Target
-from scorewatch.files import read_json, write_atomic
 from scorewatch.settings import Settings
-from scorewatch.store.duckdb import DuckDBStore
+from scorewatch.store import backends
+from scorewatch.store.base import Store
 from scorewatch.workspace import Workspace
 
 _AGO = re.compile(r"^(\d+(?:\.\d+)?)\s*([smhd])$")
@@ -68,11 +69,15 @@ class Summary:
     resumed: bool
 
 
-def job_rule(home: Path, app: str, app_id: str, ikey: str, since: str, until: str, url: str, fmt: str,
+def _rule_key(rule_id: str) -> str:
+    return f"{state_key(rule_id)}/rule"
+
+
+def job_rule(documents: Documents, app: str, app_id: str, ikey: str, since: str, until: str, url: str, fmt: str,
              tables: list[str], resource_id: str) -> Rule:
     """The job's rule: the one saved when it first ran, or a new one (times resolved now)."""
     job = run_id(app_id, since, until, url, fmt, tables)
-    saved = read_json(state_root(home) / job / "rule.json", None)
+    saved = documents.read(_rule_key(job))
     if isinstance(saved, dict):
         return Rule(**saved)
     now = datetime.now(UTC)
@@ -83,12 +88,12 @@ def job_rule(home: Path, app: str, app_id: str, ikey: str, since: str, until: st
                 kind="once", since=start.isoformat(), until=end.isoformat(), resource_id=resource_id)
 
 
-def _save_rule(home: Path, rule: Rule) -> Path:
-    state = state_root(home) / rule.id
-    state.mkdir(parents=True, exist_ok=True)
-    if not (state / "rule.json").exists():
-        write_atomic(state / "rule.json", orjson.dumps(asdict(rule)), mode=0o644)
-    return state
+def _save_rule(documents: Documents, rule: Rule) -> bool:
+    """Keep the job's rule (once); True when it was kept before: the job resumes."""
+    if documents.read(_rule_key(rule.id)) is not None:
+        return bool(read_checkpoints(documents, rule.id))
+    documents.write(_rule_key(rule.id), asdict(rule), public=True)
+    return False
 
 
 @contextmanager
@@ -126,31 +131,36 @@ def _ctrl_c() -> Iterator[threading.Event]:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_here(store: DuckDBStore, rule: Rule, settings: Settings, home: Path) -> Summary:
-    """Export the job in this process, with a progress bar; Ctrl-C stops it after the current round
-    (a second Ctrl-C at once); the same command resumes it."""
+def run_here(store: Store, rule: Rule, settings: Settings, documents: Documents) -> Summary:
+    """Export the job in this process (every writer's stream in turn), with a progress bar; Ctrl-C
+    stops it after the current round (a second Ctrl-C at once); the same command resumes it."""
     target = Target.open(rule.url, settings)
     target.check()
-    state = _save_rule(home, rule)
-    resumed = read_checkpoint(state) is not None
-    exporter = Exporter(store, rule, target, state, max_items=settings.export_max_items)
-    total = exporter.total()
+    resumed = _save_rule(documents, rule)
+    exporters = [Exporter(store, rule, target, documents, max_items=settings.export_max_items, stream=stream)
+                 for stream in sorted(store.row_positions())]
+    rows = sum(e.total() for e in exporters)
+
+    def done() -> int:
+        return sum(e.checkpoint.items for e in exporters)
+
     started = time.monotonic()
-    with _ctrl_c() as pressed, _progress(total, exporter.checkpoint.items, f"export {rule.app}") as update:
-        while not exporter.done and not pressed.is_set():
-            exporter.round()
-            update(exporter.checkpoint.items, total, "")
-    if not exporter.done:
+    with _ctrl_c() as pressed, _progress(rows, done(), f"export {rule.app}") as update:
+        for exporter in exporters:
+            while not exporter.done and not pressed.is_set():
+                exporter.round()
+                update(done(), rows, "")
+    if not all(e.done for e in exporters):
         raise KeyboardInterrupt
-    return _finish(home, rule, exporter.checkpoint, time.monotonic() - started, resumed)
+    checkpoint = total({e.stream: e.checkpoint for e in exporters}) or Checkpoint(position=0)
+    return _finish(documents, rule, checkpoint, time.monotonic() - started, resumed)
 
 
-def run_in_hub(rule: Rule, settings: Settings, home: Path) -> Summary:
+def run_in_hub(rule: Rule, settings: Settings, documents: Documents, home: Path) -> Summary:
     """Hand the job to the running hub and follow it; Ctrl-C pauses it (run again to resume)."""
     Target.open(rule.url, settings).check()
-    state = _save_rule(home, rule)
-    resumed = read_checkpoint(state) is not None
-    book = RuleBook(home / "exports.json")
+    resumed = _save_rule(documents, rule)
+    book = RuleBook(documents)
     if book.find(rule.name) is None:
         book.add(rule)
     else:
@@ -159,8 +169,8 @@ def run_in_hub(rule: Rule, settings: Settings, home: Path) -> Summary:
     try:
         with _progress(0, 0, f"export {rule.app} (in the hub)") as update:
             while True:
-                status = read_json(state / "status.json", {})
-                checkpoint = read_checkpoint(state)
+                status = documents.read(status_key(rule.id), {})
+                checkpoint = total(read_checkpoints(documents, rule.id))
                 fresh = status.get("updated", "") >= datetime.fromtimestamp(int(asked), UTC).isoformat(timespec="seconds")
                 if checkpoint is not None and fresh:
                     update(checkpoint.items, status.get("total", 0), status.get("last_error", ""))
@@ -168,32 +178,33 @@ def run_in_hub(rule: Rule, settings: Settings, home: Path) -> Summary:
                         break
                 elif time.time() - asked > HUB_PICKUP_S:
                     raise ConfigError(f"the store is in use but no hub took the export job within {HUB_PICKUP_S:g} s; "
-                                      f"is `scorewatch hub` running on {home}? (the job waits in exports.json "
+                                      f"is `scorewatch hub` running on {home}? (the job waits in the export rules "
                                       f"as {rule.name!r}: run the command again to follow it)")
                 time.sleep(0.5)
     except KeyboardInterrupt:
         book.update(rule.name, state="paused", paused_at=now_iso())
         click.echo(f"paused export {rule.name}; run the same command again to resume it", err=True)
         raise click.Abort() from None
-    checkpoint = read_checkpoint(state) or Checkpoint(position=0)
+    checkpoint = total(read_checkpoints(documents, rule.id)) or Checkpoint(position=0)
     book.remove(rule.name)
-    return _finish(home, rule, checkpoint, time.monotonic() - started, resumed)
+    return _finish(documents, rule, checkpoint, time.monotonic() - started, resumed)
 
 
-def _finish(home: Path, rule: Rule, checkpoint: Checkpoint, seconds: float, resumed: bool) -> Summary:
-    shutil.rmtree(state_root(home) / rule.id, ignore_errors=True)
+def _finish(documents: Documents, rule: Rule, checkpoint: Checkpoint, seconds: float, resumed: bool) -> Summary:
+    documents.delete(state_key(rule.id))
     return Summary(rows=checkpoint.items, files=checkpoint.files, bytes=checkpoint.bytes, seconds=seconds,
                    resumed=resumed)
 
 
 def run(workspace: Workspace, settings: Settings, rule: Rule) -> Summary:
-    """Run the job here when the store is free, else in the hub that holds it."""
+    """Run the job here when the store is free (or shared), else in the hub that holds it."""
+    documents = documents_for(workspace, settings)
     try:
-        store = DuckDBStore(workspace.store_dir / "telemetry.duckdb", threads=settings.store_threads or None)
+        store = backends.open_store(workspace, settings, reader=True)
     except ConfigError:  # the hub (or another command) holds the store
-        return run_in_hub(rule, settings, workspace.home)
+        return run_in_hub(rule, settings, documents, workspace.home)
     try:
-        return run_here(store, rule, settings, workspace.home)
+        return run_here(store, rule, settings, documents)
     except KeyboardInterrupt:
         click.echo(f"stopped export {rule.name}; run the same command again to resume it", err=True)
         raise click.Abort() from None

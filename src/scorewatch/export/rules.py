@@ -1,9 +1,10 @@
-"""Export rules: which application's tables go where, in which format; kept in ``exports.json``.
+"""Export rules: which application's tables go where, in which format; the document ``exports``.
 
-Like ``apps.json``, the file lives in the workspace (mode 0600), the CLI edits it under a lock whether
-or not the hub runs, and the hub re-reads it when it changes. Each rule has a fixed ``id`` that names
-its state folder (``<home>/exports/<id>/``: checkpoint and status), so a rule removed and added again
-under the same name starts afresh.
+Like ``apps``, it is a file of the workspace (``exports.json``, mode 0600) or, with hub replicas on
+a shared ClickHouse, a document in it (:mod:`scorewatch.documents`); the CLI edits it whether or not
+the hub runs, and the hub re-reads it when it changes. Each rule has a fixed ``id`` that names its
+state (``exports/<id>/...``: checkpoints and status), so a rule removed and added again under the
+same name starts afresh.
 
 A ``once`` rule is a one-shot export (``scorewatch export run``) handed to a running hub: it has a
 time range and ends when everything stored in it when it started is exported.
@@ -14,17 +15,17 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Hashable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
 
+from scorewatch.documents import Documents, FileDocuments
 from scorewatch.errors import BadRequest, NotFound
-from scorewatch.files import Watch, locked, read_json, write_atomic
 from scorewatch.store.schema import TABLES
 
 FORMATS = ("appinsights", "diagnostic", "parquet")
@@ -98,29 +99,36 @@ def run_id(app_id: str, since: str, until: str, url: str, fmt: str, tables: list
     return "run-" + hashlib.sha256(key).hexdigest()[:12]
 
 
-class RuleBook:
-    """The export rules of one workspace, backed by ``<home>/exports.json``."""
+Rules = list[Rule]
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._watch = Watch(self.path)
+
+class RuleBook:
+    """The export rules of one workspace: the document ``exports`` of ``documents`` (or the JSON file
+    ``documents`` names, such as ``<home>/exports.json``)."""
+
+    def __init__(self, documents: Documents | str | os.PathLike[str], *, key: str = "exports") -> None:
+        if isinstance(documents, (str, os.PathLike)):
+            documents, key = FileDocuments.of_file(documents)
+        self.documents, self.key = documents, key
+        self._stamp: Hashable = None
+        self._refreshing = threading.RLock()
         self._rules: dict[str, Rule] = {}
 
     def refresh(self) -> bool:
-        """Re-read the file if it changed since the last read; True when it did."""
-        if not self._watch.changed():
-            return False
-        self._rules = {r.name: r for r in self._load(self._read())}
-        return True
-
-    def _read(self) -> dict[str, Any]:
-        data = read_json(self.path, {"rules": []})
-        return data if isinstance(data, dict) else {"rules": []}
+        """Read the rules again if they changed since the last read; True when they did."""
+        with self._refreshing:  # one reader at a time: a slower read of an older value cannot land last
+            stamp = self.documents.stamp(self.key)
+            if stamp == self._stamp:
+                return False
+            self._stamp = stamp
+            self._rules = {r.name: r for r in self._load(self.documents.read(self.key))}
+            return True
 
     @staticmethod
-    def _load(data: dict[str, Any]) -> list[Rule]:
+    def _load(data: Any) -> list[Rule]:
         known = {f.name for f in fields(Rule)}
-        return [Rule(**{k: v for k, v in r.items() if k in known}) for r in data.get("rules", [])]
+        rules = data.get("rules", []) if isinstance(data, dict) else []
+        return [Rule(**{k: v for k, v in r.items() if k in known}) for r in rules]
 
     def list(self) -> list[Rule]:
         self.refresh()
@@ -137,36 +145,46 @@ class RuleBook:
         self.refresh()
         return self._rules.get(name)
 
-    def _write(self, rules: Sequence[Rule]) -> None:
-        write_atomic(self.path, orjson.dumps({"rules": [asdict(r) for r in rules]}, option=orjson.OPT_INDENT_2))
-        self._watch.forget()
+    def _edit(self, change: Callable[[Rules], Rules]) -> None:
+        self.documents.edit(self.key, lambda data: {"rules": [asdict(r) for r in change(self._load(data))]})
+        self._stamp = None  # read it back, as written
         self.refresh()
 
     def add(self, rule: Rule) -> Rule:
         check_name(rule.name)
-        with locked(self.path):
-            rules = self._load(self._read())
+
+        def add(rules: list[Rule]) -> list[Rule]:
             if any(r.name == rule.name for r in rules):
                 raise BadRequest(f"export rule {rule.name!r} already exists")
-            self._write([*rules, rule])
+            return [*rules, rule]
+
+        self._edit(add)
         return rule
 
     def update(self, name: str, **changes: Any) -> Rule:
-        with locked(self.path):
-            rules = self._load(self._read())
+        updated: list[Rule] = []
+
+        def update(rules: list[Rule]) -> list[Rule]:
+            updated.clear()
             for rule in rules:
                 if rule.name == name:
                     for key, value in changes.items():
                         setattr(rule, key, value)
-                    self._write(rules)
-                    return rule
-        raise NotFound(f"no export rule named {name!r} (see `scorewatch export list`)")
+                    updated.append(rule)
+                    return rules
+            raise NotFound(f"no export rule named {name!r} (see `scorewatch export list`)")
+
+        self._edit(update)
+        return updated[0]
 
     def remove(self, name: str) -> Rule:
-        with locked(self.path):
-            rules = self._load(self._read())
-            kept = [r for r in rules if r.name != name]
-            if len(kept) == len(rules):
+        removed: list[Rule] = []
+
+        def remove(rules: list[Rule]) -> list[Rule]:
+            removed[:] = [r for r in rules if r.name == name]
+            if not removed:
                 raise NotFound(f"no export rule named {name!r} (see `scorewatch export list`)")
-            self._write(kept)
-        return next(r for r in rules if r.name == name)
+            return [r for r in rules if r.name != name]
+
+        self._edit(remove)
+        return removed[0]

@@ -1,14 +1,18 @@
-"""Export in the hub: one thread per active rule, in step with ``exports.json``, and its numbers.
+"""Export in the hub: one thread per active rule, in step with the rules, and its numbers.
 
 The hub calls :meth:`ExportService.sync` about once a second: a rule added or resumed gets a thread
 (a :class:`Runner`), a paused one loses it after its current round, a removed one also loses its
-state folder. A runner repeats export rounds (:class:`~scorewatch.export.exporter.Exporter`); when
-it has caught up it waits ``export_interval_s``; when a round fails (target down, credentials
+state. A runner repeats export rounds, one :class:`~scorewatch.export.exporter.Exporter` per writer's
+stream of positions (one stream with one hub); when it has caught up it waits ``export_interval_s``; when a round fails (target down, credentials
 rejected, disk full) it logs the error without credentials and tries again after 1, 2, 4, ... up to
 ``export_retry_max_s`` seconds, so it catches up by itself when the target returns.
 
-Retention asks :meth:`ExportService.retention_floor` which rows to keep: everything above the lowest
-checkpoint of the application's rules, except rules paused for longer than
+With hub replicas on a shared store one replica at a time runs the export, the one holding the lease
+``export`` (:func:`scorewatch.documents.lease`, renewed every second, taken over by another replica
+``EXPORT_LEASE_S`` after its holder stops renewing it); the others stop their runners.
+
+Retention asks :meth:`ExportService.retention_floor` which rows to keep: in each stream, everything
+above the lowest checkpoint of the application's rules, except rules paused for longer than
 ``export_pause_limit_days``: those are logged as errors and counted
 (``scorewatch_export_rows_expired_unexported_total``) when retention deletes rows they never exported.
 """
@@ -17,31 +21,36 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
+import socket
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-import orjson
-
-from scorewatch.export.exporter import Checkpoint, Exporter, read_checkpoint
+from scorewatch.documents import Documents, lease
+from scorewatch.export.exporter import (
+    Checkpoint,
+    Exporter,
+    read_checkpoint,
+    read_checkpoints,
+    state_key,
+    total,
+)
 from scorewatch.export.rules import Rule, RuleBook
 from scorewatch.export.targets import Target
-from scorewatch.files import write_atomic
 from scorewatch.settings import Settings
-from scorewatch.store.base import Store
+from scorewatch.store.base import Store, stream_bounds
 
 log = logging.getLogger("scorewatch.export")
 EXPORT_NICE = 10  # added to the export threads' nice value
+EXPORT_LEASE_S = 30.0  # a replica that stops renewing the export lease loses it this much later
 
 
-def state_root(home: Path) -> Path:
-    """Where export rules keep their checkpoints and status (one folder per rule id)."""
-    return home / "exports"
+def status_key(rule_id: str) -> str:
+    return f"{state_key(rule_id)}/status"
 
 
 class Runner:
@@ -49,8 +58,8 @@ class Runner:
 
     def __init__(self, service: ExportService, rule: Rule) -> None:
         self.service, self.rule = service, rule
-        self.state_dir = state_root(service.home) / rule.id
-        self.exporter: Exporter | None = None
+        self.exporters: dict[int, Exporter] = {}  # by stream
+        self.target: Target | None = None
         self.failures = 0
         self.last_error = ""
         self.last_error_at = ""
@@ -70,7 +79,41 @@ class Runner:
 
     @property
     def position(self) -> int | None:
-        return None if self.exporter is None else self.exporter.checkpoint.position
+        """The checkpoint of this hub's own stream (the one :meth:`ExportService.waiting_since` follows)."""
+        exporter = self.exporters.get(self.service.stream)
+        return None if exporter is None else exporter.checkpoint.position
+
+    def positions(self) -> dict[int, int]:
+        return {stream: exporter.checkpoint.position for stream, exporter in list(self.exporters.items())}
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The totals of every stream's checkpoint together."""
+        return total({stream: e.checkpoint for stream, e in list(self.exporters.items())})
+
+    @property
+    def done(self) -> bool:
+        return bool(self.exporters) and all(e.done for e in self.exporters.values())
+
+    def _round(self) -> bool:
+        """One round of every stream's exporter (new streams get theirs; a one-shot export follows
+        the streams there were when it started); True when any had rows."""
+        settings = self.service.settings
+        if self.target is None:
+            self.target = Target.open(self.rule.url, settings)
+        streams = sorted(self.service.store.row_positions())
+        for stream in streams:
+            if stream not in self.exporters and not (self.rule.kind == "once" and self.exporters):
+                self.exporters[stream] = Exporter(self.service.store, self.rule, self.target,
+                                                  self.service.documents, max_items=settings.export_max_items,
+                                                  stream=stream)
+                self.total = sum(e.total() for e in self.exporters.values())
+        worked = False
+        for exporter in list(self.exporters.values()):
+            if not exporter.done:
+                worked = exporter.round() or worked
+        self.lag_items = sum(e.lag_items() for e in self.exporters.values())
+        return worked
 
     def _loop(self) -> None:
         settings = self.service.settings
@@ -78,16 +121,10 @@ class Runner:
         delay = 1.0
         while not self._stop.is_set():
             try:
-                if self.exporter is None:
-                    target = Target.open(self.rule.url, settings)
-                    self.exporter = Exporter(self.service.store, self.rule, target, self.state_dir,
-                                             max_items=settings.export_max_items)
-                    self.total = self.exporter.total()
-                worked = self.exporter.round()
-                self.lag_items = self.exporter.lag_items()
+                worked = self._round()
             except Exception as exc:
                 self.failures += 1
-                self.last_error = (self.exporter.target.describe(exc) if self.exporter is not None
+                self.last_error = (self.target.describe(exc) if self.target is not None
                                    else f"{type(exc).__name__}: {exc}")
                 self.last_error_at = datetime.now(UTC).isoformat(timespec="seconds")
                 log.error("export rule %s: %s; trying again in %.0f s", self.rule.name, self.last_error, delay)
@@ -97,19 +134,19 @@ class Runner:
                 delay = min(delay * 2, settings.export_retry_max_s)
                 continue
             delay = 1.0
-            if self.exporter.done:
+            if self.done:
                 self.finished = True
                 self.write_status()
-                log.info("export %s: done (%d rows)", self.rule.name, self.exporter.checkpoint.items)
+                log.info("export %s: done (%d rows)", self.rule.name, self.checkpoint.items if self.checkpoint else 0)
                 return
             self.write_status()
             if not worked:
                 self._stop.wait(settings.export_interval_s)
 
     def _count_lag(self) -> None:
-        if self.exporter is not None:
+        if self.exporters:
             try:
-                self.lag_items = self.exporter.lag_items()
+                self.lag_items = sum(e.lag_items() for e in self.exporters.values())
             except Exception as exc:  # the store is closing: the number waits for the next round
                 log.debug("export rule %s: lag not counted: %s", self.rule.name, exc)
 
@@ -124,8 +161,8 @@ class Runner:
 
     def write_status(self) -> None:
         try:
-            write_atomic(self.state_dir / "status.json", orjson.dumps(self.status()), mode=0o644, durable=False)
-        except OSError as exc:  # the workspace's disk is full: the numbers wait, the export goes on
+            self.service.documents.write(status_key(self.rule.id), self.status(), public=True, durable=False)
+        except Exception as exc:  # the workspace's disk is full: the numbers wait, the export goes on
             log.warning("export rule %s: cannot write its status: %s", self.rule.name, exc)
 
 
@@ -139,11 +176,14 @@ def _yield_to_ingest() -> None:
 
 
 class ExportService:
-    """The export rules of a workspace, run in the hub's process."""
+    """The export rules of a workspace (in ``documents``), run in the hub's process."""
 
-    def __init__(self, store: Store, home: Path, settings: Settings) -> None:
-        self.store, self.home, self.settings = store, home, settings
-        self.book = RuleBook(home / "exports.json")
+    def __init__(self, store: Store, documents: Documents, settings: Settings) -> None:
+        self.store, self.documents, self.settings = store, documents, settings
+        self.stream: int = getattr(store, "stream", 0)  # this hub's own stream
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.leading = not documents.shared
+        self.book = RuleBook(documents)
         self.runners: dict[str, Runner] = {}     # by rule id
         self.expired: dict[str, int] = {}        # rule name → rows retention deleted before export
         self.overridden: set[str] = set()        # rules paused past the limit
@@ -153,11 +193,22 @@ class ExportService:
 
     # -- following exports.json ----------------------------------------------------------------------
 
+    def lead(self) -> bool:
+        """Take or keep the export lease (always held with one hub); a replica that loses it stops its runners."""
+        was = self.leading
+        self.leading = lease(self.documents, "export", self.holder, EXPORT_LEASE_S)
+        if was != self.leading:
+            log.info("this hub %s the export and retention", "runs" if self.leading else "no longer runs")
+        return self.leading
+
     def sync(self) -> None:
         """Start, stop and forget runners so they match the rules (called about once a second)."""
         position = self.store.row_position()
         if not self._seen or self._seen[-1][0] != position:
             self._seen.append((position, time.time()))
+        if not self.lead():
+            self.stop()
+            return
         rules = {rule.id: rule for rule in self.book.list()}
         with self._lock:
             for rule_id, runner in list(self.runners.items()):
@@ -166,7 +217,7 @@ class ExportService:
                     runner.stop()
                     del self.runners[rule_id]
                     if rule is None:
-                        shutil.rmtree(runner.state_dir, ignore_errors=True)
+                        self.documents.delete(state_key(rule_id))
                     else:
                         runner.write_status()
             for rule_id, rule in rules.items():
@@ -183,9 +234,13 @@ class ExportService:
             if rule.active or rule.kind != "continuous":
                 self._paused_lag.pop(rule.id, None)
             elif counted is None or now - counted[0] >= self.settings.export_interval_s:
-                checkpoint = read_checkpoint(state_root(self.home) / rule.id)
-                after = -1 if checkpoint is None else checkpoint.position
-                self._paused_lag[rule.id] = (now, self.store.export_count(rule.app_id, rule.tables, after=after))
+                lag = 0
+                for stream in self.store.row_positions():
+                    checkpoint = read_checkpoint(self.documents, rule.id, stream)
+                    below, top = stream_bounds(stream)
+                    lag += self.store.export_count(rule.app_id, rule.tables, upto=top,
+                                                   after=below if checkpoint is None else checkpoint.position)
+                self._paused_lag[rule.id] = (now, lag)
 
     def _forget_seen(self) -> None:
         positions = [r.position for r in self.runners.values() if r.position is not None]
@@ -211,28 +266,32 @@ class ExportService:
 
     # -- retention -----------------------------------------------------------------------------------
 
-    def _position(self, rule: Rule) -> int | None:
+    def _position(self, rule: Rule, stream: int) -> int | None:
         runner = self.runners.get(rule.id)
-        if runner is not None and runner.position is not None:
-            return runner.position
-        checkpoint = read_checkpoint(state_root(self.home) / rule.id)
+        if runner is not None and stream in runner.exporters:
+            return runner.exporters[stream].checkpoint.position
+        checkpoint = read_checkpoint(self.documents, rule.id, stream)
         if checkpoint is not None:
             return checkpoint.position
-        return -1 if rule.kind == "once" or rule.start == "beginning" else None
+        return stream_bounds(stream)[0] if rule.kind == "once" or rule.start == "beginning" else None
 
-    def retention_floor(self, app_id: str, days: int) -> int | None:
-        """The position above which retention must keep the rows of ``app_id`` (None: no limit)."""
-        floor: int | None = None
+    def retention_floor(self, app_id: str, days: int) -> dict[int, int] | None:
+        """Per stream, the position above which retention must keep the rows of ``app_id`` (None,
+        or a stream missing: no limit)."""
+        floor: dict[int, int] = {}
         now = datetime.now(UTC)
         limit = timedelta(days=self.settings.export_pause_limit_days)
         for rule in self.book.list():
-            position = self._position(rule) if rule.app_id == app_id else None
-            if position is None:
+            if rule.app_id != app_id:
+                continue
+            positions = {s: p for s in self.store.row_positions() if (p := self._position(rule, s)) is not None}
+            if not positions:
                 continue
             if not rule.active and rule.paused_at and now - datetime.fromisoformat(rule.paused_at) > limit:
                 self.overridden.add(rule.name)
                 cutoff = now - timedelta(days=days)
-                lost = self.store.export_count(app_id, rule.tables, after=position, until=cutoff)
+                lost = sum(self.store.export_count(app_id, rule.tables, after=position, upto=stream_bounds(s)[1],
+                                                   until=cutoff) for s, position in positions.items())
                 if lost:
                     self.expired[rule.name] = self.expired.get(rule.name, 0) + lost
                     log.error("export rule %s has been paused since %s, past the %g-day limit: retention "
@@ -240,8 +299,9 @@ class ExportService:
                               self.settings.export_pause_limit_days, lost, rule.app)
                 continue
             self.overridden.discard(rule.name)
-            floor = position if floor is None else min(floor, position)
-        return floor
+            for stream, position in positions.items():
+                floor[stream] = min(floor.get(stream, position), position)
+        return floor or None
 
     # -- metrics ---------------------------------------------------------------------------------------
 
@@ -252,9 +312,8 @@ class ExportService:
         for rule in rules:
             labels = f'{{rule="{rule.name}",app="{rule.app}"}}'
             runner = self.runners.get(rule.id)
-            checkpoint = (runner.exporter.checkpoint if runner is not None and runner.exporter is not None
-                          else read_checkpoint(state_root(self.home) / rule.id))
-            totals = checkpoint or _NO_CHECKPOINT
+            totals = (runner.checkpoint if runner is not None else None) or total(read_checkpoints(self.documents, rule.id)) \
+                or _NO_CHECKPOINT
             values = {
                 "scorewatch_export_lag_items": runner.lag_items if runner else self._paused_lag.get(rule.id, (0, 0))[1],
                 "scorewatch_export_lag_seconds": round(runner.lag_seconds(), 1) if runner else 0.0,

@@ -17,9 +17,10 @@ import orjson
 
 from scorewatch.apps import Application, registry_for
 from scorewatch.cli import home_option, workspace_settings
-from scorewatch.errors import ScorewatchError
+from scorewatch.errors import ConfigError, ScorewatchError
 from scorewatch.ingest.quarantine import Quarantine, quarantine_dir
 from scorewatch.settings import Settings
+from scorewatch.store.backends import has_password
 from scorewatch.studio.auth import issue_login_token, login_url
 from scorewatch.workspace import Workspace
 
@@ -91,9 +92,16 @@ def _naming(workspace: Workspace) -> Iterator[None]:
 @home_option
 @click.option("--host", default=None, help="Address to bind (default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="Port (default 8400).")
-def hub(home: Path | None, host: str | None, port: int | None) -> None:
+@click.option("--store", default=None,
+              help="duckdb (default: embedded), chdb:///DIR (ClickHouse in this process) or "
+                   "clickhouse://[USER@]HOST[:PORT]/DATABASE (shared by hub replicas; password in "
+                   "SCOREWATCH_CLICKHOUSE_PASSWORD). See docs/scaling.md.")
+def hub(home: Path | None, host: str | None, port: int | None, store: str | None) -> None:
     """Run the hub: ingest (App Insights track, OTLP/HTTP), the store and the query API."""
-    workspace, settings = workspace_settings(home, hub_host=host, hub_port=port)
+    if store is not None and has_password(store):
+        raise ConfigError("a password in --store would show in `ps`: put it in SCOREWATCH_CLICKHOUSE_PASSWORD "
+                          "(or the whole URL in SCOREWATCH_STORE)")
+    workspace, settings = workspace_settings(home, hub_host=host, hub_port=port, store=store)
     run_hub(workspace, settings)
 
 

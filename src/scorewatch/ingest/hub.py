@@ -29,6 +29,7 @@ from scorewatch.deploy import store as deploy_store
 from scorewatch.deploy.api import ControlAPI, ensure_admin_key
 from scorewatch.deploy.console import Consoles
 from scorewatch.deploy.supervisor import Supervisor
+from scorewatch.documents import documents_for
 from scorewatch.errors import BadRequest, Forbidden, PayloadTooLarge, TooManyRequests, Unauthorized
 from scorewatch.export.service import ExportService
 from scorewatch.http import EXCEPTION_HANDLERS
@@ -41,7 +42,8 @@ from scorewatch.ingest.wal import WriteAheadLog
 from scorewatch.kql.api import query_routes
 from scorewatch.kql.compiler import compile_query
 from scorewatch.settings import Settings
-from scorewatch.store.duckdb import DuckDBStore
+from scorewatch.store.backends import open_store, store_spec
+from scorewatch.store.base import Store
 from scorewatch.studio.app import studio_routes
 from scorewatch.workspace import Workspace
 
@@ -60,7 +62,7 @@ class Hub:
 
     workspace: Workspace
     settings: Settings
-    store: DuckDBStore
+    store: Store
     registry: Registry
     ingestor: Ingestor
     metrics: IngestMetrics
@@ -68,7 +70,10 @@ class Hub:
     loop: asyncio.AbstractEventLoop | None = None  # the event loop serving the hub, once it runs
 
     def apply_retention(self) -> int:
-        """Delete rows past their application's retention, except those an export rule still needs."""
+        """Delete rows past their application's retention, except those an export rule still needs
+        (with replicas, only the one that runs the export does it)."""
+        if not self.exports.leading:
+            return 0
         deleted = 0
         for app in self.registry.list():
             keep_after = self.exports.retention_floor(app.app_id, app.retention_days)
@@ -87,8 +92,10 @@ def open_hub(workspace: Workspace, settings: Settings) -> Hub:
     """Open the store and the write-ahead log, replay what the store misses, start the threads."""
     workspace.ensure()
     workspace.store_dir.chmod(0o700)
-    store = DuckDBStore(workspace.store_dir / "telemetry.duckdb", threads=settings.store_threads or None)
-    registry = Registry(workspace.home / "apps.json", default_retention_days=settings.retention_days)
+    store = open_store(workspace, settings)
+    workspace.update_config(store=store_spec(workspace, settings, recorded=False).describe())
+    documents = documents_for(workspace, settings, store)
+    registry = Registry(documents, default_retention_days=settings.retention_days)
     registry.refresh()
     metrics = IngestMetrics()
     ingestor = Ingestor(store, WriteAheadLog(workspace.store_dir / "wal"), metrics,
@@ -100,7 +107,7 @@ def open_hub(workspace: Workspace, settings: Settings) -> Hub:
     if replayed:
         log.warning("replayed %d items from the write-ahead log", replayed)
     ingestor.start()
-    return Hub(workspace, settings, store, registry, ingestor, metrics, ExportService(store, workspace.home, settings))
+    return Hub(workspace, settings, store, registry, ingestor, metrics, ExportService(store, documents, settings))
 
 
 class BodyBudget:
@@ -184,11 +191,13 @@ def create_app(hub: Hub) -> Starlette:
 
     # Which workspace this hub serves, and its process: a client tells its own hub from another's.
     identity = {"workspace": {"id": hub.workspace.read_config().get("workspace_id"),
-                              "home": str(hub.workspace.home)}, "pid": os.getpid()}
+                              "home": str(hub.workspace.home)}, "pid": os.getpid(),
+                "store": hub.workspace.read_config().get("store"), "stream": getattr(hub.store, "stream", 0)}
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", **identity, "queue_items": ingestor.pending,
-                             "applied_position": ingestor.applied})
+                             "applied_position": ingestor.applied, "store_unavailable": ingestor.unavailable,
+                             "runs_export": hub.exports.leading})
 
     async def prometheus(request: Request) -> Response:
         text = metrics.render(queue_depth=ingestor.pending, queue_limit=ingestor.queue_items,

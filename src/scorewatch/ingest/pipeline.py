@@ -83,16 +83,21 @@ class Ingestor:
     # -- lifecycle ------------------------------------------------------------------------------------
 
     def recover(self) -> int:
-        """Replay WAL records the store has not applied; returns the number of items replayed."""
+        """Replay WAL records the store has not applied; returns the number of items replayed.
+
+        A store without transactions (ClickHouse) may hold part of a write that was cut off: the
+        records up to its :meth:`~scorewatch.store.base.Store.interrupted_position` are replayed as one
+        batch first, the same batch as then, so the store recognises what it already has."""
         replayed = 0
         batch: list[Record] = []
         size = nbytes = 0
+        interrupted = self.store.interrupted_position()
         for seq, payload in self.wal.replay(self.applied):
             record = decode(seq, payload)
             batch.append(record)
             size += record.count
             nbytes += len(record.blob)
-            if size >= self.batch_items or nbytes >= self.batch_bytes:
+            if seq == interrupted or size >= self.batch_items or nbytes >= self.batch_bytes:
                 replayed += self._write(batch)
                 batch, size, nbytes = [], 0, 0
         if batch:

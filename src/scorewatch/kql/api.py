@@ -220,8 +220,23 @@ def _real(value: Any) -> Any:
     return _plain(value)
 
 
+def native(kind: str, value: Any) -> Any:
+    """An engine's value as the Python value of its KQL type. Engines differ (see kql/dialects.py):
+    a ClickHouse bool may come back as 0/1 and a timespan as microseconds."""
+    if kind == "bool" and isinstance(value, int) and not isinstance(value, bool):
+        return bool(value)
+    if kind == "timespan" and isinstance(value, int) and not isinstance(value, bool):
+        return timedelta(microseconds=value)
+    return value
+
+
 def _timespan(value: Any) -> Any:
+    value = native("timespan", value)
     return format_timespan(value) if isinstance(value, timedelta) else _plain(value)
+
+
+def _bool(value: Any) -> Any:
+    return _plain(native("bool", value))
 
 
 def _plain(value: Any) -> Any:
@@ -237,4 +252,4 @@ def _plain(value: Any) -> Any:
 
 
 _CONVERTERS: dict[str, Callable[[Any], Any]] = {"datetime": _datetime, "dynamic": _dynamic, "real": _real,
-                                                 "timespan": _timespan}
+                                                 "timespan": _timespan, "bool": _bool}

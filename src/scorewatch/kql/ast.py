@@ -77,7 +77,8 @@ class Binary(Node):
 
 @dataclass(eq=False)
 class InList(Node):
-    """``x in (a, b)``, ``!in``, ``in~``, ``!in~``, ``has_any``."""
+    """``x in (a, b)``, ``!in``, ``in~``, ``!in~``, ``has_any``; or ``x in (query)``: then ``values``
+    holds that one :class:`Query` (its first column is the list)."""
     children = ("left", "values")
     op: str
     left: Node

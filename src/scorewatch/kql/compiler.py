@@ -99,7 +99,7 @@ class Compiler(ExpressionCompiler):
             own = query.args.get("with_")
             query.set("with_", exp.With(expressions=lets + (own.expressions if own else [])))
         columns = [(name, "string" if kind == "null" else kind) for name, kind in relation.columns.items()]
-        return CompiledQuery(query.sql(dialect=self.d.name), [], columns, self.render)
+        return CompiledQuery(self.d.finish(query).sql(dialect=self.d.name), [], columns, self.render)
 
     def fresh(self, prefix: str = "_q") -> str:
         self._aliases += 1
@@ -351,6 +351,21 @@ class Compiler(ExpressionCompiler):
         query = exp.select(*(col(n) for n in names)).from_(values, copy=False)
         return Relation(query, {"ColumnName": "string", "ColumnOrdinal": "long", "DataType": "string",
                                 "ColumnType": "string"})
+
+    def in_query(self, node: ast.InList, left: Typed, query: ast.Query) -> Typed:
+        """``x in (query)``: ``x IN (SELECT first column FROM query)``; ``in~`` compares lowered text."""
+        if node.op in ("has_any", "has_all"):
+            raise self.error(f"'{node.op}' takes a list of values, not a tabular expression", query)
+        relation = self.query(query)
+        name, kind = next(iter(relation.columns.items()))
+        inner = Typed(col(name), kind)
+        if node.op in ("in~", "!in~"):
+            a: exp.Expr = exp.Lower(this=self.text(left))
+            b: exp.Expr = exp.Lower(this=self.text(inner))
+        else:
+            a, b, _ = self.comparison_operands(left, inner, node)
+        values = exp.select(alias(b, name)).from_(self.wrap(relation), copy=False)
+        return self.in_test(node.op, exp.In(this=a, query=exp.Subquery(this=values)))
 
     # ------------------------------------------------------------ summarize
     def op_summarize(self, relation: Relation, op: ast.Summarize) -> Relation:

@@ -108,7 +108,7 @@ class ExpressionCompiler:
             parsed = json.loads(value) if value else None
         except ValueError:
             raise self.error("invalid dynamic literal: expected JSON", node) from None
-        return Typed(exp.cast(lit(json.dumps(parsed)), "JSON"), "dynamic")
+        return Typed(self.d.json_literal(json.dumps(parsed)), "dynamic")
 
     def parse_datetime(self, node: ast.Literal) -> datetime:
         text = str(node.value).strip().strip("\"'")
@@ -167,7 +167,7 @@ class ExpressionCompiler:
     def expr_between(self, node: ast.Between, scope: Scope) -> Typed:
         value, low, high = (self.expr(n, scope) for n in (node.expr, node.low, node.high))
         if value.type == "datetime" and high.type == "timespan":
-            high = Typed(exp.Add(this=low.sql.copy(), expression=high.sql), "datetime")
+            high = Typed(self.d.shift(low.sql.copy(), high.sql), "datetime")
         condition = exp.and_(self.compare(">=", value, low, node), self.compare("<=", value, high, node))
         return Typed(exp.Not(this=exp.Paren(this=condition)) if node.negated else exp.Paren(this=condition), "bool")
 
@@ -204,11 +204,13 @@ class ExpressionCompiler:
         kinds = (left.type, right.type)
         micros = self.d.interval_micros
         if op == "-" and kinds == ("datetime", "datetime"):
-            return Typed(exp.Sub(this=left.sql, expression=right.sql), "timespan")
-        if op in ("+", "-") and kinds in (("datetime", "timespan"), ("timespan", "timespan")):
-            return Typed((exp.Add if op == "+" else exp.Sub)(this=left.sql, expression=right.sql), left.type)
+            return Typed(self.d.elapsed(right.sql, left.sql), "timespan")
+        if op in ("+", "-") and kinds == ("datetime", "timespan"):
+            return Typed(self.d.shift(left.sql, right.sql, subtract=op == "-"), "datetime")
+        if op in ("+", "-") and kinds == ("timespan", "timespan"):
+            return Typed((exp.Add if op == "+" else exp.Sub)(this=left.sql, expression=right.sql), "timespan")
         if op == "+" and kinds == ("timespan", "datetime"):
-            return Typed(exp.Add(this=right.sql, expression=left.sql), "datetime")
+            return Typed(self.d.shift(right.sql, left.sql), "datetime")
         if op == "/" and kinds == ("timespan", "timespan"):
             return Typed(exp.Div(this=micros(left.sql), expression=exp.Nullif(this=micros(right.sql), expression=lit(0))),
                          "real")
@@ -261,6 +263,8 @@ class ExpressionCompiler:
 
     def expr_inlist(self, node: ast.InList, scope: Scope) -> Typed:
         left = self.expr(node.left, scope)
+        if len(node.values) == 1 and isinstance(node.values[0], ast.Query):
+            return self.in_query(node, left, node.values[0])
         values = [self.expr(v, scope) for v in node.values]
         if not values:
             return Typed(exp.false() if node.op in ("in", "in~", "has_any") else exp.true(), "bool")
@@ -276,8 +280,15 @@ class ExpressionCompiler:
         else:
             pairs = [self.comparison_operands(left, v, node) for v in values]
             a, items = pairs[0][0], [p[1] for p in pairs]
-        test = exp.In(this=a, expressions=items)
-        if node.op.startswith("!"):
+        return self.in_test(node.op, exp.In(this=a, expressions=items))
+
+    def in_query(self, node: ast.InList, left: Typed, query: ast.Query) -> Typed:
+        """``left in (query)``: compiled by the query compiler, which knows tabular expressions."""
+        raise self.error("a tabular expression is not allowed here", query)
+
+    def in_test(self, op: str, test: exp.Expr) -> Typed:
+        """``test`` (an SQL IN) as KQL's ``in`` or negated ``!in``: two-valued, false on null."""
+        if op.startswith("!"):
             return Typed(exp.Not(this=exp.Coalesce(this=test, expressions=[exp.false()])), "bool")
         return Typed(null_guard(test), "bool")
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from sqlglot import exp
 
 from scorewatch.kql import ast
-from scorewatch.kql.dialects import fn, lit
+from scorewatch.kql.dialects import lit
 
 if TYPE_CHECKING:
     from scorewatch.kql.expressions import ExpressionCompiler as Compiler
@@ -248,8 +248,7 @@ def _extract(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
 def _split(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     text, delimiter = c.text(a[0]), c.text(a[1])
     if len(a) == 3:
-        items = fn("string_split", text, delimiter)
-        return Typed(c.d.list_element(items, a[2].sql), "dynamic")
+        return Typed(c.d.list_element(c.d.string_split(text, delimiter), a[2].sql), "dynamic")
     return Typed(c.d.split(text, delimiter), "dynamic")
 
 
@@ -297,7 +296,7 @@ def _abs(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
 @register("round", args=(1, 2))
 def _round(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     digits = a[1].sql if len(a) > 1 else lit(0)
-    return Typed(exp.Round(this=c.number(a[0], force_real=True), decimals=digits), "real")
+    return Typed(c.d.round(c.number(a[0], force_real=True), digits), "real")
 
 
 @register("pow", args=(2, 2))
@@ -369,14 +368,14 @@ def _start_end(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
     start: exp.Expr
     if unit == "week":  # KQL weeks start on Sunday
         day = c.d.date_trunc("day", ts)
-        start = exp.Sub(this=day, expression=c.d.interval_from_micros(
-            exp.Mul(this=c.d.day_of_week(ts), expression=lit(86_400_000_000))))
+        start = c.d.shift(day, c.d.interval_from_micros(
+            exp.Mul(this=c.d.day_of_week(ts), expression=lit(86_400_000_000))), subtract=True)
     else:
         start = c.d.date_trunc(unit, ts)
     if call.name.startswith("startof"):
         return Typed(start, "datetime")
-    following = c.d.date_add(unit, lit(1), start) if unit != "week" else exp.Add(this=start, expression=c.d.interval(7 * 86_400_000_000))
-    return Typed(exp.Sub(this=following, expression=c.d.interval(1)), "datetime")
+    following = c.d.date_add(unit, lit(1), start) if unit != "week" else c.d.shift(start, c.d.interval(7 * 86_400_000_000))
+    return Typed(c.d.shift(following, c.d.interval(1), subtract=True), "datetime")
 
 
 @register("dayofweek")
@@ -460,9 +459,7 @@ def _series_values(c: Compiler, value: Typed) -> exp.Expr:
 
 @register("series_stats_dynamic")
 def _series_stats_dynamic(c: Compiler, a: list[Typed], call: ast.Call) -> Typed:
-    stats = c.d.series_stats(_series_values(c, a[0]))
-    return Typed(c.d.to_json(exp.Struct(expressions=[exp.PropertyEQ(this=exp.to_identifier(k), expression=v)
-                                                     for k, v in stats.items()])), "dynamic")
+    return Typed(c.d.json_object(c.d.series_stats(_series_values(c, a[0]))), "dynamic")
 
 
 def _series_stats_columns(c: Compiler, item: ast.Assignment, scope: Any) -> list[tuple[str, Typed]]:

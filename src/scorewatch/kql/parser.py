@@ -545,6 +545,10 @@ class Parser:
         if tok.text in LIST_OPERATORS:
             self.advance()
             self.expect(T.LPAREN, "'('")
+            if self._starts_tabular():  # x in (requests | ... | project y), x in (a_tabular_let)
+                query = self.parse_query()
+                self.expect(T.RPAREN, "')'")
+                return self.span(ast.InList(tok.text, left, [query]), start)
             values = [] if self.tok.type is T.RPAREN else [self.parse_expr()]
             while self.match(T.COMMA):
                 values.append(self.parse_expr())

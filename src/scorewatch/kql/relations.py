@@ -160,15 +160,29 @@ def mv_expand(c: Compiler, relation: Relation, op: ast.MvExpand) -> Relation:
     scope = c.scope(relation)
     items = c.passthrough(relation)
     conversions: dict[str, str] = {}
+    lists: dict[str, exp.Expr] = {}
     for item, to_type in zip(op.items, op.to_type, strict=True):
         typed = c.expr(item.expr, scope)
         name = item.name or c.infer_name(item.expr)
         if name is None:
             raise c.error("name the expanded column: mv-expand name = expression", item)
-        items[name] = Typed(c.d.unnest(c.d.json_elements(c.dynamic(typed))), "dynamic")
+        lists[name] = c.d.json_elements(c.dynamic(typed))
+        items[name] = Typed(exp.Null(), "dynamic")  # its place among the columns; filled below
         if to_type:
             conversions[name] = _PARSE_TYPES[to_type]
-    expanded: Relation = c.select(items, relation)
+    together = c.d.unnest_together(list(lists.values())) if len(lists) > 1 else [c.d.unnest(v) for v in lists.values()]
+    expanded: Relation
+    if isinstance(together, list):  # one expression per list, lined up by the engine
+        for name, sql in zip(lists, together, strict=True):
+            items[name] = Typed(sql, "dynamic")
+        expanded = c.select(items, relation)
+    else:  # one expression of tuples: expand it, then take each list's element out of the tuple
+        zipped = c.fresh("_mv")
+        inner = {n: t for n, t in items.items() if n not in lists}
+        inner[zipped] = Typed(together, "dynamic")
+        elements = {n: Typed(c.d.tuple_element(col(zipped), list(lists).index(n)), "dynamic") if n in lists
+                    else Typed(col(n), t.type) for n, t in items.items()}
+        expanded = c.select(elements, c.select(inner, relation))
     if not conversions:
         return expanded
     converted = {n: Typed(c.coerce(Typed(col(n), t), conversions.get(n, t)), conversions.get(n, t))

@@ -1,6 +1,7 @@
 """The store interface: what the hub and the query API need from a telemetry backend.
 
-A backend is one module implementing :class:`Store` (DuckDB now, ClickHouse later). Timestamps are
+A backend is one module implementing :class:`Store` (DuckDB, embedded; ClickHouse, shared by hub
+replicas; :mod:`scorewatch.store.backends` opens one from its URL). Timestamps are
 UTC. Rows are written in large batches only; queries are SQL produced by the KQL compiler for the
 backend's ``dialect`` (a sqlglot dialect name), with parameters bound, never interpolated.
 """
@@ -14,6 +15,17 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+
+# A writer's stream of positions (see Store.row_positions): stream s's rows take the positions
+# s << STREAM_BITS | 1, 2, ... (a single-writer store has stream 0 only, and rows made before
+# positions existed have position 0).
+STREAM_BITS = 40
+
+
+def stream_bounds(stream: int) -> tuple[int, int]:
+    """(below, top) of ``stream``: every position of its rows is in (below, top]."""
+    return (-1 if stream == 0 else stream << STREAM_BITS), ((stream + 1) << STREAM_BITS) - 1
 
 
 class StoreUnavailable(Exception):
@@ -43,6 +55,7 @@ class QueryResult:
 
 class Store(Protocol):
     dialect: str
+    shared: bool  # other processes write the same store (hub replicas): shared state belongs in it
 
     def write_batch(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
         """Append ``rows`` (dicts keyed by :mod:`scorewatch.store.schema` column names; missing keys
@@ -61,20 +74,35 @@ class Store(Protocol):
         """The last ``position`` recorded by :meth:`write_envelopes` (0 when none)."""
         ...
 
+    def interrupted_position(self) -> int | None:
+        """The ``position`` of a write that began and may not have finished (a store without
+        transactions). Replaying the log must first write exactly the records up to it as one batch,
+        so the store can tell what it already has. None when there is none (always, with
+        transactions)."""
+        ...
+
     def query(self, sql: str, params: Sequence[Any] = (), *, timeout_s: float | None = None,
               max_rows: int | None = None) -> QueryResult:
         """Run one read-only statement; cancelled past ``timeout_s`` (raises ``errors.Timeout``)."""
         ...
 
-    def apply_retention(self, app_id: str, days: int, *, keep_after: int | None = None) -> int:
+    def apply_retention(self, app_id: str, days: int, *, keep_after: int | Mapping[int, int] | None = None) -> int:
         """Delete the rows of ``app_id`` older than ``days``, except those whose position is above
-        ``keep_after`` (rows an export rule has not exported yet); returns how many went."""
+        ``keep_after`` (rows an export rule has not exported yet: one position, or one per stream;
+        rows of a stream not named are not held back); returns how many went."""
         ...
 
     # -- continuous export: rows in the order they were stored (see schema.POSITION) ---------------
 
     def row_position(self) -> int:
-        """The position of the last row committed (0 when none): every row stored later is above it."""
+        """The position of the last row this writer committed (0 when none): every row it stores
+        later is above it."""
+        ...
+
+    def row_positions(self) -> dict[int, int]:
+        """Every writer's stream and its last committed position: each stream's positions grow in
+        its own commit order (one stream, 0, in a store with a single writer). A reader following
+        the store keeps one position per stream."""
         ...
 
     def export_rows(self, table: str, app_id: str, *, after: int, upto: int, since: datetime | None = None,
@@ -89,6 +117,10 @@ class Store(Protocol):
     def export_count(self, app_id: str, tables: Sequence[str], *, after: int, upto: int | None = None,
                      since: datetime | None = None, until: datetime | None = None) -> int:
         """How many rows :meth:`export_rows` would return over ``tables`` (``upto`` None: no bound)."""
+        ...
+
+    def size_bytes(self) -> int:
+        """Bytes the store takes on disk."""
         ...
 
     def close(self) -> None: ...

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -29,12 +28,10 @@ import pyarrow.compute as pc
 from scorewatch.errors import BadRequest, ConfigError, Timeout
 from scorewatch.store import envelopes
 from scorewatch.store.base import QueryResult, StoreRefused, StoreUnavailable
+from scorewatch.store.rows import ARROW_TYPES, export_conditions, statement_parts, with_positions
 from scorewatch.store.schema import DUCKDB_TYPES, POSITION, TABLES
 
 log = logging.getLogger("scorewatch.store")
-
-_ARROW_TYPES = {"string": pa.string(), "datetime": pa.timestamp("us"), "real": pa.float64(),
-                "int": pa.int32(), "long": pa.int64(), "bool": pa.bool_(), "dynamic": pa.string()}
 
 # DuckDB result type (as text) → KQL type, for query results.
 _KQL_TYPES = {"VARCHAR": "string", "TIMESTAMP": "datetime", "TIMESTAMP WITH TIME ZONE": "datetime",
@@ -51,10 +48,6 @@ def kql_type(duckdb_type: str) -> str:
     if duckdb_type.endswith("]") or duckdb_type.startswith(("STRUCT", "MAP")):
         return "dynamic"
     return "string"
-
-
-# Envelope text one INSERT statement reads at most (a larger table is inserted in several).
-STATEMENT_BYTES = 64 * 1024 * 1024
 
 
 def engine_message(exc: BaseException) -> str:
@@ -79,14 +72,6 @@ _UNAVAILABLE = ("Failed to commit", "No space left", "Disk quota exceeded", "Inp
                 "Read-only file system", "Too many open files")
 
 
-def _statement_parts(batch: pa.Table) -> list[pa.Table]:
-    size = batch.column("env").nbytes if batch.num_rows else 0
-    if size <= STATEMENT_BYTES:
-        return [batch]
-    rows = max(1, batch.num_rows * STATEMENT_BYTES // size)
-    return [batch.slice(start, rows) for start in range(0, batch.num_rows, rows)]
-
-
 def _scalar(cur: duckdb.DuckDBPyConnection) -> Any:
     row = cur.fetchone()
     assert row is not None
@@ -99,12 +84,6 @@ def _arrow(relation: duckdb.DuckDBPyRelation) -> pa.Table:
     return to_table() if to_table is not None else relation.arrow()
 
 
-def _with_positions(batch: pa.Table, last: int) -> tuple[pa.Table, int]:
-    """``batch`` with the positions after ``last`` (one per row) in POSITION; and the new last."""
-    end = last + batch.num_rows
-    return batch.append_column(POSITION, pa.array(np.arange(last + 1, end + 1, dtype=np.int64))), end
-
-
 # Dynamic columns exported as maps as well as JSON text (see Store.export_rows).
 _MAPS = {"customDimensions": ("customDimensionsMap", "MAP(VARCHAR, VARCHAR)"),
          "customMeasurements": ("customMeasurementsMap", "MAP(VARCHAR, DOUBLE)")}
@@ -114,6 +93,7 @@ class DuckDBStore:
     """:class:`scorewatch.store.base.Store` on a DuckDB file at ``path`` (created with its tables)."""
 
     dialect = "duckdb"
+    shared = False
 
     def __init__(self, path: str | Path, *, threads: int | None = None, memory_limit: str = "512MB",
                  checkpoint_threshold: str = "256MB") -> None:
@@ -167,9 +147,9 @@ class DuckDBStore:
             values = [row.get(c.name) for row in rows]
             if c.type == "dynamic":
                 values = [v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values]
-            arrays[c.name] = pa.array(values, type=_ARROW_TYPES[c.type])
+            arrays[c.name] = pa.array(values, type=ARROW_TYPES[c.type])
         with self._write_lock:
-            batch, last = _with_positions(pa.table(arrays), self._row_position)
+            batch, last = with_positions(pa.table(arrays), self._row_position)
             cur = self._writer
             cur.execute("BEGIN TRANSACTION")
             cur.register("sw_rows", batch)
@@ -210,9 +190,9 @@ class DuckDBStore:
                 for table, batch in batches.items():
                     if table not in envelopes.BASE_TYPES.values():
                         raise BadRequest(f"unknown table {table!r}")
-                    batch, last = _with_positions(batch, last)
+                    batch, last = with_positions(batch, last)
                     written[table] = 0
-                    for part in _statement_parts(batch):
+                    for part in statement_parts(batch):
                         cur.register("sw_batch", part)
                         cur.execute(envelopes.insert_sql(table, "sw_batch"))
                         written[table] += _scalar(cur)
@@ -235,15 +215,20 @@ class DuckDBStore:
                 self._row_position = last
         return written
 
+    def interrupted_position(self) -> int | None:
+        return None  # a write commits whole or not at all
+
     def applied_position(self) -> int:
         """The last write-ahead-log position recorded by :meth:`write_envelopes` (0 when none)."""
         row = self._cursor().execute(
             "SELECT value FROM scorewatch_state WHERE key = 'wal_position'").fetchone()
         return int(row[0]) if row else 0
 
-    def apply_retention(self, app_id: str, days: int, *, keep_after: int | None = None) -> int:
+    def apply_retention(self, app_id: str, days: int, *, keep_after: int | Mapping[int, int] | None = None) -> int:
         """Delete the rows of ``app_id`` older than ``days`` days from every table, but none whose
-        position is above ``keep_after``."""
+        position is above ``keep_after`` (per stream: this store has one, 0)."""
+        if isinstance(keep_after, Mapping):
+            keep_after = keep_after.get(0)
         cutoff = datetime.now(UTC).replace(tzinfo=None) - timedelta(days=days)
         kept, params = ("", []) if keep_after is None else (f' AND "{POSITION}" <= ?', [keep_after])
         deleted = 0
@@ -259,17 +244,14 @@ class DuckDBStore:
     def row_position(self) -> int:
         return self._row_position
 
+    def row_positions(self) -> dict[int, int]:
+        return {0: self._row_position}
+
     @staticmethod
     def _export_filter(app_id: str, after: int, upto: int | None, since: datetime | None,
                        until: datetime | None) -> tuple[str, list[Any]]:
-        where, params = f'"appId" = ? AND "{POSITION}" > ?', [app_id, after]
-        for condition, value in ((f'"{POSITION}" <= ?', upto), ('"timestamp" >= ?', since),
-                                 ('"timestamp" < ?', until)):
-            if value is not None:
-                where += " AND " + condition
-                params.append(value.astimezone(UTC).replace(tzinfo=None) if isinstance(value, datetime)
-                              and value.tzinfo else value)
-        return where, params
+        conditions = export_conditions(app_id, after, upto, since, until)
+        return " AND ".join(f'"{column}" {op} ?' for column, op, _ in conditions), [v for _, _, v in conditions]
 
     def export_rows(self, table: str, app_id: str, *, after: int, upto: int, since: datetime | None = None,
                     until: datetime | None = None, maps: bool = False) -> pa.Table:

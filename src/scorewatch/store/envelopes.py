@@ -1,14 +1,14 @@
-"""Application Insights envelopes → store rows, as DuckDB SQL.
+"""Application Insights envelopes → store rows: the one declaration of where each column comes from.
 
-Ingest hands the store accepted envelopes grouped by table, as Arrow tables with the columns ``env``
-(one envelope's JSON text), ``appId``, ``appName`` and ``iKey``. The mapping to the classic
-columns happens here, inside DuckDB: ``json_transform`` parses each envelope once into a typed struct
-and one ``INSERT ... BY NAME SELECT`` per table picks the columns. That keeps per-item Python work out
-of the hot path (the hub's target is 100k items/s on two cores) and gives every tolerance rule one
-place:
+Ingest hands a store accepted envelopes grouped by table, as Arrow tables with the columns ``env``
+(one envelope's JSON text), ``appId``, ``appName`` and ``iKey``. The mapping to the classic columns
+happens inside the engine, in SQL generated from :data:`OWN`, :data:`TAGS` and :data:`COMMON`: each
+column names a *rule* and the envelope field it reads. Every backend renders the rules in its own
+SQL (:func:`insert_sql` here for DuckDB; :mod:`scorewatch.store.clickhouse_sql` for ClickHouse), so
+a column is declared once and the engines cannot drift apart. That keeps per-item Python work out of
+the hot path (the hub's target is 100k items/s on two cores) and gives every tolerance rule one place:
 
-- ``time`` without a zone is UTC (the session time zone is UTC); unparsable times become the
-  ingestion time.
+- ``time`` without a zone is UTC; unparsable times become the ingestion time.
 - ``duration`` as ``d.hh:mm:ss.fffffff``, ``hh:mm:ss.fffffff`` or a number of milliseconds.
 - ``success`` as a JSON boolean or a string (``"true"``, ``"False"``, ``"1"``).
 - ``severityLevel`` as a number or a name (``Information``, ``WARNING``, ...).
@@ -18,8 +18,6 @@ place:
   to the column's range (an OTLP cumulative histogram's count passes 2^31 on a long-lived service).
 - ``properties`` → ``customDimensions`` and ``measurements`` → ``customMeasurements``, as JSON, with
   values kept as sent (numbers stay numbers).
-
-A ClickHouse backend would carry its own version of this module.
 """
 
 from __future__ import annotations
@@ -28,7 +26,13 @@ from typing import Any
 
 import orjson
 
-from scorewatch.store.schema import PERFORMANCE_BUCKET_SLOWEST, PERFORMANCE_BUCKETS, POSITION
+from scorewatch.store.schema import (
+    ITEM_TYPES,
+    PERFORMANCE_BUCKET_SLOWEST,
+    PERFORMANCE_BUCKETS,
+    POSITION,
+    TABLES,
+)
 
 # Envelope tags → common columns.
 TAGS = {
@@ -51,26 +55,107 @@ BASE_TYPES = {
     "PageViewData": "pageViews", "AvailabilityData": "availabilityResults",
 }
 
-_V, _J = "VARCHAR", "JSON"
+# A rule and its arguments. The rules, and what every backend makes of them:
+#   ("text", f)       baseData field f as text (a number or a boolean as its JSON text)
+#   ("json", f)       baseData field f as JSON text, as sent
+#   ("bool", f)       f as a boolean: JSON true/false, "true"/"False"/"1"/"0"; anything else null
+#   ("severity", f)   f as a number, or a level name (Information, WARNING, ...)
+#   ("ms", f)         f as milliseconds: a .NET TimeSpan text or a number (the table then also gets
+#                     performanceBucket from it)
+#   ("exception", which, attribute)   of the outermost (``first``) or innermost (``last``) entry of
+#                     baseData.exceptions: typeName, message, assembly (its own, else its first stack
+#                     frame's), method (its first stack frame's)
+#   ("problem_id",)   baseData.problemId, else the outermost exception's typeName
+#   ("metric", attribute)   one row per entry of baseData.metrics: name, value, count (an integer,
+#                     1 when absent), sum (the value), min/max (the value when absent), stdDev (0)
+#   ("const", text)   that text
+#   ("absent",)       null: the envelope has no such field (availabilityResults.size)
+Rule = tuple[str, ...]
 
-# The baseData fields each table reads (everything arrives as text or JSON; SQL converts it).
-_BASE_DATA: dict[str, dict[str, Any]] = {
-    "requests": {"id": _V, "source": _V, "name": _V, "url": _V, "success": _V, "responseCode": _V,
-                 "duration": _V},
-    "dependencies": {"id": _V, "target": _V, "type": _V, "name": _V, "data": _V, "success": _V,
-                     "resultCode": _V, "duration": _V},
-    "exceptions": {"problemId": _V, "severityLevel": _V, "exceptions": _J},
-    "traces": {"message": _V, "severityLevel": _V},
-    "customEvents": {"name": _V},
-    "customMetrics": {"metrics": [{"name": _V, "value": "DOUBLE", "count": "DOUBLE", "min": "DOUBLE",
-                                   "max": "DOUBLE", "stdDev": "DOUBLE"}]},
-    "pageViews": {"id": _V, "name": _V, "url": _V, "duration": _V},
-    "availabilityResults": {"id": _V, "name": _V, "runLocation": _V, "success": _V, "message": _V,
-                            "duration": _V},
+_DURATION: dict[str, Rule] = {"duration": ("ms", "duration")}
+OWN: dict[str, dict[str, Rule]] = {
+    "requests": {"id": ("text", "id"), "source": ("text", "source"), "name": ("text", "name"),
+                 "url": ("text", "url"), "success": ("bool", "success"), "resultCode": ("text", "responseCode"),
+                 **_DURATION},
+    "dependencies": {"id": ("text", "id"), "target": ("text", "target"), "type": ("text", "type"),
+                     "name": ("text", "name"), "data": ("text", "data"), "success": ("bool", "success"),
+                     "resultCode": ("text", "resultCode"), **_DURATION},
+    "exceptions": {
+        "problemId": ("problem_id",), "handledAt": ("const", "UserCode"),
+        "type": ("exception", "first", "typeName"), "message": ("exception", "first", "message"),
+        "assembly": ("exception", "first", "assembly"), "method": ("exception", "first", "method"),
+        "outerType": ("exception", "first", "typeName"), "outerMessage": ("exception", "first", "message"),
+        "outerAssembly": ("exception", "first", "assembly"), "outerMethod": ("exception", "first", "method"),
+        "innermostType": ("exception", "last", "typeName"), "innermostMessage": ("exception", "last", "message"),
+        "innermostAssembly": ("exception", "last", "assembly"),
+        "innermostMethod": ("exception", "last", "method"),
+        "severityLevel": ("severity", "severityLevel"), "details": ("json", "exceptions")},
+    "traces": {"message": ("text", "message"), "severityLevel": ("severity", "severityLevel")},
+    "customEvents": {"name": ("text", "name")},
+    "customMetrics": {"name": ("metric", "name"), "value": ("metric", "value"), "valueCount": ("metric", "count"),
+                      "valueSum": ("metric", "sum"), "valueMin": ("metric", "min"), "valueMax": ("metric", "max"),
+                      "valueStdDev": ("metric", "stdDev")},
+    "pageViews": {"id": ("text", "id"), "name": ("text", "name"), "url": ("text", "url"), **_DURATION},
+    "availabilityResults": {"id": ("text", "id"), "name": ("text", "name"), "location": ("text", "runLocation"),
+                            "success": ("bool", "success"), "message": ("text", "message"),
+                            "size": ("absent",), **_DURATION},
 }
 
-_EXCEPTION_LIST = orjson.dumps([{"typeName": _V, "message": _V, "assembly": _V,
-                                 "parsedStack": [{"method": _V, "assembly": _V}]}]).decode()
+# Columns every table fills the same way (besides the tags): the envelope's time, the application
+# (from ingest), sampling, a new item id, the table's itemType, properties and measurements.
+COMMON: dict[str, Rule] = {
+    "timestamp": ("time",), "appId": ("batch",), "appName": ("batch",), "iKey": ("batch",),
+    "itemCount": ("sample_rate",), "itemId": ("new_id",), "itemType": ("item_type",),
+    "customDimensions": ("json", "properties"), "customMeasurements": ("json", "measurements"),
+}
+
+# The metric entry fields (name and the numbers) and the exception entry fields the rules read.
+METRIC_FIELDS = {"name": "text", "value": "number", "count": "number", "min": "number", "max": "number",
+                 "stdDev": "number"}
+EXCEPTION_FIELDS = ("typeName", "message", "assembly")
+STACK_FIELDS = ("method", "assembly")
+
+
+def columns(table: str) -> dict[str, Rule]:
+    """Every column ``table`` fills, in the schema's order, with its rule (``performanceBucket``:
+    ``("bucket",)``, made from the duration)."""
+    out: dict[str, Rule] = {}
+    for column in TABLES[table]:
+        name = column.name
+        if name in OWN[table]:
+            out[name] = OWN[table][name]
+        elif name == "performanceBucket":
+            out[name] = ("bucket",)
+        elif name in TAGS:
+            out[name] = ("tag", TAGS[name])
+        elif name in COMMON:
+            out[name] = COMMON[name]
+        else:  # a schema column nobody fills: a mistake the tests catch (test_envelopes)
+            raise KeyError(f"{table}.{name} has no rule in store/envelopes.py")
+    return out
+
+
+def base_fields(table: str) -> dict[str, str]:
+    """The baseData fields ``table`` reads: name → ``text`` or ``json`` (``exceptions`` and
+    ``metrics`` are read by their own rules)."""
+    fields: dict[str, str] = {}
+    for rule in columns(table).values():
+        if rule[0] in ("text", "bool", "severity", "ms"):
+            fields.setdefault(rule[1], "text")
+        elif rule[0] == "json":
+            fields[rule[1]] = "json"
+        elif rule[0] == "problem_id":
+            fields["problemId"] = "text"
+    return fields
+
+
+def uses(table: str, kind: str) -> bool:
+    return any(rule[0] == kind for rule in columns(table).values())
+
+
+# ---------------------------------------------------------------------------------------------------
+# DuckDB: json_transform parses each envelope once into a typed struct ``e`` (``b`` its baseData);
+# one ``INSERT ... BY NAME SELECT`` per table picks the columns, with the macros below.
 
 MACROS = [
     # Milliseconds from a .NET TimeSpan text ("1.02:03:04.5", "00:00:00.0580000") or a number;
@@ -103,75 +188,94 @@ MACROS = [
     + f" ELSE '{PERFORMANCE_BUCKET_SLOWEST}' END",
 ]
 
+_V, _J = "VARCHAR", "JSON"
+
 
 def _structure(table: str) -> str:
-    base = dict(_BASE_DATA[table])
-    base["properties"] = _J
-    if table != "customMetrics":
-        base["measurements"] = _J
+    base: dict[str, Any] = {name: _J if kind == "json" else _V for name, kind in base_fields(table).items()}
+    if uses(table, "exception"):
+        base["exceptions"] = _J
+    if uses(table, "metric"):
+        base["metrics"] = [{name: _V if kind == "text" else "DOUBLE" for name, kind in METRIC_FIELDS.items()}]
     return orjson.dumps({"time": _V, "sampleRate": "DOUBLE", "tags": {tag: _V for tag in TAGS.values()},
                          "data": {"baseData": base}}).decode()
+
+
+_EXCEPTION_LIST = orjson.dumps([{**{name: _V for name in EXCEPTION_FIELDS},
+                                 "parsedStack": [{name: _V for name in STACK_FIELDS}]}]).decode()
 
 
 def _sql_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-_COMMON = ", ".join(
-    [f"e.tags[{_sql_string(tag)}] AS {col}" for col, tag in TAGS.items()]
-    + ["sw_ts(e.time) AS timestamp", "appId", "appName", "iKey", "sw_count(e.sampleRate) AS itemCount",
-       "CAST(gen_random_uuid() AS VARCHAR) AS itemId", POSITION])
+def _exception(which: str, attribute: str) -> str:
+    x = "x[1]" if which == "first" else "x[-1]"
+    if attribute == "assembly":
+        return f"coalesce({x}.assembly, {x}.parsedStack[1].assembly)"
+    if attribute == "method":
+        return f"{x}.parsedStack[1].method"
+    return f"{x}.{attribute}"
 
-# ``dur`` is computed once in an inner SELECT (see insert_sql): spelling ``sw_bucket(sw_ms(...))`` here
-# expands one macro inside the other (~130 copies of the CASE), which cost ~50 ms of planning per
-# statement and evaluated the duration once per bucket at run time.
-_DURATION = "dur AS duration, sw_bucket(dur) AS performanceBucket"
 
-_OWN = {
-    "requests": "b.id, b.source, b.name, b.url, sw_bool(b.success) AS success, "
-                "b.responseCode AS resultCode, " + _DURATION,
-    "dependencies": "b.id, b.target, b.type, b.name, b.data, sw_bool(b.success) AS success, "
-                    "b.resultCode, " + _DURATION,
-    "exceptions": "coalesce(b.problemId, x[1].typeName) AS problemId, 'UserCode' AS handledAt, "
-                  "x[1].typeName AS type, x[1].message AS message, "
-                  "coalesce(x[1].assembly, x[1].parsedStack[1].assembly) AS assembly, "
-                  "x[1].parsedStack[1].method AS method, x[1].typeName AS outerType, "
-                  "x[1].message AS outerMessage, "
-                  "coalesce(x[1].assembly, x[1].parsedStack[1].assembly) AS outerAssembly, "
-                  "x[1].parsedStack[1].method AS outerMethod, x[-1].typeName AS innermostType, "
-                  "x[-1].message AS innermostMessage, "
-                  "coalesce(x[-1].assembly, x[-1].parsedStack[1].assembly) AS innermostAssembly, "
-                  "x[-1].parsedStack[1].method AS innermostMethod, sw_sev(b.severityLevel) AS severityLevel, "
-                  "b.exceptions AS details",
-    "traces": "b.message, sw_sev(b.severityLevel) AS severityLevel",
-    "customEvents": "b.name",
-    "customMetrics": "m.name, m.value, sw_int(coalesce(m.count, 1)) AS valueCount, "
-                     "m.value AS valueSum, coalesce(m.min, m.value) AS valueMin, "
-                     "coalesce(m.max, m.value) AS valueMax, coalesce(m.stdDev, 0) AS valueStdDev",
-    "pageViews": "b.id, b.name, b.url, " + _DURATION,
-    "availabilityResults": "b.id, b.name, b.runLocation AS location, sw_bool(b.success) AS success, "
-                           "b.message, " + _DURATION,
-}
+_METRIC = {"name": "m.name", "value": "m.value", "count": "sw_int(coalesce(m.count, 1))", "sum": "m.value",
+           "min": "coalesce(m.min, m.value)", "max": "coalesce(m.max, m.value)", "stdDev": "coalesce(m.stdDev, 0)"}
+
+
+def _duckdb(table: str, rule: Rule) -> str:
+    kind, args = rule[0], rule[1:]
+    if kind in ("text", "json"):
+        return f"b.{args[0]}"
+    if kind == "bool":
+        return f"sw_bool(b.{args[0]})"
+    if kind == "severity":
+        return f"sw_sev(b.{args[0]})"
+    if kind == "ms":
+        # ``dur`` is computed once in an inner SELECT (see insert_sql): spelling
+        # ``sw_bucket(sw_ms(...))`` expands one macro inside the other (~130 copies of the CASE),
+        # which cost ~50 ms of planning per statement and evaluated the duration once per bucket.
+        return "dur"
+    if kind == "bucket":
+        return "sw_bucket(dur)"
+    if kind == "exception":
+        return _exception(*args)
+    if kind == "problem_id":
+        return "coalesce(b.problemId, x[1].typeName)"
+    if kind == "metric":
+        return _METRIC[args[0]]
+    if kind == "const":
+        return _sql_string(args[0])
+    if kind == "tag":
+        return f"e.tags[{_sql_string(args[0])}]"
+    if kind == "time":
+        return "sw_ts(e.time)"
+    if kind == "batch":
+        raise AssertionError("batch columns are selected by name")
+    if kind == "sample_rate":
+        return "sw_count(e.sampleRate)"
+    if kind == "new_id":
+        return "CAST(gen_random_uuid() AS VARCHAR)"
+    if kind == "item_type":
+        return _sql_string(ITEM_TYPES[table])
+    raise ValueError(f"unknown rule {kind!r}")
 
 
 def insert_sql(table: str, source: str) -> str:
     """``INSERT INTO table BY NAME SELECT ...`` reading the envelopes of ``source`` (a registered
     Arrow table of envelopes that all belong to ``table``, with the rows' positions in the column
     :data:`~scorewatch.store.schema.POSITION`)."""
-    item_type = {"requests": "request", "dependencies": "dependency", "exceptions": "exception",
-                 "traces": "trace", "customEvents": "customEvent", "customMetrics": "customMetric",
-                 "pageViews": "pageView", "availabilityResults": "availabilityResult"}[table]
     parsed = (f"SELECT json_transform(env, {_sql_string(_structure(table))}) AS e, appId, appName, iKey, "
               f"{POSITION} FROM {source}")
-    measured = "" if table == "customMetrics" else ", b.measurements AS customMeasurements"
-    if table == "customMetrics":
+    if uses(table, "metric"):
         inner = f"SELECT *, e.data.baseData AS b, unnest(e.data.baseData.metrics) AS m FROM ({parsed})"
-    elif table == "exceptions":
+    elif uses(table, "exception"):
         inner = (f"SELECT *, e.data.baseData AS b, json_transform(e.data.baseData.exceptions, "
                  f"{_sql_string(_EXCEPTION_LIST)}) AS x FROM ({parsed})")
     else:
         inner = f"SELECT *, e.data.baseData AS b FROM ({parsed})"
-    if "dur AS duration" in _OWN[table]:
-        inner = f"SELECT *, sw_ms(b.duration) AS dur FROM ({inner})"
-    return (f"INSERT INTO {table} BY NAME SELECT {_OWN[table]}, {_COMMON}, "
-            f"'{item_type}' AS itemType, b.properties AS customDimensions{measured} FROM ({inner})")
+    rules = columns(table)
+    if "duration" in rules:
+        inner = f"SELECT *, sw_ms(b.{rules['duration'][1]}) AS dur FROM ({inner})"
+    picks = [name if rule[0] == "batch" else f"{_duckdb(table, rule)} AS {name}" for name, rule in rules.items()
+             if rule[0] != "absent"]  # BY NAME: a column not picked is null
+    return f"INSERT INTO {table} BY NAME SELECT {', '.join(picks)}, {POSITION} FROM ({inner})"

@@ -1,0 +1,1 @@
+"""Kubernetes manifests for a scaled-out scorewatch (``scorewatch k8s render``)."""

@@ -1,0 +1,139 @@
+"""What a deployed scoring service needs to become Kubernetes objects: :class:`ServiceInput`.
+
+Its fields carry the names of Azure ML v1's ``AksWebservice.deploy_configuration`` (the names a
+deployment record uses), so a record's dict becomes an input with :meth:`ServiceInput.from_mapping`,
+which takes the fields it knows and leaves the rest. :func:`read_services` finds the services of a
+workspace from the records it has.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from scorewatch.errors import BadRequest
+from scorewatch.workspace import Workspace
+
+# Azure's liveness probe defaults (AksWebservice.deploy_configuration).
+LIVENESS_DEFAULTS = {"period_seconds": 10, "initial_delay_seconds": 310, "timeout_seconds": 2,
+                     "success_threshold": 1, "failure_threshold": 3}
+
+
+@dataclass
+class ServiceInput:
+    """One scoring service as the cluster should run it.
+
+    ``image`` holds the service's folder at ``/app`` (see docs/scaling.md); ``entry_script`` is the
+    script's path in it. Resources: ``cpu_cores`` and ``memory_gb`` are the requests, the ``_limit``
+    ones the limits (the requests when not given). Replicas: ``autoscale_min_replicas`` to
+    ``autoscale_max_replicas`` under a HorizontalPodAutoscaler aiming at
+    ``autoscale_target_utilization`` percent of the requested CPU, or ``replicas`` fixed.
+    """
+
+    name: str
+    image: str = ""
+    entry_script: str = "/app/score.py"
+    model_dir: str = ""                       # AZUREML_MODEL_DIR in the container (empty: none)
+    port: int = 5001
+    enable_app_insights: bool = True          # report to the hub (the connection string from a Secret)
+    collect_model_data: bool = True
+    auth_enabled: bool = False
+    scoring_timeout_ms: int = 60_000
+    replicas: int = 1
+    replica_max_concurrent_requests: int = 1
+    autoscale_enabled: bool = False
+    autoscale_min_replicas: int = 1
+    autoscale_max_replicas: int = 10
+    autoscale_refresh_seconds: int = 1
+    autoscale_target_utilization: int = 70
+    cpu_cores: float = 0.1
+    memory_gb: float = 0.5
+    cpu_cores_limit: float | None = None
+    memory_gb_limit: float | None = None
+    gpu_cores: int = 0
+    liveness_probe: dict[str, int] = field(default_factory=dict)
+    environment_variables: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any]) -> ServiceInput:
+        """An input from a record's dict: the fields named here are taken (others are left), an
+        ``entry_script`` on the machine that deployed it becomes its path under ``/app`` (relative
+        to ``source_directory`` when the record has one), ``environment.environment_variables`` the
+        container's environment."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+            raise BadRequest("a service needs at least a name")
+        known = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in known and v is not None}
+        script = values.get("entry_script")
+        if isinstance(script, str) and not script.startswith("/app/"):
+            source = data.get("source_directory")
+            relative = posixpath.relpath(script, source) if source else posixpath.basename(script)
+            values["entry_script"] = posixpath.join("/app", relative)
+        environment = data.get("environment")
+        if isinstance(environment, dict) and isinstance(environment.get("environment_variables"), dict):
+            values.setdefault("environment_variables", environment["environment_variables"])
+        try:
+            return cls(**values).check()
+        except TypeError as exc:
+            raise BadRequest(f"service {data['name']!r}: {exc}") from None
+
+    def check(self) -> ServiceInput:
+        """Self, when the numbers make sense; else a BadRequest naming the field."""
+        for name in ("scoring_timeout_ms", "replicas", "replica_max_concurrent_requests", "autoscale_min_replicas",
+                     "autoscale_max_replicas", "autoscale_target_utilization", "cpu_cores", "memory_gb", "port"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise BadRequest(f"service {self.name!r}: {name} must be a positive number, not {value!r}")
+        if self.autoscale_min_replicas > self.autoscale_max_replicas:
+            raise BadRequest(f"service {self.name!r}: autoscale_min_replicas cannot be greater than "
+                             "autoscale_max_replicas")
+        if not 1 <= self.autoscale_target_utilization <= 100:
+            raise BadRequest(f"service {self.name!r}: autoscale_target_utilization is a percentage (1 to 100)")
+        unknown = set(self.liveness_probe) - set(LIVENESS_DEFAULTS)
+        if unknown:
+            raise BadRequest(f"service {self.name!r}: unknown liveness_probe setting {sorted(unknown)[0]!r}; "
+                             f"known: {', '.join(LIVENESS_DEFAULTS)}")
+        return self
+
+    def probe(self) -> dict[str, int]:
+        return {**LIVENESS_DEFAULTS, **self.liveness_probe}
+
+
+def read_services(workspace: Workspace) -> list[ServiceInput]:
+    """The services a workspace knows, from the records it has:
+
+    - deployment records, ``<home>/deployments/<name>/deployment.json`` (their ``spec``);
+    - services ``scorewatch serve`` ran in it (``<home>/services/<name>.telemetry.json``): a name
+      with the defaults.
+    """
+    found: dict[str, ServiceInput] = {}
+    for path in sorted((workspace.home / "deployments").glob("*/deployment.json")):
+        record = _json(path)
+        spec = record.get("spec", record) if isinstance(record, dict) else None
+        if isinstance(spec, dict) and "name" in spec:
+            found[spec["name"]] = ServiceInput.from_mapping(spec)
+    for path in sorted(workspace.services_dir.glob("*.telemetry.json")):
+        name = path.name.removesuffix(".telemetry.json")
+        if name not in found:
+            found[name] = ServiceInput(name=name)
+    return list(found.values())
+
+
+def read_service_file(path: Path) -> ServiceInput:
+    """A service from a JSON file holding :class:`ServiceInput`'s fields (or a record's)."""
+    data = _json(path)
+    if not isinstance(data, dict):
+        raise BadRequest(f"{path} must hold a JSON object with the service's fields")
+    return ServiceInput.from_mapping(data.get("spec", data))
+
+
+def _json(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise BadRequest(f"cannot read {path}: {exc}") from None
