@@ -125,6 +125,9 @@ OPERATORS = [
      "from datetime(2024-05-01 09:40) step 10m by cloud_RoleName | where cloud_RoleName == 'svc1'",
      [("svc1", [0.0, 0.0, 15.0, 0.0], [f"2024-05-01T{t}:00.000000Z" for t in ("09:40", "09:50", "10:00", "10:10")])]),
     ("requests | make-series count() on duration from 0 to 100 step 25", [([1, 3, 2, 3], [0.0, 25.0, 50.0, 75.0])]),
+    # no input rows: no series (Kusto's default; its kind=nonempty is not supported)
+    ("requests | where duration < 0 | make-series count() on timestamp step 1h", []),
+    ("requests | where duration < 0 | make-series count() on duration from 0 to 100 step 25", []),
     # a tabular let read by make-series: the let's CTE comes before make-series' own
     ("let r = requests | where success == false; r | make-series count() on duration from 0 to 100 step 50",
      [([1, 1], [0.0, 50.0])]),

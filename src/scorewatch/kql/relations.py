@@ -312,8 +312,8 @@ def make_series(c: Compiler, relation: Relation, op: ast.MakeSeries) -> Relation
         alias(c.d.ordered_list(axis_value, bin_index.copy()), axis_name),
     ).from_(grid.subquery(grid_name, copy=False), copy=False).join(
         exp.Table(this=exp.to_identifier(binned_name, quoted=True)), on=condition, join_type="LEFT", copy=False)
-    if by:
-        final = final.group_by(*(col(n, grid_name) for n in by), copy=False)
+    # grouped by the grid's keys even without ``by``: no input rows, no groups, no row (as Kusto)
+    final = final.group_by(*(col(n, grid_name) for n in key_names), copy=False)
     final = final.with_(bounds_name, as_=bounds, copy=False).with_(binned_name, as_=binned, copy=False)
     columns = {**{n: t.type for n, t in by.items()}, **{n: "dynamic" for n in series}}
     if axis_name in columns:
