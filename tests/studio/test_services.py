@@ -182,7 +182,7 @@ def test_actions_need_the_session_s_csrf_token_and_the_hub_s_origin(deployed: De
             assert refused.status_code == 403, refused.text
         assert "CSRF" in client.post(action + ".json", data={"value": "off"}).json()["error"]["message"]
         assert client.get(action).status_code == 405
-        bad = client.post(action + ".json", data={"value": "maybe", "csrf": csrf})
+        bad = client.post(action + ".json", json={"value": "maybe"}, headers={"x-csrf-token": csrf})
         assert bad.status_code == 400 and bad.json()["error"]["message"] == "'value' must be on or off, not 'maybe'"
         unknown = client.post(f"/studio/default/services/{NAME}/explode.json", data={"csrf": csrf})
         assert unknown.status_code == 404
