@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
@@ -225,6 +226,7 @@ class LiveHub:
         self.max_viewers = max_viewers
         self.viewers: list[Viewer] = []
         self.sampler = ProcessSampler()
+        self._sampling = threading.Lock()  # streams and live.json sample from worker threads at once
         self._samples: tuple[float, list[dict[str, Any]]] = (0.0, [])
         self._changed: asyncio.Event | None = None
         self._leases: asyncio.Task[None] | None = None
@@ -283,10 +285,11 @@ class LiveHub:
     def processes(self, app_ids: frozenset[str], service: str = "") -> list[dict[str, Any]]:
         """CPU and memory of each service process (measured at most once a second for all viewers):
         those reporting to ``app_ids``, and those whose application is not known."""
-        taken, samples = self._samples
-        if time.monotonic() - taken >= PROCESS_EVERY_S * 0.9:
-            samples = self.sampler.sample(self.find_processes())
-            self._samples = (time.monotonic(), samples)
+        with self._sampling:
+            taken, samples = self._samples
+            if time.monotonic() - taken >= PROCESS_EVERY_S * 0.9:
+                samples = self.sampler.sample(self.find_processes())
+                self._samples = (time.monotonic(), samples)
         return [s for s in samples if (s["app_id"] is None or s["app_id"] in app_ids)
                 and (not service or s["service"].rpartition("-")[0] == service)]
 
