@@ -223,7 +223,7 @@ def test_live_metrics_measure_the_deployment_s_processes_from_its_record(deploye
     assert mine[0]["memory_mb"] > 10
 
 
-def test_regenerating_a_key_rolls_the_service_onto_it(deployed: Deployed) -> None:
+def test_regenerating_a_key_and_restarting_roll_the_service(deployed: Deployed) -> None:
     before = deployed.keys()
     with session(deployed) as (client, csrf):
         done = client.post(f"/studio/default/services/{NAME}/regen-key.json", data={"csrf": csrf, "key": "Secondary"})
@@ -237,6 +237,11 @@ def test_regenerating_a_key_rolls_the_service_onto_it(deployed: Deployed) -> Non
     answer = httpx.post(view["scoring_uri"], json={"echo": 1}, timeout=30,
                         headers={"authorization": f"Bearer {after['secondaryKey']}"})
     assert answer.status_code == 200
+    with session(deployed) as (client, csrf):  # a restart is Webservice.reload: the next generation, a new process
+        assert client.post(f"/studio/default/services/{NAME}/restart", data={"csrf": csrf}).status_code == 303
+    restarted = deployed.hub.healthy(NAME)
+    assert restarted["spec"]["generation"] == view["spec"]["generation"] + 1
+    assert restarted["status"]["pid"] != view["status"]["pid"]
 
 
 def _toggle(tab: Page, switch: str, expect: str) -> None:
