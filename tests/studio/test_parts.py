@@ -16,11 +16,13 @@ from typing import Any
 
 import httpx
 import orjson
+import psutil
 import pytest
 from click.testing import CliRunner
 from starlette.applications import Starlette
 
 from scorewatch.apps import Application
+from scorewatch.deploy.records import Deployment, ServiceSpec, ServiceStatus
 from scorewatch.errors import BadRequest
 from scorewatch.kql import compile_query
 from scorewatch.studio import queries
@@ -241,6 +243,24 @@ def test_service_processes_are_the_running_workers_and_are_measured(tmp_path: Pa
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_deployment_s_processes_come_from_its_record_and_a_reused_pid_is_not_taken(tmp_path: Path) -> None:
+    workspace = Workspace(tmp_path / "ws").ensure()
+    me, started = os.getpid(), psutil.Process().create_time()
+
+    def deployment(name: str, port: int, started: float, others: list[list[float]] | None = None) -> Deployment:
+        return Deployment(ServiceSpec(name, "/app/score.py"),
+                          ServiceStatus(pid=me, started=started, port=port, others=others or []))
+
+    serving = deployment("svc-a", 5003, started)
+    reused = deployment("svc-b", 5004, started - 100)  # the recorded process ended; its pid is another's now
+    rolling = deployment("svc-c", 5005, started - 100, others=[[me, started]])  # a new process starting
+    (workspace.services_dir / f"svc-a-5003.{me}.exporter.json").write_text("{}")  # its worker: counted once
+    (workspace.services_dir / f"by-hand-5006.{me}.exporter.json").write_text("{}")  # `scorewatch serve`
+    found = service_processes(workspace, [(serving, "app-1"), (reused, "app-1"), (rolling, "app-2")])
+    assert [(p.service, p.pid, p.app_id) for p in found] == [
+        ("svc-a-5003", me, "app-1"), ("svc-c-5005", me, "app-2"), ("by-hand-5006", me, None)]
 
 
 # ------------------------------------------------------------------ one transaction

@@ -80,8 +80,12 @@ class ControlAPI:
         if not key.strip() or scheme.lower() != "bearer":
             raise Unauthorized("the control API needs 'Authorization: Bearer <admin key>' (admin_key in the "
                                "workspace's config.json)")
-        if not hmac.compare_digest(hashlib.sha256(key.strip().encode()).digest(), self._digest):
+        if not self.admits(key.strip()):
             raise Forbidden("the admin key is not valid for this workspace")
+
+    def admits(self, key: str) -> bool:
+        """Whether ``key`` is the workspace's admin key (compared as digests, in constant time)."""
+        return hmac.compare_digest(hashlib.sha256(key.encode()).digest(), self._digest)
 
     @staticmethod
     async def _body(request: Request) -> dict[str, Any]:

@@ -45,6 +45,7 @@ from scorewatch.settings import Settings
 from scorewatch.store.backends import open_store, store_spec
 from scorewatch.store.base import Store
 from scorewatch.studio.app import studio_routes
+from scorewatch.studio.services import Deployments
 from scorewatch.workspace import Workspace
 
 log = logging.getLogger("scorewatch.hub")
@@ -68,6 +69,7 @@ class Hub:
     metrics: IngestMetrics
     exports: ExportService
     loop: asyncio.AbstractEventLoop | None = None  # the event loop serving the hub, once it runs
+    deployments: Deployments | None = None  # the studio's Services page, once the control plane is built
 
     def apply_retention(self) -> int:
         """Delete rows past their application's retention, except those an export rule still needs
@@ -206,6 +208,7 @@ def create_app(hub: Hub) -> Starlette:
         return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     supervisor, control = _control_plane(hub)
+    hub.deployments = Deployments(control, lambda _: hub.registry.get("default").app_id)  # where services report
     routes: list[BaseRoute] = [
         Route("/v2/track", track, methods=["POST"]),
         Route("/v2.1/track", track, methods=["POST"]),

@@ -10,6 +10,7 @@ for a partial update). See docs/studio.md.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import re
@@ -29,6 +30,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from scorewatch.apps import Registry
+from scorewatch.deploy.records import Deployment
 from scorewatch.errors import BadRequest, Forbidden, MethodNotAllowed, NotFound, TooManyRequests, Unauthorized
 from scorewatch.http import as_error, error_response
 from scorewatch.kql.cli import csv_cell
@@ -48,8 +50,9 @@ from scorewatch.studio.auth import (
     set_session_cookie,
 )
 from scorewatch.studio.live import LiveHub, Tappable
+from scorewatch.studio.processes import ServiceProcess, service_processes
 from scorewatch.studio.runner import Result, Runner, records
-from scorewatch.studio.services import deployments_of
+from scorewatch.studio.services import SWITCHES, Deployments, deployments_of
 from scorewatch.studio.transaction import blob_digests, timeline
 from scorewatch.studio.web import STATIC, SecurityHeaders, environment, json_bytes, read_form
 from scorewatch.telemetry.blobs import BlobStore
@@ -125,7 +128,7 @@ class Studio:
         self.sessions = Sessions()
         self.runner = Runner(host.store, timeout_s=settings.query_timeout_s, max_rows=settings.query_max_rows,
                              concurrency=settings.query_concurrency)
-        self.live = LiveHub(host.workspace, host.ingestor)
+        self.live = LiveHub(host.workspace, host.ingestor, processes=self._processes)
         self.blobs = BlobStore(host.workspace.blobs_dir)
         self.env = environment()
 
@@ -139,6 +142,7 @@ class Studio:
             Route("/{app}/transaction/{operation_id}/blob/{digest}", h(self.blob)),
             Route("/{app}/transaction/{operation_id}", h(self.transaction)),
             Route("/{app}/live/stream", h(self.live_stream)),
+            Route("/{app}/services/{name}/{action}", h(self.service_action), methods=["GET", "POST"]),
             Route("/{app}/{page}", h(self.page), methods=["GET", "POST"]),
             Route("/{app}", h(self.app_home)),
         ])]
@@ -209,7 +213,11 @@ class Studio:
             form = await read_form(request)
             check_csrf(request, request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get("csrf"))
             target = _safe_next(form.get("next", ""))
-            opened = apps_for_key(self.registry, form.get("api_key", "").strip())
+            key = form.get("api_key", "").strip()
+            deployments = deployments_of(self.host)
+            if key and deployments is not None and deployments.admits(key):  # the workspace's admin key
+                return self._logged_in(request, self.sessions.create(None, "admin"), target)
+            opened = apps_for_key(self.registry, key)
             if not opened:
                 return self._login_page(request, target, "That API key opens no application of this hub.", 403)
             return self._logged_in(request, self.sessions.create(opened, "key"), target)
@@ -264,14 +272,12 @@ class Studio:
             return await self._logs(request, viewer, scope, fmt, now)
         elif name == "live" and fmt in ("html", "json"):
             filters = queries.Filters.parse(_params(request), now)
+            processes = await asyncio.to_thread(self.live.processes, frozenset(scope.app_ids), filters.service)
             data = {"page": "live", "app": scope.segment, "filters": filters.public(),
-                    "processes": self.live.processes(filters.service), "viewers": len(self.live.viewers)}
+                    "processes": processes, "viewers": len(self.live.viewers)}
         elif name == "services" and fmt in ("html", "json"):
             filters = queries.Filters.parse(_params(request), now)
-            source = deployments_of(self.host)
-            services = source.studio_services(scope.app_ids) if source is not None else []
-            data = {"page": "services", "app": scope.segment, "filters": filters.public(),
-                    "deployments": source is not None, "services": [s.public() for s in services]}
+            data = await self._services(viewer, scope, filters)
         elif name == "filters" and fmt == "json":  # what the service and instance filters offer
             filters = queries.Filters.parse(_params(request), now)
             started = time.perf_counter()
@@ -367,6 +373,75 @@ class Studio:
         params = _params(request)
         return self.live.stream(frozenset(scope.app_ids), params.get("service", ""), params.get("instance", ""))
 
+    # ------------------------------------------------------------------ services
+    async def _services(self, viewer: Viewer, scope: Scope, filters: queries.Filters,
+                        revealed: dict[str, tuple[str, str]] | None = None) -> dict[str, Any]:
+        """The Services page's data: the deployments reporting to the scope's applications."""
+        source = deployments_of(self.host)
+        started = time.perf_counter()
+        services = [] if source is None else await asyncio.to_thread(
+            source.services, scope.app_ids, name=filters.service, revealed=revealed)
+        return {"page": "services", "app": scope.segment, "filters": filters.public(),
+                "deployments": source is not None, "administers": _administers(viewer),
+                "services": [s.public() for s in services],
+                "elapsed_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+    async def service_action(self, request: Request) -> Response:
+        """``POST /studio/{app}/services/{name}/{action}``: the Services page's buttons. ``action`` is
+        ``app-insights`` or ``model-data`` (``value=on|off``), ``keys`` (show them), ``regen-key``
+        (``key=Primary|Secondary``) or ``restart``; ``.json`` answers the service (or the keys) as data,
+        else the page (showing the keys) or a redirect back to it."""
+        action, fmt = _split_format(request.path_params["action"])
+        viewer = self.viewer(request)
+        scope = self.scope(viewer, request.path_params["app"])
+        if request.method != "POST":
+            raise MethodNotAllowed("the Services page's actions are POSTs (with the session's CSRF token)")
+        if viewer.session is None:
+            raise Forbidden("the studio's actions need a browser session; scripts use the control API "
+                            "(/v1/services, with the admin key)")
+        form = await (_json_body(request) if "json" in request.headers.get("content-type", "")
+                      else read_form(request))
+        check_csrf(request, viewer.session.csrf, form.get("csrf") or request.headers.get(CSRF_HEADER))
+        if not viewer.session.administers:
+            raise Forbidden("acting on a service needs a login with the workspace's admin key or a one-time link "
+                            "from `scorewatch studio`; this login opens its applications' data only")
+        source = deployments_of(self.host)
+        if source is None:
+            raise NotFound("this hub runs no deployments")
+        name = request.path_params["name"]
+        deployment = await asyncio.to_thread(source.get, name, scope.app_ids)
+        filters = queries.Filters.parse({}, self.clock())
+        if action == "keys":
+            keys = await asyncio.to_thread(source.keys, deployment)
+            if fmt == "json":
+                return _json({"primaryKey": keys[0], "secondaryKey": keys[1]})
+            data = await self._services(viewer, scope, filters, revealed={deployment.name: keys})
+            return self.render(request, "services.html", {"data": data, "scope": scope, "filters": filters,
+                                                          "viewer": viewer})
+        await asyncio.to_thread(self._act, source, deployment, action, form)
+        if fmt == "json":
+            [view] = await asyncio.to_thread(source.services, scope.app_ids, name=deployment.name, tail=0)
+            return _json(view.public())
+        return RedirectResponse(f"/studio/{quote(scope.segment)}/services#service-{deployment.name}", 303)
+
+    @staticmethod
+    def _act(source: Deployments, deployment: Deployment, action: str, form: dict[str, str]) -> None:
+        if action in SWITCHES:
+            value = form.get("value", "")
+            if value not in ("on", "off"):
+                raise BadRequest(f"'value' must be on or off, not {value!r}", details={"field": "value"})
+            source.switch(deployment, action, value == "on")
+        elif action == "regen-key":
+            source.regen_key(deployment, form.get("key", ""))
+        elif action == "restart":
+            source.restart(deployment)
+        else:
+            raise NotFound(f"no service action {action!r}: app-insights, model-data, keys, regen-key, restart")
+
+    def _processes(self) -> list[ServiceProcess]:
+        source = deployments_of(self.host)
+        return source.processes() if source is not None else service_processes(self.host.workspace)
+
     # ------------------------------------------------------------------ rendering
     def render(self, request: Request, template: str, context: dict[str, Any], *, status: int = 200) -> Response:
         viewer: Viewer | None = context.get("viewer")
@@ -403,6 +478,10 @@ class Studio:
 def _wants_data(request: Request) -> bool:
     path = request.url.path
     return path.endswith((".json", ".csv", "/stream")) or "x-api-key" in request.headers
+
+
+def _administers(viewer: Viewer) -> bool:
+    return viewer.session is not None and viewer.session.administers
 
 
 def _split_format(name: str) -> tuple[str, str]:

@@ -7,6 +7,12 @@
   workspace, works once (:func:`consume_login_token` deletes it) and runs out after a day.
 - **API keys**: logging in with an application's API key opens that application (every one the key
   opens). Scripts may instead send the key in ``x-api-key`` to any JSON twin, as to the query API.
+  Logging in with the workspace's **admin key** (the control API's) opens every application.
+- **Administering** deployments (switching their monitoring, showing or regenerating their keys,
+  restarting them) is for sessions that hold what the control API asks for: a session from a
+  one-time token (whoever can issue one can read the admin key in ``config.json``) or from the admin
+  key. A session from an application's API key, a no-login session and an ``x-api-key`` script see
+  the Services page but cannot act on it (:attr:`Session.administers`).
 - **Sessions** live in the hub's memory (a restarted hub asks for a login again) and are named by a
   random cookie, ``HttpOnly`` and ``SameSite=Strict``; a login always makes a new one.
 - **No login from 127.0.0.1**, only when the ``studio_local_no_login`` setting is on: a request from
@@ -97,8 +103,13 @@ class Session:
     id: str
     csrf: str
     apps: frozenset[str] | None
-    kind: str  # "token", "key" or "local"
+    kind: str  # "token", "admin" (the admin key), "key" (an application's API key) or "local"
     seen: float = field(default_factory=time.monotonic)
+
+    @property
+    def administers(self) -> bool:
+        """Whether it may act on deployments (see the module docstring)."""
+        return self.kind in ("token", "admin")
 
     def app_ids(self, registry: Registry) -> list[str]:
         """The ids of the applications this session opens that exist now."""

@@ -19,8 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -29,7 +30,7 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from scorewatch.studio.processes import ProcessSampler, service_processes
+from scorewatch.studio.processes import ProcessSampler, ServiceProcess, service_processes
 from scorewatch.telemetry.control import live_path, service_stems, write_live_lease
 from scorewatch.workspace import Workspace
 
@@ -217,12 +218,15 @@ class EventStream(Response):
 class LiveHub:
     """The live viewers of one hub, the ingest tap that feeds them, and the services' leases."""
 
-    def __init__(self, workspace: Workspace, ingestor: Tappable, *, max_viewers: int = MAX_VIEWERS) -> None:
+    def __init__(self, workspace: Workspace, ingestor: Tappable, *, max_viewers: int = MAX_VIEWERS,
+                 processes: Callable[[], list[ServiceProcess]] | None = None) -> None:
         self.workspace = workspace
         self.ingestor = ingestor
+        self.find_processes = processes or (lambda: service_processes(workspace))
         self.max_viewers = max_viewers
         self.viewers: list[Viewer] = []
         self.sampler = ProcessSampler()
+        self._sampling = threading.Lock()  # streams and live.json sample from worker threads at once
         self._samples: tuple[float, list[dict[str, Any]]] = (0.0, [])
         self._changed: asyncio.Event | None = None
         self._leases: asyncio.Task[None] | None = None
@@ -274,17 +278,20 @@ class LiveHub:
             event["t"] = round(time.time() * 1000)
             if time.monotonic() >= next_processes:
                 next_processes = time.monotonic() + PROCESS_EVERY_S
-                event["processes"] = await asyncio.to_thread(self.processes, viewer.service)
+                event["processes"] = await asyncio.to_thread(self.processes, viewer.app_ids, viewer.service)
             yield b"data: " + orjson.dumps(event) + b"\n\n"
             await asyncio.sleep(TICK_S)
 
-    def processes(self, service: str = "") -> list[dict[str, Any]]:
-        """CPU and memory of each service process (measured at most once a second for all viewers)."""
-        taken, samples = self._samples
-        if time.monotonic() - taken >= PROCESS_EVERY_S * 0.9:
-            samples = self.sampler.sample(service_processes(self.workspace))
-            self._samples = (time.monotonic(), samples)
-        return [s for s in samples if not service or s["service"].rpartition("-")[0] == service]
+    def processes(self, app_ids: frozenset[str], service: str = "") -> list[dict[str, Any]]:
+        """CPU and memory of each service process (measured at most once a second for all viewers):
+        those reporting to ``app_ids``, and those whose application is not known."""
+        with self._sampling:
+            taken, samples = self._samples
+            if time.monotonic() - taken >= PROCESS_EVERY_S * 0.9:
+                samples = self.sampler.sample(self.find_processes())
+                self._samples = (time.monotonic(), samples)
+        return [s for s in samples if (s["app_id"] is None or s["app_id"] in app_ids)
+                and (not service or s["service"].rpartition("-")[0] == service)]
 
     # -- leases ----------------------------------------------------------------------------------
     def _wake_leases(self) -> None:

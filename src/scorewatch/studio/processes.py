@@ -12,12 +12,15 @@ psutil, keeping the ``psutil.Process`` objects between samples as CPU percentage
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from scorewatch.deploy.launch import same_process
+from scorewatch.deploy.records import Deployment
 from scorewatch.workspace import Workspace
 
 _EXPORTER_SUFFIX = ".exporter.json"
@@ -27,11 +30,25 @@ _EXPORTER_SUFFIX = ".exporter.json"
 class ServiceProcess:
     service: str  # the service as the workspace names it: <service>-<port>
     pid: int
+    app_id: str | None = None  # the application it reports to (None: not known)
 
 
-def service_processes(workspace: Workspace) -> list[ServiceProcess]:
-    """The running worker processes of the workspace's monitored services."""
-    return _from_exporter_files(workspace.services_dir)
+def service_processes(workspace: Workspace,
+                      deployments: Iterable[tuple[Deployment, str | None]] = ()) -> list[ServiceProcess]:
+    """The running processes of the workspace's services: those of ``deployments`` (each with the id
+    of the application it reports to) from their records, then the workers of the monitored services
+    started by hand."""
+    found, supervised = [], set()
+    for deployment, app_id in deployments:
+        status = deployment.status
+        if status.port is None:
+            continue
+        stem = f"{deployment.name}-{status.port}"
+        supervised.add(stem)
+        for pid, started in [(status.pid, status.started), *status.others]:
+            if pid and same_process(int(pid), started):
+                found.append(ServiceProcess(stem, int(pid), app_id))
+    return found + [p for p in _from_exporter_files(workspace.services_dir) if p.service not in supervised]
 
 
 def _from_exporter_files(services_dir: Path) -> list[ServiceProcess]:
@@ -66,8 +83,8 @@ class ProcessSampler:
                     with proc.oneshot():
                         cpu += proc.cpu_percent(None)
                         rss += proc.memory_info().rss
-            samples.append({"service": item.service, "pid": item.pid, "cpu_percent": round(cpu, 1),
-                            "memory_mb": round(rss / 2**20, 1)})
+            samples.append({"service": item.service, "pid": item.pid, "app_id": item.app_id,
+                            "cpu_percent": round(cpu, 1), "memory_mb": round(rss / 2**20, 1)})
         for pid in set(self._known) - seen:
             del self._known[pid]
         return samples
