@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,8 +69,7 @@ class Consoles:
     def offset(self, deployment: Deployment, start: int) -> int:
         if deployment.uid not in self._known:
             rows = self.query(
-                "traces | where tostring(customDimensions['Log Source']) == 'console' and "
-                f"tostring(customDimensions['Deployment Id']) == '{_literal(deployment.uid)}' "
+                f"{_console_rows(deployment)} "
                 "| summarize max(tolong(customDimensions['Offset'])) by toint(customDimensions['Start'])")
             for start_number, end in rows:
                 if start_number is not None and end is not None:
@@ -125,8 +124,7 @@ class Consoles:
         """The last ``num_lines`` console lines of ``deployment``, oldest first, each ``{"timestamp",
         "start", "offset", "message"}``. ``init_start``: that start's lines only, up to ``init_offset``
         (its readiness); ``after``: only lines after that ``(start, offset)`` (following a console)."""
-        where = [f"tostring(customDimensions['Deployment Id']) == '{_literal(deployment.uid)}'",
-                 "tostring(customDimensions['Log Source']) == 'console'"]
+        where = []
         if init_start is not None:
             where.append(f"start == {int(init_start)}")
             if init_offset is not None:
@@ -134,12 +132,25 @@ class Consoles:
         if after is not None:
             where.append(f"(start > {int(after[0])} or (start == {int(after[0])} and offset > {int(after[1])}))")
         rows = self.query(
-            "traces | extend start = toint(customDimensions['Start']), offset = tolong(customDimensions['Offset']) "
-            f"| where {' and '.join(where)} "
-            f"| order by timestamp desc, start desc, offset desc | take {max(0, int(num_lines))} "
+            f"{_console_rows(deployment)} "
+            "| extend start = toint(customDimensions['Start']), offset = tolong(customDimensions['Offset']) "
+            + "".join(f"| where {condition} " for condition in where)
+            + f"| order by timestamp desc, start desc, offset desc | take {max(0, int(num_lines))} "
             "| project timestamp, start, offset, message")
         return [{"timestamp": str(row[0]), "start": row[1], "offset": row[2], "message": row[3]}
                 for row in reversed(rows)]
+
+
+def _console_rows(deployment: Deployment) -> str:
+    """KQL of the deployment's console rows: the cheap column filters first (its role, and no row from
+    before it was created, which lets the store skip older row groups), then the JSON properties."""
+    created = ""
+    if deployment.status.created_time:
+        since = datetime.fromisoformat(deployment.status.created_time).astimezone(UTC) - timedelta(minutes=1)
+        created = f"| where timestamp >= datetime({since:%Y-%m-%d %H:%M:%S}) "
+    return (f"traces {created}| where cloud_RoleName == '{_literal(deployment.name)}' "
+            "| where tostring(customDimensions['Log Source']) == 'console' and "
+            f"tostring(customDimensions['Deployment Id']) == '{_literal(deployment.uid)}'")
 
 
 def _literal(value: str) -> str:
