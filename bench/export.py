@@ -36,6 +36,7 @@ from bench.ingest import envelope_tables, envelopes, flood, start_hub  # noqa: E
 from tests.export.servers import Azurite  # noqa: E402
 from tests.helpers import free_port  # noqa: E402
 
+from scorewatch.documents import FileDocuments  # noqa: E402
 from scorewatch.export.exporter import Exporter  # noqa: E402
 from scorewatch.export.rules import Rule  # noqa: E402
 from scorewatch.export.targets import Target  # noqa: E402
@@ -60,7 +61,8 @@ def export_rate(store: DuckDBStore, url: str, settings: Settings, state: Path) -
     """(items, seconds, bytes) of exporting the whole store to ``url`` as Parquet."""
     rule = Rule(name="bench", app="bench", app_id="bench", ikey="bench-ikey", url=url, format="parquet",
                 tables=TABLES, start="beginning")
-    exporter = Exporter(store, rule, Target.open(url, settings), state, max_items=settings.export_max_items)
+    exporter = Exporter(store, rule, Target.open(url, settings), FileDocuments(state),
+                        max_items=settings.export_max_items)
     started = time.perf_counter()
     while exporter.round():
         pass
