@@ -47,9 +47,10 @@ from scorewatch.store.envelopes import BASE_TYPES  # noqa: E402
 TABLES = list(BASE_TYPES.values())
 
 
-def filled_store(path: Path, items: int) -> DuckDBStore:
-    """A store holding ``items`` items of application ``bench``, written as the hub writes them."""
-    batch = envelope_tables("bench-ikey", 500, 200_000, app_id="bench", app_name="bench")
+def filled_store(path: Path, items: int, per_write: int = 200_000) -> DuckDBStore:
+    """A store holding at least ``items`` items of application ``bench``, written as the hub writes them
+    (``per_write`` items at a time)."""
+    batch = envelope_tables("bench-ikey", 500, per_write, app_id="bench", app_name="bench")
     store = DuckDBStore(path, threads=Settings.from_env().store_threads or None)
     while store.row_position() < items:
         store.write_envelopes(batch)

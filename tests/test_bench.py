@@ -36,3 +36,26 @@ def test_record_refuses_a_file_it_did_not_write(tmp_path):
     with pytest.raises(SystemExit, match=r"notes.txt:1: not a run recorded by --record"):
         record(path, [0.9], [0.6])
     assert path.read_text() == "pairs from Tuesday\n"  # nothing appended to it
+
+
+def test_the_export_bench_exports_a_store_to_parquet_and_counts_it(tmp_path):
+    """bench/export.py drives the exporter itself: it must follow the exporter's signature."""
+    from bench.export import export_rate, filled_store
+
+    from scorewatch.settings import Settings
+
+    store = filled_store(tmp_path / "store.duckdb", 1, per_write=2000)  # one write of the bench's mix
+    try:
+        items, seconds, size = export_rate(store, f"file://{tmp_path}/parquet", Settings.from_env(), tmp_path / "state")
+    finally:
+        store.close()
+    assert items == store_items(tmp_path / "store.duckdb") and seconds > 0 and size > 0
+    assert list((tmp_path / "parquet").rglob("*.parquet"))
+
+
+def store_items(path):
+    import duckdb
+
+    with duckdb.connect(str(path), read_only=True) as con:
+        tables = ("requests", "dependencies", "traces", "exceptions", "customEvents", "customMetrics")
+        return sum(con.execute(f'select coalesce(sum(1), 0) from "{t}"').fetchone()[0] for t in tables)
