@@ -135,6 +135,10 @@ def test_replicas_share_the_deployments_and_one_runs_them(tmp_path: Path, pair: 
     view = other.healthy("shared")
     assert view["status"]["pid"] == pid and f"adopted service shared (pid {pid}, ready)" in other.output()
     assert httpx.post(uri, json={"echo": 3}, headers={"Authorization": f"Bearer {'k' * 32}"}, timeout=30).status_code == 200
+    other.api.request("PATCH", "/v1/services/shared", {"enable_app_insights": False})  # reaches the adopted workers
+    view = other.api.request("GET", "/v1/services/shared")
+    assert view["telemetry"]["monitoring"] is False and set(view["telemetry"]["workers"].values()) == {
+        view["telemetry"]["revision"]}
 
     other.api.request("DELETE", "/v1/services/shared")
     assert "WebserviceNotFound" in other.gone("shared")

@@ -426,9 +426,12 @@ class Supervisor:
             self.service_keys.write(deployment.name, keys)
 
     def _control_file(self, deployment: Deployment) -> Path | None:
-        if deployment.status.port is None:
+        """The serving process's telemetry state file, in the workspace it runs from (SCOREWATCH_HOME)."""
+        status = deployment.status
+        if status.port is None:
             return None
-        return self.workspace.services_dir / f"{deployment.name}-{deployment.status.port}.telemetry.json"
+        home = Workspace(status.home) if status.home else self.workspace
+        return home.services_dir / f"{deployment.name}-{status.port}.telemetry.json"
 
     def _apply_switches(self, deployment: Deployment, unit: Unit) -> tuple[Path, int] | None:
         """Switch the running workers to the spec's ``enable_app_insights``/``collect_model_data`` when
