@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import itertools
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.helpers import free_port, wait_for_http
 
 BACKENDS = ["duckdb", "chdb"]
 _ENGINE_DIR: Path | None = None
@@ -68,3 +72,28 @@ def store_url(backend: str, tmp_path: Path) -> str:
 def skip_without(backend: str) -> None:
     if backend == "chdb" and not have_chdb():
         pytest.skip("chdb is not installed")
+
+
+class ClickHouse:
+    """A ClickHouse server for hub replicas to share: a process serving ClickHouse's HTTP interface over
+    a chdb directory (tests/clickhouse_http.py)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.port = path, free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"clickhouse://127.0.0.1:{self.port}/telemetry?compress=0&connect_timeout=2"
+
+    def start(self) -> ClickHouse:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.clickhouse_http", str(self.path), str(self.port)],
+                                     cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_for_http(f"http://127.0.0.1:{self.port}/ping", proc=self.proc, expect_status=200)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from scorewatch.apps import Registry
-from scorewatch.documents import UNCHANGED, ClickHouseDocuments, FileDocuments, lease
+from scorewatch.documents import UNCHANGED, ClickHouseDocuments, FileDocuments, lease, release
 from scorewatch.errors import BadRequest
 from tests.backends import chdb_store, have_chdb
 
@@ -42,6 +42,20 @@ def test_read_write_delete_and_keys(documents: Any) -> None:
     documents.delete("exports/r1")
     assert documents.keys("exports/r1") == [] and documents.read("exports/r1/checkpoint") is None
     assert documents.read("exports/r2/status") == {"x": 1}
+
+
+def test_values_are_read_at_once_and_matched_part_by_part(documents: Any) -> None:
+    documents.write("deployments/a/deployment", {"n": 1})
+    documents.write("deployments/a/keys", {"k": 1})
+    documents.write("deployments/b/deployment", {"n": 2})
+    documents.write("deployments/b/app/1/deployment", {"n": 3})  # deeper: not a record of the kind
+    documents.write("deployments-other/c/deployment", {"n": 4})  # another prefix
+    assert documents.values("deployments", "*/deployment") == {"deployments/a/deployment": {"n": 1},
+                                                               "deployments/b/deployment": {"n": 2}}
+    assert set(documents.values("deployments")) == {"deployments/a/deployment", "deployments/a/keys",
+                                                    "deployments/b/deployment", "deployments/b/app/1/deployment"}
+    documents.delete("deployments/a")
+    assert documents.values("deployments", "a/*") == {} and documents.values("nothing") == {}
 
 
 def test_edits_from_many_writers_at_once_lose_none(documents: Any) -> None:
@@ -76,6 +90,10 @@ def test_one_holder_of_a_lease_at_a_time(documents: Any) -> None:
     assert lease(documents, "export", "c", 0.01) is False
     documents.write("leases/export", {"holder": "a", "until": time.time() - 1})  # a stopped renewing
     assert lease(documents, "export", "b", 30) and not lease(documents, "export", "a", 30)
+    release(documents, "export", "a")  # not a's to give up
+    assert not lease(documents, "export", "a", 30)
+    release(documents, "export", "b")  # b stops: a takes it at once
+    assert lease(documents, "export", "a", 30) and not lease(documents, "export", "b", 30)
 
 
 def test_applications_live_in_the_documents(documents: Any) -> None:

@@ -14,8 +14,11 @@ import yaml
 
 from scorewatch.apps import Registry
 from scorewatch.cli import main
+from scorewatch.deploy import store as deploy_store
+from scorewatch.deploy.records import Deployment, EnvironmentSpec, ServiceSpec, ServiceStatus
 from scorewatch.errors import BadRequest
 from scorewatch.k8s.services import ServiceInput
+from scorewatch.workspace import Workspace
 
 kubernetes_validate = pytest.importorskip("kubernetes_validate")
 
@@ -41,15 +44,15 @@ def workspace(tmp_path: Path) -> Path:
     main(["app", "create", "default", "--home", str(home)])
     (home / "services").mkdir(exist_ok=True)
     (home / "services" / "sklearn-ridge.telemetry.json").write_text("{}")  # `scorewatch serve` ran it
-    deployment = home / "deployments" / "churn" / "deployment.json"  # a deployment record (issue 15's shape)
-    deployment.parent.mkdir(parents=True)
-    deployment.write_bytes(orjson.dumps({"spec": {
-        "name": "churn", "entry_script": "/home/me/churn/src/score.py", "source_directory": "/home/me/churn",
-        "compute_type": "AKS", "scoring_timeout_ms": 5000, "autoscale_enabled": True, "autoscale_min_replicas": 2,
-        "autoscale_max_replicas": 9, "autoscale_target_utilization": 60, "cpu_cores": 0.5, "memory_gb": 1.5,
-        "cpu_cores_limit": 2.0, "memory_gb_limit": None, "liveness_probe": {"period_seconds": 20},
-        "environment": {"environment_variables": {"MODE": "strict"}}, "tags": {"team": "a"}, "generation": 3},
-        "status": {"state": "Healthy"}}))
+    churn = ServiceSpec(  # a deployment record, as the control API keeps it (deploy/store.py)
+        name="churn", entry_script="/home/me/churn/src/score.py", source_directory="/home/me/churn",
+        compute_type="AKS", enable_app_insights=True, scoring_timeout_ms=5000, autoscale_enabled=True,
+        autoscale_min_replicas=2, autoscale_max_replicas=9, autoscale_target_utilization=60, cpu_cores=0.5,
+        memory_gb=1.5, cpu_cores_limit=2.0, liveness_probe={"period_seconds": 20},
+        environment=EnvironmentSpec(environment_variables={"MODE": "strict"}), tags={"team": "a"}, generation=3)
+    records = deploy_store.deployments(Workspace(home))
+    records.save("churn", Deployment(churn, ServiceStatus(state="Healthy"), uid="1"))
+    records.save("gone", Deployment(ServiceSpec(name="gone", entry_script="/x/score.py"), uid="2", deleting=True))
     return home
 
 

@@ -1,7 +1,9 @@
 """The hub's shared state: small JSON documents by key, in the workspace or in the shared store.
 
 Applications and keys (``apps``), export rules (``exports``), each rule's checkpoints and status
-(``exports/<rule id>/...``) and, later, deployment records are *documents*. With one hub (DuckDB, or
+(``exports/<rule id>/...``), deployments, registered models, compute targets and services' keys
+(``deployments/...``, ``models/...``, ``computes/...``, see :mod:`scorewatch.deploy.store`) are
+*documents*. With one hub (DuckDB, or
 chdb) they are the workspace's JSON files, as before: ``apps`` is ``<home>/apps.json``. With hub
 replicas on one ClickHouse server they live in that server (``scorewatch_documents``), so any replica
 answers any request and ``scorewatch app ...`` works from any machine that reaches the server.
@@ -17,6 +19,8 @@ answers any request and ``scorewatch app ...`` works from any machine that reach
 
 from __future__ import annotations
 
+import fnmatch
+import logging
 import os
 import socket
 import threading
@@ -28,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
+from scorewatch.errors import ConfigError
 from scorewatch.files import file_stamp, locked, read_json, write_atomic
 
 if TYPE_CHECKING:
@@ -36,6 +41,7 @@ if TYPE_CHECKING:
     from scorewatch.store.base import Store
     from scorewatch.workspace import Workspace
 
+log = logging.getLogger("scorewatch.documents")
 _UNCHANGED = object()  # returned by an edit's change: nothing to write
 
 
@@ -65,6 +71,12 @@ class Documents(Protocol):
         """The keys of the documents under ``prefix/``, sorted."""
         ...
 
+    def values(self, prefix: str, pattern: str | None = None) -> dict[str, Any]:
+        """The documents under ``prefix/`` by key, in one read; ``pattern`` keeps those whose key
+        after ``prefix/`` matches it, a glob whose ``*`` stays within one ``/``-separated part
+        (``"*/deployment"``)."""
+        ...
+
     def stamp(self, key: str) -> Hashable:
         """A value that changes when the document does (a reader keeps the one it read with)."""
         ...
@@ -84,6 +96,7 @@ class FileDocuments:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        self._refused: set[str] = set()
 
     @classmethod
     def of_file(cls, path: str | os.PathLike[str]) -> tuple[FileDocuments, str]:
@@ -99,12 +112,13 @@ class FileDocuments:
 
     def write(self, key: str, value: Any, *, public: bool = False, durable: bool = True) -> None:
         path = self.path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_atomic(path, orjson.dumps(value, option=orjson.OPT_INDENT_2), mode=0o644 if public else 0o600,
                      durable=durable)
 
     def edit(self, key: str, change: Callable[[Any], Any], default: Any = None) -> Any:
         path = self.path(key)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with locked(path):
             current = read_json(path, default)
             value = change(current)
@@ -123,6 +137,24 @@ class FileDocuments:
         folder = self.root / prefix
         return sorted(str(p.relative_to(self.root).with_suffix("")) for p in folder.rglob("*.json")) \
             if folder.is_dir() else []
+
+    def values(self, prefix: str, pattern: str | None = None) -> dict[str, Any]:
+        """(A file that is not valid JSON, such as one edited by hand, is left out and said once.)"""
+        folder = self.root / prefix
+        if not folder.is_dir():
+            return {}
+        found = {}
+        for path in sorted(folder.glob(pattern + ".json") if pattern else folder.rglob("*.json")):
+            try:
+                value = read_json(path, None)
+            except ConfigError as exc:
+                if str(path) not in self._refused:
+                    self._refused.add(str(path))
+                    log.error("%s; it is left out until it is mended or removed", exc)
+                continue
+            if value is not None:
+                found[str(path.relative_to(self.root).with_suffix(""))] = value
+        return found
 
     def stamp(self, key: str) -> Hashable:
         return file_stamp(self.path(key))
@@ -204,6 +236,13 @@ class ClickHouseDocuments:
             "HAVING NOT argMax(deleted, version) ORDER BY key", parameters={"prefix": prefix + "/"}).result_rows
         return [row[0] for row in rows]
 
+    def values(self, prefix: str, pattern: str | None = None) -> dict[str, Any]:
+        rows = self._client().query(
+            "SELECT key, argMax(value, version), argMax(deleted, version) FROM scorewatch_documents "
+            "WHERE startsWith(key, %(prefix)s) GROUP BY key ORDER BY key", parameters={"prefix": prefix + "/"}).result_rows
+        return {key: orjson.loads(value) for key, value, deleted in rows
+                if not deleted and value and matches(key[len(prefix) + 1:], pattern)}
+
     def stamp(self, key: str) -> Hashable:
         with self._lock:
             known = self._stamps.get(key)
@@ -241,6 +280,14 @@ class _Unavailable:
         return call
 
 
+def matches(key: str, pattern: str | None) -> bool:
+    """Whether ``key`` matches the glob ``pattern`` part by part (``*`` stays within one part)."""
+    if pattern is None:
+        return True
+    parts, wanted = key.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted, strict=True))
+
+
 def lease(documents: Documents, name: str, holder: str, ttl_s: float) -> bool:
     """Take or keep the lease ``name`` for ``holder`` for ``ttl_s`` seconds; True while held. With
     one hub (documents that are not shared) it is always held. Replicas' clocks are assumed to agree
@@ -259,10 +306,17 @@ def lease(documents: Documents, name: str, holder: str, ttl_s: float) -> bool:
     return isinstance(held, dict) and held.get("holder") == holder
 
 
+def release(documents: Documents, name: str, holder: str) -> None:
+    """Give up the lease ``name`` when ``holder`` holds it (a replica that stops: another takes it at
+    its next try rather than once the lease runs out)."""
+    if documents.shared:
+        documents.edit(f"leases/{name}", lambda current: {"holder": "", "until": 0.0}
+                       if isinstance(current, dict) and current.get("holder") == holder else UNCHANGED)
+
+
 def open_documents(spec: StoreSpec) -> ClickHouseDocuments:
     """The shared documents of a ClickHouse store, without opening the store itself (what
     ``scorewatch app ...`` needs): a client, the database and the one table."""
-    from scorewatch.errors import ConfigError
     from scorewatch.store import clickhouse_sql as ddl
     from scorewatch.store.backends import clickhouse_connector
     from scorewatch.store.clickhouse import ClickHouseError, OperationalError, engine_message

@@ -1,5 +1,6 @@
 """The deployment records others read (Kubernetes manifests, hub replicas): typed, checked, round-tripped,
-kept behind load/save/list/delete (deploy/records.py, deploy/store.py)."""
+kept behind load/save/edit/list/delete in the workspace's documents, its files or a shared ClickHouse
+(deploy/records.py, deploy/store.py)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,25 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from scorewatch.deploy import store
 from scorewatch.deploy.launch import environment_warnings, same_process
-from scorewatch.deploy.records import Deployment, EnvironmentSpec, ModelRef, ServiceSpec
+from scorewatch.deploy.records import (
+    ComputeRecord,
+    Deployment,
+    EnvironmentSpec,
+    ModelRecord,
+    ModelRef,
+    ServiceSpec,
+)
+from scorewatch.documents import ClickHouseDocuments, FileDocuments
 from scorewatch.errors import BadRequest
 from scorewatch.workspace import Workspace
+from tests.backends import chdb_store, have_chdb
 
 
 def spec(**fields: object) -> ServiceSpec:
@@ -89,3 +100,48 @@ def test_environment_warnings_name_what_this_interpreter_lacks() -> None:
     assert warnings[0].startswith("environment e asks for Python 2.7; the service runs on Python ")
     assert warnings[1].startswith("environment e lists pip package 'nosuch-pkg[x]==1.0', which is not installed in ")
     assert environment_warnings(None) == []
+
+
+@pytest.mark.parametrize("kind", ["files", "clickhouse"])
+def test_records_and_keys_are_documents_in_files_or_a_shared_store(tmp_path: Path, kind: str) -> None:
+    workspace = Workspace(tmp_path / "ws").ensure()
+    if kind == "clickhouse":
+        if not have_chdb():
+            pytest.skip("chdb is not installed")
+        shared = chdb_store("records")
+        documents: Any = ClickHouseDocuments(shared.client, poll_s=0)
+    else:
+        documents = FileDocuments(workspace.home)
+    records = store.deployments(workspace, documents)
+    records.save("svc-one", Deployment(spec(), uid="1"))
+    records.save("svc-two", Deployment(spec(name="svc-two"), uid="2"))
+    keys = store.service_keys(workspace, documents)
+    keys.write("svc-one", {"primaryKey": "p" * 32, "secondaryKey": "s" * 32})  # under deployments/svc-one/ too
+    assert [d.uid for d in records.list()] == ["1", "2"]
+    edited = records.edit("svc-two", lambda d: None if d is None else Deployment(d.spec, d.status, uid="2b"))
+    assert edited is not None and edited.uid == "2b" == records.load("svc-two").uid
+    assert records.edit("svc-two", lambda d: None).uid == "2b"  # None: nothing written
+    assert records.edit("nobody", lambda d: None) is None
+
+    models = store.models(workspace, documents)
+    first = ModelRecord(name="m", version=1, path="/x/m/1/model.pkl")
+    assert models.create(first.id, first) and not models.create(first.id, ModelRecord(name="m", version=1, path="/y"))
+    assert models.load("m:1").path == "/x/m/1/model.pkl"  # the first claim of a version holds
+    computes = store.computes(workspace, documents)
+    computes.save("aks", ComputeRecord(name="aks"))
+    assert [m.id for m in models.list()] == ["m:1"] and [c.name for c in computes.list()] == ["aks"]
+
+    keys.materialize("svc-one")  # the file a service process reads: written from the shared document
+    path = store.keys_path(workspace, "svc-one")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600 and keys.read("svc-one")["primaryKey"] == "p" * 32
+    keys.delete("svc-one")
+    keys.materialize("svc-one")
+    assert keys.read("svc-one") is None and not path.exists()
+    on_disk = {p.relative_to(workspace.home).as_posix() for p in workspace.home.rglob("*.json")}
+    if documents.shared:  # nothing of the records in the workspace's files
+        assert on_disk == set()
+    else:  # the layout of the workspace's files is the one they always had
+        assert on_disk == {"deployments/svc-one/deployment.json", "deployments/svc-two/deployment.json",
+                           "models/m/1.json", "computes/aks.json"}
+    if kind == "clickhouse":
+        shared.close()

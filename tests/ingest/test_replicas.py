@@ -23,35 +23,11 @@ import httpx
 import orjson
 import pytest
 
-from tests.backends import have_chdb
+from tests.backends import ClickHouse, have_chdb
 from tests.export import readback
 from tests.helpers import ServerProcess, free_port, wait_for_http, wait_until
 
 pytestmark = pytest.mark.skipif(not have_chdb(), reason="chdb is not installed")
-ROOT = Path(__file__).resolve().parent.parent.parent
-
-
-class ClickHouse:
-    """The shared ClickHouse: a process serving its HTTP interface over a chdb directory."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.port = path, free_port()
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"clickhouse://127.0.0.1:{self.port}/telemetry?compress=0&connect_timeout=2"
-
-    def start(self) -> ClickHouse:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.clickhouse_http", str(self.path), str(self.port)],
-                                     cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_http(f"http://127.0.0.1:{self.port}/ping", proc=self.proc, expect_status=200)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(30)
 
 
 @pytest.fixture

@@ -2,8 +2,10 @@
 (``/v1/computes``). The SDK, the CLI and the studio all go through it; see docs/deployments.md.
 
 Every route needs ``Authorization: Bearer <admin key>``, the workspace's admin key, kept in
-``config.json`` (mode 0600) and made when the hub first starts; none is 401, a wrong one 403. Keys are
-compared as digests in constant time and never logged. Bad input is a 4xx JSON error naming the field
+``config.json`` (mode 0600) and made when the hub first starts; none is 401, a wrong one 403. With hub
+replicas on a shared store each replica's workspace has its own admin key and each key's digest is in
+the shared document ``control/admin-keys``, so any replica takes any replica's key. Keys are compared
+as digests in constant time and never logged. Bad input is a 4xx JSON error naming the field
 (``{"error": {"code", "message", "field"}}``).
 """
 
@@ -30,8 +32,9 @@ from scorewatch.deploy.records import (
     check_compute_name,
     check_model_name,
 )
-from scorewatch.deploy.store import JsonFiles
+from scorewatch.deploy.store import Records
 from scorewatch.deploy.supervisor import Supervisor, now_iso
+from scorewatch.documents import UNCHANGED, Documents
 from scorewatch.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from scorewatch.http import error_response
 from scorewatch.workspace import Workspace
@@ -48,6 +51,37 @@ def ensure_admin_key(workspace: Workspace) -> str:
     return str(config["admin_key"])
 
 
+class AdminKeys:
+    """The admin keys the control API takes: this workspace's, and with a shared store every
+    replica's (their digests, the document ``control/admin-keys``; this one's is added at start)."""
+
+    KEY = "control/admin-keys"
+
+    def __init__(self, workspace: Workspace, documents: Documents) -> None:
+        self.documents = documents
+        own = _digest(ensure_admin_key(workspace))
+        self._digests = [own]
+        self._stamp: Any = None
+        if documents.shared:
+            documents.edit(self.KEY, lambda known: UNCHANGED if own.hex() in known else [*known, own.hex()], [])
+
+    def valid(self, key: str) -> bool:
+        digest = _digest(key)
+        if self.documents.shared and not self._holds(digest):
+            stamp = self.documents.stamp(self.KEY)
+            if stamp != self._stamp:
+                self._digests = [bytes.fromhex(h) for h in self.documents.read(self.KEY, [])]
+                self._stamp = stamp
+        return self._holds(digest)
+
+    def _holds(self, digest: bytes) -> bool:
+        return any([hmac.compare_digest(digest, known) for known in self._digests])  # each compared: no early out
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(key.encode()).digest()
+
+
 def compute_not_found(name: str) -> NotFound:
     """Azure's ``ComputeTargetNotFound`` error, word for word."""
     return NotFound(f"ComputeTargetNotFound: Compute Target with name {name} not found in provided workspace",
@@ -60,15 +94,14 @@ def scoring_uri(deployment: Deployment) -> str | None:
 
 
 class ControlAPI:
-    def __init__(self, supervisor: Supervisor, computes: JsonFiles[ComputeRecord], admin_key: str) -> None:
-        self.supervisor, self.computes = supervisor, computes
-        self._digest = hashlib.sha256(admin_key.encode()).digest()
+    def __init__(self, supervisor: Supervisor, computes: Records[ComputeRecord], admin_keys: AdminKeys) -> None:
+        self.supervisor, self.computes, self.admin_keys = supervisor, computes, admin_keys
 
     # -- plumbing ----------------------------------------------------------------------------------
     def _guarded(self, handler: Handler) -> Handler:
         async def guarded(request: Request) -> Response:
             try:
-                self._authorize(request.headers.get("authorization"))
+                await run_in_threadpool(self._authorize, request.headers.get("authorization"))
                 return await handler(request)
             except Exception as exc:
                 return error_response(exc)
@@ -84,8 +117,8 @@ class ControlAPI:
             raise Forbidden("the admin key is not valid for this workspace")
 
     def admits(self, key: str) -> bool:
-        """Whether ``key`` is the workspace's admin key (compared as digests, in constant time)."""
-        return hmac.compare_digest(hashlib.sha256(key.encode()).digest(), self._digest)
+        """Whether ``key`` is an admin key of this workspace (any replica's, with a shared store)."""
+        return self.admin_keys.valid(key)
 
     @staticmethod
     async def _body(request: Request) -> dict[str, Any]:

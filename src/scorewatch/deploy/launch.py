@@ -53,10 +53,6 @@ def console_path(workspace: Workspace, name: str, launch: int) -> Path:
     return store.service_dir(workspace, name) / "console" / f"{launch}.log"
 
 
-def keys_path(workspace: Workspace, name: str) -> Path:
-    return store.service_dir(workspace, name) / "keys.json"
-
-
 def entry_in_snapshot(spec: ServiceSpec, snapshot: Path) -> Path:
     script = Path(spec.entry_script)
     if spec.source_directory is None:
@@ -78,9 +74,21 @@ def check_sources(spec: ServiceSpec) -> None:
         raise BadRequest(f"entry_script {script} is not a file", details={"field": "entry_script"})
 
 
+def check_models(models: list[ModelRecord]) -> None:
+    """BadRequest naming the model whose files this machine does not have (registered through a hub
+    replica on another machine: a model's files stay where it was registered)."""
+    for model in models:
+        if not Path(model.path).exists():
+            raise BadRequest(f"the files of model {model.id} are not on this machine ({model.path}): with hub "
+                             "replicas a model's files stay on the replica that registered it; register it "
+                             "through the replica that runs the services, or run the services in Kubernetes "
+                             "with the model in their image (docs/scaling.md)", details={"field": "models"})
+
+
 def prepare(workspace: Workspace, spec: ServiceSpec, models: list[ModelRecord]) -> Path:
     """The snapshot of ``spec``'s generation (made once; see the module docstring)."""
     check_sources(spec)
+    check_models(models)
     target = app_dir(workspace, spec.name, spec.generation)
     if target.is_dir():
         return target
@@ -138,6 +146,11 @@ class Instance:
     @property
     def exit_code(self) -> int | None:
         return self.popen.returncode if self.popen is not None else None
+
+    @property
+    def console(self) -> Path:
+        """Its console file (beside its readiness folder, in the workspace of the hub that started it)."""
+        return self.ready_dir.parent.parent / "console" / f"{self.launch}.log"
 
     def is_ready(self) -> bool:
         if not self.ready and len(lifecycle.ready_workers(self.ready_dir)) >= self.workers:
@@ -215,7 +228,7 @@ def launch(workspace: Workspace, settings: Settings, deployment: Deployment, sna
         "SCOREWATCH_APP_INSIGHTS": "1" if spec.enable_app_insights else "0",
         "SCOREWATCH_COLLECT_MODEL_DATA": "1" if spec.collect_model_data else "0",
         "SCOREWATCH_AUTH": "1" if spec.auth_enabled else "0",
-        "SCOREWATCH_AUTH_KEYS_FILE": str(keys_path(workspace, spec.name)),
+        "SCOREWATCH_AUTH_KEYS_FILE": str(store.keys_path(workspace, spec.name)),
         "SCOREWATCH_CONNECTION_STRING": connection_string,
         "AML_APP_ROOT": str(snapshot),
         "PYTHONUNBUFFERED": "1",  # print() reaches the console file as it happens
@@ -248,7 +261,8 @@ def adopt(workspace: Workspace, deployment: Deployment) -> Instance | None:
     if not same_process(status.pid, status.started):
         return None
     assert status.pid is not None and status.started is not None
-    ready_dir = store.service_dir(workspace, deployment.name) / "run" / str(status.launch)
+    started_in = Workspace(status.home) if status.home else workspace  # a replica of this machine started it
+    ready_dir = store.service_dir(started_in, deployment.name) / "run" / str(status.launch)
     instance = Instance(status.pid, status.started, status.launch, status.generation,
                         status.workers or deployment.spec.replicas, ready_dir, status.handoff)
     instance.is_ready()

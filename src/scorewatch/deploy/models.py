@@ -18,6 +18,7 @@ from pathlib import Path
 
 from scorewatch.deploy import store
 from scorewatch.deploy.records import ModelRecord, check_model_name
+from scorewatch.documents import Documents
 from scorewatch.errors import BadRequest, NotFound
 from scorewatch.files import locked
 from scorewatch.workspace import Workspace
@@ -34,14 +35,18 @@ def now() -> str:
 
 
 class ModelRegistry:
-    def __init__(self, workspace: Workspace) -> None:
+    """The registered models of a workspace: their records in ``documents`` (see
+    :mod:`scorewatch.deploy.store`), their files in this hub's workspace."""
+
+    def __init__(self, workspace: Workspace, documents: Documents | None = None) -> None:
         self.workspace = workspace
-        self.records = store.models(workspace)
+        self.records = store.models(workspace, documents)
         self._lock = threading.Lock()
 
     def register(self, model_path: str, name: str, *, tags: dict[str, str] | None = None,
                  properties: dict[str, str] | None = None, description: str = "") -> ModelRecord:
-        """Copy ``model_path`` in as the next version of ``name``."""
+        """Copy ``model_path`` in as the next version of ``name`` (the version is claimed in the
+        records, so registrations through several hub replicas at once get a version each)."""
         check_model_name(name)
         source = Path(model_path)
         if not source.is_absolute():
@@ -52,28 +57,28 @@ class ModelRegistry:
         folder = self.workspace.models_dir / name
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self._lock, locked(folder / "versions"):
-            version = max(self.versions(name), default=0) + 1
-            target = folder / str(version) / source.name
-            partial = folder / f".{version}.partial"
+            partial = folder / ".partial"
             shutil.rmtree(partial, ignore_errors=True)
             partial.mkdir(mode=0o700)
             if source.is_dir():
                 shutil.copytree(source, partial / source.name, symlinks=False)
             else:
                 shutil.copy2(source, partial / source.name)
-            partial.rename(folder / str(version))
-            record = ModelRecord(name=name, version=version, path=str(target), source=str(source),
-                                 sha256=digest(target), tags=dict(tags or {}), properties=dict(properties or {}),
-                                 description=description or "", created_time=now())
-            self.records.save(record.id, record)
-        return record
+            sha256 = digest(partial / source.name)
+            while True:
+                version = max(self.versions(name), default=0) + 1
+                stored = folder / str(version)
+                shutil.rmtree(stored, ignore_errors=True)  # left by a registration that did not finish
+                partial.rename(stored)
+                record = ModelRecord(name=name, version=version, path=str(stored / source.name), source=str(source),
+                                     sha256=sha256, tags=dict(tags or {}), properties=dict(properties or {}),
+                                     description=description or "", created_time=now())
+                if self.records.create(record.id, record):
+                    return record
+                stored.rename(partial)  # another replica took this version meanwhile: the next one
 
     def versions(self, name: str) -> list[int]:
-        folder = self.workspace.models_dir / name
-        try:
-            return sorted(int(p.stem) for p in folder.glob("*.json") if p.stem.isdigit())
-        except OSError:
-            return []
+        return sorted(m.version for m in self.records.list(f"{name}/*") if m.name == name)
 
     def get(self, name: str, version: int | None = None) -> ModelRecord:
         """The model ``name`` at ``version`` (default: its latest)."""

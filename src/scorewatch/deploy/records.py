@@ -215,6 +215,7 @@ class ServiceStatus(Record):
     generation: int = 0                # the spec generation the serving process runs
     workers: int = 0                   # and its worker processes
     handoff: str = ""                  # the name it offers its listening socket on (scoring/lifecycle.py)
+    home: str = ""                     # the workspace of the hub that started it (its console and readiness files)
     restarts: int = 0                  # crashes in a row
     ready_offset: int | None = None    # bytes of the serving start's console up to its readiness
     others: list[list[float]] = field(default_factory=list)  # [pid, start time] of processes starting or draining

@@ -1,12 +1,19 @@
-"""Where the control plane keeps its records: deployments, registered models, compute targets.
+"""Where the control plane keeps its records: deployments, registered models, compute targets, and
+services' keys.
 
-Each kind is behind the same small interface, :class:`RecordStore` (``load``/``save``/``list``/
-``delete``), so a shared backend can replace the files. Here each record is a JSON file in the
-workspace (mode 0600, replaced atomically); the hub is their only writer.
+Each is a document (:mod:`scorewatch.documents`), so they live where the workspace's other shared
+state lives: with one hub, JSON files in the workspace (mode 0600, replaced atomically); with hub
+replicas on a shared ClickHouse, that server, so every replica's control API reads and writes the same
+records. Each kind of record is behind one small interface, :class:`Records`
+(``load``/``save``/``edit``/``create``/``list``/``delete``). Keys (documents) and files::
 
-    deployments/<service>/deployment.json   a Deployment (spec and status)
-    models/<name>/<version>.json            a ModelRecord; its files are in models/<name>/<version>/
-    computes/<name>.json                    a ComputeRecord
+    deployments/<service>/deployment   deployments/<service>/deployment.json   a Deployment (spec and status)
+    deployments/<service>/keys         deployments/<service>/keys.json         its keys (key authentication)
+    models/<name>/<version>            models/<name>/<version>.json            a ModelRecord
+    computes/<name>                    computes/<name>.json                    a ComputeRecord
+
+A registered model's files, a service's snapshots and consoles are files of the replica that made
+them (``models/<name>/<version>/``, ``deployments/<service>/app/``, ``.../console/``), never documents.
 """
 
 from __future__ import annotations
@@ -15,50 +22,67 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 
 from scorewatch.deploy.records import ComputeRecord, Deployment, ModelRecord, Record
+from scorewatch.documents import UNCHANGED, Documents, FileDocuments
 from scorewatch.errors import ConfigError
-from scorewatch.files import read_json, write_atomic
+from scorewatch.files import write_atomic
 from scorewatch.workspace import Workspace
 
 log = logging.getLogger("scorewatch.deploy")
 R = TypeVar("R", bound=Record)
 
 
-class RecordStore(Protocol[R]):  # type: ignore[misc]
-    def load(self, key: str) -> R | None: ...
-    def save(self, key: str, record: R) -> None: ...
-    def list(self) -> list[R]: ...
-    def delete(self, key: str) -> None: ...
+class Records(Generic[R]):
+    """Records of one kind, one document each: ``<prefix>/<path(key)>``; :meth:`list` finds those
+    whose path matches ``pattern``."""
 
-
-class JsonFiles(Generic[R]):
-    """Records of one kind, one JSON file each: ``path(key)`` names the file, ``pattern`` finds them all."""
-
-    def __init__(self, kind: type[R], root: Path, path: Callable[[str], Path], pattern: str) -> None:
-        self.kind, self.root, self._path, self.pattern = kind, root, path, pattern
+    def __init__(self, kind: type[R], documents: Documents, prefix: str, path: Callable[[str], str],
+                 pattern: str) -> None:
+        self.kind, self.documents, self.prefix, self._path, self.pattern = kind, documents, prefix, path, pattern
         self._refused: set[str] = set()
 
+    def key(self, key: str) -> str:
+        """The document holding the record ``key``."""
+        return f"{self.prefix}/{self._path(key)}"
+
     def load(self, key: str) -> R | None:
-        return self._read(self._path(key))
+        doc = self.key(key)
+        return self._parse(doc, self.documents.read(doc))
 
     def save(self, key: str, record: R) -> None:
-        path = self._path(key)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        write_atomic(path, orjson.dumps(record.to_dict(), option=orjson.OPT_INDENT_2), durable=False)
+        self.documents.write(self.key(key), record.to_dict())
 
-    def list(self) -> list[R]:
-        """Every record; one that cannot be read is left out, and said once (the rest go on working)."""
+    def edit(self, key: str, change: Callable[[R | None], R | None]) -> R | None:
+        """Change the record ``key`` from its current value (None: there is none) atomically, as
+        :meth:`Documents.edit` does; ``change`` returns the record to write, or None to write nothing.
+        Returns the record as it is then."""
+        doc = self.key(key)
+
+        def apply(value: Any) -> Any:
+            record = change(self._parse(doc, value))
+            return UNCHANGED if record is None else record.to_dict()
+
+        return self._parse(doc, self.documents.edit(doc, apply))
+
+    def create(self, key: str, record: R) -> bool:
+        """Write ``record`` as ``key`` unless there is one already; True when this one was written."""
+        written = self.edit(key, lambda current: record if current is None else None)
+        return written is not None and written.to_dict() == record.to_dict()
+
+    def list(self, pattern: str | None = None) -> list[R]:
+        """Every record (``pattern``: those whose path matches it); one that cannot be read is left
+        out, and said once (the rest go on working)."""
         records = []
-        for path in sorted(self.root.glob(self.pattern)):
+        for doc, value in self.documents.values(self.prefix, pattern or self.pattern).items():
             try:
-                record = self._read(path)
+                record = self._parse(doc, value)
             except ConfigError as exc:
-                if str(path) not in self._refused:
-                    self._refused.add(str(path))
+                if doc not in self._refused:
+                    self._refused.add(doc)
                     log.error("%s; it is left out until it is mended or removed", exc)
                 continue
             if record is not None:
@@ -66,37 +90,79 @@ class JsonFiles(Generic[R]):
         return records
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        self.documents.delete(self.key(key))
 
-    def _read(self, path: Path) -> R | None:
-        data = read_json(path, None)
-        if data is None:
+    def _parse(self, doc: str, value: Any) -> R | None:
+        if value is None:
             return None
         try:
-            return self.kind.from_dict(data)
+            return self.kind.from_dict(value)
         except Exception as exc:
-            raise ConfigError(f"{path} is not a valid {self.kind.__name__} record: {exc}") from None
+            where = self.documents.path(doc) if isinstance(self.documents, FileDocuments) else f"document {doc}"
+            raise ConfigError(f"{where} is not a valid {self.kind.__name__} record: {exc}") from None
 
 
-def deployments(workspace: Workspace) -> JsonFiles[Deployment]:
-    root = deployments_dir(workspace)
-    return JsonFiles(Deployment, root, lambda name: root / name / "deployment.json", "*/deployment.json")
+class ServiceKeys:
+    """Services' keys (``{"primaryKey", "secondaryKey"}``), one document each. A service process reads
+    its keys from a file (``deployments/<service>/keys.json``, mode 0600): with the workspace's files
+    that file is the document; with a shared store the supervising hub writes it from the document
+    before it starts the process (:meth:`materialize`). Keys are never logged."""
+
+    def __init__(self, workspace: Workspace, documents: Documents) -> None:
+        self.workspace, self.documents = workspace, documents
+
+    def read(self, name: str) -> dict[str, str] | None:
+        value = self.documents.read(_keys_key(name))
+        return value if isinstance(value, dict) else None
+
+    def write(self, name: str, keys: dict[str, str]) -> None:
+        self.documents.write(_keys_key(name), keys)
+
+    def delete(self, name: str) -> None:
+        self.documents.delete(_keys_key(name))
+
+    def materialize(self, name: str) -> None:
+        """Make the service's keys file hold its keys (with the workspace's files it already does)."""
+        if not self.documents.shared:
+            return
+        keys = self.read(name)
+        path = keys_path(self.workspace, name)
+        if keys is None:
+            path.unlink(missing_ok=True)
+        else:
+            private_file(path, orjson.dumps(keys))
 
 
-def models(workspace: Workspace) -> JsonFiles[ModelRecord]:
+def _keys_key(name: str) -> str:
+    return f"deployments/{name}/keys"
+
+
+def _documents(workspace: Workspace, documents: Documents | None) -> Documents:
+    return documents if documents is not None else FileDocuments(workspace.home)
+
+
+def deployments(workspace: Workspace, documents: Documents | None = None) -> Records[Deployment]:
+    """The deployments (``documents``: where the workspace's shared state is, default its files)."""
+    return Records(Deployment, _documents(workspace, documents), "deployments", lambda name: f"{name}/deployment",
+                   "*/deployment")
+
+
+def models(workspace: Workspace, documents: Documents | None = None) -> Records[ModelRecord]:
     """Keys are ``name:version``."""
-    root = workspace.models_dir
 
-    def path(key: str) -> Path:
+    def path(key: str) -> str:
         name, _, version = key.rpartition(":")
-        return root / name / f"{version}.json"
+        return f"{name}/{version}"
 
-    return JsonFiles(ModelRecord, root, path, "*/*.json")
+    return Records(ModelRecord, _documents(workspace, documents), "models", path, "*/*")
 
 
-def computes(workspace: Workspace) -> JsonFiles[ComputeRecord]:
-    root = workspace.home / "computes"
-    return JsonFiles(ComputeRecord, root, lambda name: root / f"{name}.json", "*.json")
+def computes(workspace: Workspace, documents: Documents | None = None) -> Records[ComputeRecord]:
+    return Records(ComputeRecord, _documents(workspace, documents), "computes", lambda name: name, "*")
+
+
+def service_keys(workspace: Workspace, documents: Documents | None = None) -> ServiceKeys:
+    return ServiceKeys(workspace, _documents(workspace, documents))
 
 
 def deployments_dir(workspace: Workspace) -> Path:
@@ -106,6 +172,11 @@ def deployments_dir(workspace: Workspace) -> Path:
 def service_dir(workspace: Workspace, name: str) -> Path:
     """Everything the hub keeps for one service: its record, its keys, its consoles, its app snapshots."""
     return deployments_dir(workspace) / name
+
+
+def keys_path(workspace: Workspace, name: str) -> Path:
+    """The file a service process reads its keys from."""
+    return service_dir(workspace, name) / "keys.json"
 
 
 def private_file(path: Path, data: bytes) -> None:

@@ -1,8 +1,9 @@
-"""The hub's deployments: desired state in the workspace, reconciled into running services.
+"""The hub's deployments: desired state in the workspace's records, reconciled into running services.
 
-:class:`Supervisor` is the one owner of every deployment record while the hub runs: the control API
-calls its operations (:meth:`~Supervisor.deploy`, :meth:`~Supervisor.update`,
-:meth:`~Supervisor.delete`, ...) and its thread reconciles each record about five times a second:
+The control API calls a :class:`Supervisor`'s operations (:meth:`~Supervisor.deploy`,
+:meth:`~Supervisor.update`, :meth:`~Supervisor.delete`, ...), which change the records (each an
+atomic edit, :mod:`scorewatch.deploy.store`), and its thread reconciles each record about five times
+a second:
 
 - a service with no process gets one (:mod:`scorewatch.deploy.launch`): state ``Transitioning``,
   ``Healthy`` once every worker said it is ready;
@@ -21,11 +22,19 @@ itself, so connections made while a crashed service restarts wait in its queue.
 
 Each process's console goes to a file of its own and from there into the store
 (:mod:`scorewatch.deploy.console`).
+
+With hub replicas on a shared store every replica's operations edit the same records, and one replica
+at a time reconciles them, the one holding the lease ``supervisor`` (renewed every second, given up
+when its hub stops, taken over ``LEASE_S`` after a holder that stopped renewing it): only it starts,
+adopts and stops processes, on its own machine. It keeps the status and the process facts it writes
+apart from what an operation wrote meanwhile (an operation's state stands; its next round acts on it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import secrets
 import shutil
 import socket
@@ -37,8 +46,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from scorewatch.deploy import launch, store
 from scorewatch.deploy.console import Consoles
@@ -53,11 +60,13 @@ from scorewatch.deploy.records import (
     TRANSITIONING,
     UNHEALTHY,
     Deployment,
+    ModelRecord,
     ServiceSpec,
     check_service_name,
 )
-from scorewatch.deploy.store import RecordStore
-from scorewatch.errors import BadRequest, Conflict, NotFound
+from scorewatch.deploy.store import Records
+from scorewatch.documents import Documents, FileDocuments, lease, release
+from scorewatch.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from scorewatch.ports import listen
 from scorewatch.scoring import lifecycle
 from scorewatch.settings import Settings
@@ -70,6 +79,10 @@ TICK_S = 0.2
 STABLE_S = 60.0        # a process Healthy this long before it crashed starts the crash count afresh
 SWITCH_WAIT_S = 5.0    # longest update() waits for every worker to apply a telemetry switch
 TAIL_LINES = 20        # console lines kept in a crash's error
+LEASE_S = 30.0         # a replica that stops renewing the supervisor lease loses it this much later
+RENEW_S = 1.0          # how often the holder renews it
+# Status fields an operation sets (a reset); the supervisor's own save keeps them when one came between.
+OPERATED = ("state", "error", "restarts", "updated_time")
 
 
 def not_found(name: str) -> NotFound:
@@ -96,47 +109,102 @@ class Unit:
     failed_generation: int | None = None    # a roll to it failed: not tried again until the next update
     successor_crashes: int = 0
     timed_out: set[int] = field(default_factory=set)  # launches killed for not becoming ready in time
+    seen: str | None = None                 # the status' updated_time as this supervisor last wrote or read it
+    switches: dict[str, bool] | None = None  # the spec's telemetry switches the processes were given
+
+    def reset(self) -> None:
+        """An operation reset the service (update, redeploy, reload): try again at once."""
+        self.failed_generation = None
+        self.successor_crashes = 0
+        self.next_start = 0.0
 
 
 class Supervisor:
+    """The deployments of a workspace: their records in ``documents`` (default: the workspace's files)
+    and, while this hub holds the lease, their processes."""
+
     def __init__(self, workspace: Workspace, settings: Settings, consoles: Consoles,
-                 connection_string: Callable[[], str], *, records: RecordStore[Deployment] | None = None,
-                 models: ModelRegistry | None = None) -> None:
+                 connection_string: Callable[[], str], *, documents: Documents | None = None,
+                 records: Records[Deployment] | None = None, models: ModelRegistry | None = None) -> None:
         self.workspace, self.settings, self.consoles = workspace, settings, consoles
         self.connection_string = connection_string
-        self.records: RecordStore[Deployment] = records or store.deployments(workspace)
-        self.models = models or ModelRegistry(workspace)
+        self.documents: Documents = documents if documents is not None else FileDocuments(workspace.home)
+        self.records: Records[Deployment] = records or store.deployments(workspace, self.documents)
+        self.models = models or ModelRegistry(workspace, self.documents)
+        self.service_keys = store.service_keys(workspace, self.documents)
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.leading = not self.documents.shared  # with one hub it always leads
         self.lock = threading.RLock()
         self.units: dict[str, Unit] = {}
+        self._adopted = False
+        self._renewed: float | None = None
+        self._unreachable = False
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Adopt the services earlier hubs started, then reconcile on a thread of its own."""
-        with self.lock:
-            for deployment in self.records.list():
-                self._adopt(deployment)
+        """Adopt the services earlier hubs started (when this hub leads), then reconcile on a thread of its own."""
+        try:
+            self._lead()
+        except ServiceUnavailable as exc:
+            log.warning("cannot supervise the deployments yet: %s", exc)
         self._thread = threading.Thread(target=self._run, name="scorewatch-deployments", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop reconciling. The services keep running (a next hub adopts them)."""
+        """Stop reconciling and give up the lease. The services keep running (a next hub adopts them)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(30)
         with self.lock:
-            for unit in self.units.values():
-                if unit.sock is not None:
-                    unit.sock.close()
-                    unit.sock = None
+            self._let_go()
+            if self.leading and self.documents.shared:
+                with contextlib.suppress(ServiceUnavailable):  # else it runs out by itself
+                    release(self.documents, "supervisor", self.holder)
+                self.leading = False
+
+    def _lead(self) -> bool:
+        """Take or keep the lease (at most every RENEW_S); adopt the services on taking it, let them go on losing it."""
+        now = time.monotonic()
+        if self._renewed is not None and now - self._renewed < RENEW_S:
+            return self.leading
+        leading = lease(self.documents, "supervisor", self.holder, LEASE_S)
+        self._renewed = now
+        with self.lock:
+            if leading and not self._adopted:
+                if self.documents.shared:
+                    log.info("this hub runs the deployments")
+                for deployment in self.records.list():
+                    self._adopt(deployment)
+                self._adopted = True
+            elif not leading and self._adopted:
+                log.info("this hub no longer runs the deployments (another replica does)")
+                self._let_go()
+            self.leading = leading
+        return leading
+
+    def _let_go(self) -> None:
+        """Forget the processes (they keep running; the holder of the lease adopts them)."""
+        for unit in self.units.values():
+            if unit.sock is not None:
+                unit.sock.close()
+                unit.sock = None
+        self.units.clear()
+        self._adopted = False
 
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.tick()
+                if self._lead():
+                    self.tick()
+                self._unreachable = False
+            except ServiceUnavailable as exc:  # the shared store: said once, tried again each round
+                if not self._unreachable:
+                    log.warning("cannot reconcile the deployments now: %s", exc)
+                self._unreachable = True
             except Exception:  # keep supervising; the next round tries again
                 log.exception("reconciling the deployments failed")
             self._wake.wait(TICK_S)
@@ -145,6 +213,9 @@ class Supervisor:
     def tick(self) -> None:
         with self.lock:
             for deployment in self.records.list():
+                unit = self.units.setdefault(deployment.name, Unit())
+                if unit.seen is not None and deployment.status.updated_time != unit.seen:
+                    unit.reset()  # an operation (through any replica) changed it since
                 self._reconcile(deployment)
 
     # -- operations (the control API calls these) --------------------------------------------------
@@ -165,8 +236,8 @@ class Supervisor:
         """Create the service ``spec.name`` (``overwrite``: replace one of that name, by rolling it)."""
         spec.check()
         models = [self.models.get(m.name, m.version) for m in spec.models]
-        with self.lock:
-            existing = self.records.load(spec.name)
+
+        def change(existing: Deployment | None) -> Deployment:
             if existing is not None:
                 if not overwrite:
                     raise Conflict(f"Error, there is already a service with name {spec.name} found in workspace "
@@ -181,22 +252,33 @@ class Supervisor:
                 spec.generation = 1
                 deployment = Deployment(spec, uid=uuid.uuid4().hex)
                 deployment.status.created_time = now_iso()
-            launch.prepare(self.workspace, spec, models)
+            self._prepare(spec, models)
             self._keys(deployment, primary_key, secondary_key)
             self._reset(deployment, TRANSITIONING)
-            self.records.save(spec.name, deployment)
+            return deployment
+
+        with self.lock:
+            deployment = self._edit(spec.name, change)
         self._wake.set()
         return deployment
 
     def update(self, name: str, changes: dict[str, Any], *, primary_key: str | None = None,
                secondary_key: str | None = None) -> Deployment:
-        """Change the service: ``enable_app_insights``/``collect_model_data`` switch its workers (this
-        waits until each applied it, at most SWITCH_WAIT_S), ``tags``/``properties``/``description``
-        are labels, anything else rolls it. Raises Azure's error when ``changes`` is empty."""
+        """Change the service: ``enable_app_insights``/``collect_model_data`` switch its workers (on the
+        hub that runs the services this waits until each applied it, at most SWITCH_WAIT_S),
+        ``tags``/``properties``/``description`` are labels, anything else rolls it. Raises Azure's error
+        when ``changes`` is empty."""
         if not changes and primary_key is None and secondary_key is None:
             raise BadRequest("No parameters provided to update.")
-        with self.lock:
-            deployment = self.get(name)
+        check_service_name(name)
+        for fixed in ("name", "generation"):
+            if fixed in changes:
+                raise BadRequest(f"{fixed} cannot be updated", details={"field": fixed})
+        replace_keys = primary_key is not None or secondary_key is not None
+
+        def change(deployment: Deployment | None) -> Deployment:
+            if deployment is None:
+                raise not_found(name)
             if deployment.deleting:
                 raise Conflict(f"service {name} is being deleted")
             spec = deployment.spec
@@ -206,35 +288,41 @@ class Supervisor:
                 merged["tags"] = changes["tags"]  # replaced, as Azure replaces them
             if "properties" in changes:
                 merged["properties"] = {**current["properties"], **(changes["properties"] or {})}  # added to
-            for fixed in ("name", "generation"):
-                if fixed in changes:
-                    raise BadRequest(f"{fixed} cannot be updated", details={"field": fixed})
             new = ServiceSpec.from_dict(merged).check()
             rolls = {k for k in merged if merged[k] != current[k] and k not in SWITCHES + LABELS}
-            if primary_key is not None or secondary_key is not None:
+            if replace_keys:
                 rolls.add("keys")
             if rolls:
                 new.generation = spec.generation + 1
-                launch.prepare(self.workspace, new, [self.models.get(m.name, m.version) for m in new.models])
+                self._prepare(new, [self.models.get(m.name, m.version) for m in new.models])
             deployment.spec = new
-            self._keys(deployment, primary_key, secondary_key, replace=primary_key is not None or secondary_key is not None)
-            switches = {k: merged[k] for k in SWITCHES if merged[k] != current[k]}
+            self._keys(deployment, primary_key, secondary_key, replace=replace_keys)
             if rolls or deployment.status.state == FAILED:
                 self._reset(deployment, TRANSITIONING if rolls else deployment.status.state)
-            self.records.save(name, deployment)
-            switched = self._switch(deployment, switches) if switches else None
+            return deployment
+
+        with self.lock:
+            deployment = self._edit(name, change)
+            unit = self.units.get(name)
+            switched = self._apply_switches(deployment, unit) if unit is not None and self.leading else None
         self._wake.set()
         if switched is not None:
             self._wait_switched(*switched)
         return self.get(name)
 
     def delete(self, name: str) -> Deployment:
-        with self.lock:
-            deployment = self.get(name)
+        check_service_name(name)
+
+        def change(deployment: Deployment | None) -> Deployment:
+            if deployment is None:
+                raise not_found(name)
             deployment.deleting = True
             deployment.status.state = DELETING
             deployment.status.updated_time = now_iso()
-            self.records.save(name, deployment)
+            return deployment
+
+        with self.lock:
+            deployment = self._edit(name, change)
         self._wake.set()
         return deployment
 
@@ -242,8 +330,10 @@ class Supervisor:
         deployment = self.get(name)
         if not deployment.spec.auth_enabled:
             raise BadRequest(f"key authentication is not enabled for service {name} (update it with auth_enabled)")
-        data = orjson.loads(launch.keys_path(self.workspace, name).read_bytes())
-        return data["primaryKey"], data["secondaryKey"]
+        keys = self.service_keys.read(name)
+        if keys is None:
+            raise Conflict(f"service {name} has no keys yet; regenerate one (regen-key)")
+        return keys["primaryKey"], keys["secondaryKey"]
 
     def regen_key(self, name: str, key: str, value: str | None = None) -> Deployment:
         """A new ``Primary`` or ``Secondary`` key (``value``, or a random one); rolls the service."""
@@ -262,15 +352,20 @@ class Supervisor:
     def reload(self, name: str) -> Deployment:
         """Roll the service onto a fresh copy of its entry script and source directory (as
         ``LocalWebservice.reload`` restarts a local service with the files as they are now)."""
-        with self.lock:
-            deployment = self.get(name)
+        check_service_name(name)
+
+        def change(deployment: Deployment | None) -> Deployment:
+            if deployment is None:
+                raise not_found(name)
             if deployment.deleting:
                 raise Conflict(f"service {name} is being deleted")
             deployment.spec.generation += 1
-            launch.prepare(self.workspace, deployment.spec,
-                           [self.models.get(m.name, m.version) for m in deployment.spec.models])
+            self._prepare(deployment.spec, [self.models.get(m.name, m.version) for m in deployment.spec.models])
             self._reset(deployment, TRANSITIONING)
-            self.records.save(name, deployment)
+            return deployment
+
+        with self.lock:
+            deployment = self._edit(name, change)
         self._wake.set()
         return deployment
 
@@ -296,41 +391,58 @@ class Supervisor:
         return control.describe(*control.read(path), path)
 
     # -- helpers of the operations ------------------------------------------------------------------
-    def _reset(self, deployment: Deployment, state: str) -> None:
+    def _edit(self, name: str, change: Callable[[Deployment | None], Deployment]) -> Deployment:
+        deployment = self.records.edit(name, change)
+        assert deployment is not None  # change returns one or raises
+        return deployment
+
+    def _prepare(self, spec: ServiceSpec, models: list[ModelRecord]) -> None:
+        """Snapshot the generation now, on the hub that runs the services; any other replica checks
+        the files only (the one that runs the services snapshots them when it starts that generation)."""
+        if self.leading:
+            launch.prepare(self.workspace, spec, models)
+        else:
+            launch.check_sources(spec)
+            launch.check_models(models)
+
+    @staticmethod
+    def _reset(deployment: Deployment, state: str) -> None:
+        """Its status after an operation (the supervisor resets its backoff when it sees it: :meth:`tick`)."""
         status = deployment.status
         status.restarts = 0
         status.state = state
         status.error = None
         status.updated_time = now_iso()
-        unit = self.units.setdefault(deployment.name, Unit())
-        unit.failed_generation = None
-        unit.successor_crashes = 0
-        unit.next_start = 0.0
 
     def _keys(self, deployment: Deployment, primary: str | None, secondary: str | None, *,
               replace: bool = False) -> None:
-        """The keys file of a service with key authentication: made once, or given keys written."""
-        path = launch.keys_path(self.workspace, deployment.name)
+        """The keys of a service with key authentication: made once, or given keys written."""
         if not deployment.spec.auth_enabled and not replace:
             return
-        known: dict[str, str] = orjson.loads(path.read_bytes()) if path.exists() else {}
+        known = self.service_keys.read(deployment.name) or {}
         keys = {"primaryKey": primary or known.get("primaryKey") or secrets.token_urlsafe(32),
                 "secondaryKey": secondary or known.get("secondaryKey") or secrets.token_urlsafe(32)}
         if keys != known:
-            store.private_file(path, orjson.dumps(keys))
+            self.service_keys.write(deployment.name, keys)
 
     def _control_file(self, deployment: Deployment) -> Path | None:
-        if deployment.status.port is None:
+        """The serving process's telemetry state file, in the workspace it runs from (SCOREWATCH_HOME)."""
+        status = deployment.status
+        if status.port is None:
             return None
-        return self.workspace.services_dir / f"{deployment.name}-{deployment.status.port}.telemetry.json"
+        home = Workspace(status.home) if status.home else self.workspace
+        return home.services_dir / f"{deployment.name}-{status.port}.telemetry.json"
 
-    def _switch(self, deployment: Deployment, switches: dict[str, bool]) -> tuple[Path, int] | None:
+    def _apply_switches(self, deployment: Deployment, unit: Unit) -> tuple[Path, int] | None:
+        """Switch the running workers to the spec's ``enable_app_insights``/``collect_model_data`` when
+        those changed since they were given (through any replica); the state file and its revision."""
+        wanted = {k: bool(getattr(deployment.spec, k)) for k in SWITCHES}
+        known, unit.switches = unit.switches, wanted
         path = self._control_file(deployment)
-        unit = self.units.get(deployment.name)
-        if path is None or unit is None or unit.current is None:
-            return None  # nothing runs: the next start takes the spec's flags
+        if known is None or known == wanted or path is None or unit.current is None:
+            return None  # as they were given, or nothing runs: the next start takes the spec's flags
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _state, revision = control.switch(path, switches)
+        _state, revision = control.switch(path, {k: v for k, v in wanted.items() if known.get(k) != v})
         return path, revision
 
     def _wait_switched(self, path: Path, revision: int) -> None:
@@ -344,6 +456,7 @@ class Supervisor:
     # -- adoption -----------------------------------------------------------------------------------
     def _adopt(self, deployment: Deployment) -> None:
         unit = self.units.setdefault(deployment.name, Unit())
+        unit.switches = {k: bool(getattr(deployment.spec, k)) for k in SWITCHES}  # as its processes have them
         for pid, started in deployment.status.others:  # a roll or a drain the last hub did not finish
             if launch.same_process(int(pid), started):
                 other = Instance(int(pid), started, 0, 0, 0, store.service_dir(self.workspace, deployment.name) / "run" / "0", "")
@@ -367,6 +480,7 @@ class Supervisor:
     def _reconcile(self, deployment: Deployment) -> None:
         unit = self.units.setdefault(deployment.name, Unit())
         before = deployment.status.to_dict()
+        seen = deployment.status.updated_time
         now = time.monotonic()
         self._ship(deployment)
         if deployment.deleting:
@@ -397,16 +511,41 @@ class Supervisor:
             unit.successor = self._launch(deployment, unit)
             if unit.successor is not None:
                 status.state = TRANSITIONING
+        self._apply_switches(deployment, unit)
         self._clean(deployment, unit)
         status.others = [[i.pid, i.started] for i in (unit.successor, *unit.draining) if i is not None]
         if status.to_dict() != before:
             status.updated_time = now_iso()
-            self.records.save(deployment.name, deployment)
+            self._save_status(deployment, unit, seen)
+        else:
+            unit.seen = seen
+
+    def _save_status(self, deployment: Deployment, unit: Unit, seen: str) -> None:
+        """Write what this round saw of the service into its record as it is now: the spec and the
+        deletion as operations left them, and when an operation reset the status since ``seen``, its
+        state, error and restarts (the next round, seeing the change, acts on it)."""
+        status, operated = deployment.status, False
+
+        def change(current: Deployment | None) -> Deployment | None:
+            nonlocal operated
+            if current is None or current.uid != deployment.uid:
+                return None
+            operated = current.status.updated_time != seen
+            if operated:
+                for name in OPERATED:
+                    setattr(status, name, getattr(current.status, name))
+            current.status = status
+            return current
+
+        self.records.edit(deployment.name, change)
+        if not operated:
+            unit.seen = status.updated_time
 
     def _launch(self, deployment: Deployment, unit: Unit) -> Instance | None:
         spec, status = deployment.spec, deployment.status
         try:
             snapshot = launch.prepare(self.workspace, spec, [self.models.get(m.name, m.version) for m in spec.models])
+            self.service_keys.materialize(spec.name)
             sock = self._socket(deployment, unit)
             status.launch += 1
             return launch.launch(self.workspace, self.settings, deployment, snapshot, sock.fileno(),
@@ -429,13 +568,14 @@ class Supervisor:
         status.pid, status.started, status.generation = instance.pid, instance.started, instance.generation
         status.workers = instance.workers
         status.handoff = instance.handoff
+        status.home = str(self.workspace.home)  # started here: its console and readiness files are in this workspace
         status.ready_offset = None
 
     def _became_ready(self, deployment: Deployment, unit: Unit, instance: Instance, now: float) -> None:
         status = deployment.status
         status.state = HEALTHY
         status.error = None
-        status.ready_offset = _size(launch.console_path(self.workspace, deployment.name, instance.launch))
+        status.ready_offset = _size(instance.console)
         unit.healthy_since = now
         log.info("service %s is Healthy (pid %d, generation %d)", deployment.name, instance.pid, instance.generation)
 
@@ -512,7 +652,7 @@ class Supervisor:
 
     def _why(self, deployment: Deployment, instance: Instance, unit: Unit) -> tuple[str, list[str]]:
         """Why ``instance`` ended, in one line, and the last lines of its console."""
-        tail = _tail(launch.console_path(self.workspace, deployment.name, instance.launch), TAIL_LINES)
+        tail = _tail(instance.console, TAIL_LINES)
         if instance.launch in unit.timed_out:
             return f"it did not become ready within {self.settings.service_start_timeout_s:g}s", tail
         code = instance.exit_code
@@ -553,8 +693,7 @@ class Supervisor:
         if running:
             return
         self._ship(deployment)
-        if not all(self.consoles.shipped(deployment, i.launch, launch.console_path(self.workspace, deployment.name,
-                                                                                   i.launch)) for i in unit.ended):
+        if not all(self.consoles.shipped(deployment, i.launch, i.console) for i in unit.ended):
             return
         if unit.sock is not None:
             unit.sock.close()
@@ -562,6 +701,7 @@ class Supervisor:
             for leftover in self.workspace.services_dir.glob(f"{deployment.name}-{deployment.status.port}.*"):
                 leftover.unlink(missing_ok=True)
         shutil.rmtree(store.service_dir(self.workspace, deployment.name), ignore_errors=True)
+        self.service_keys.delete(deployment.name)
         self.records.delete(deployment.name)
         self.consoles.forget(deployment)
         del self.units[deployment.name]
@@ -572,13 +712,11 @@ class Supervisor:
         unit = self.units.get(deployment.name)
         if unit is None:
             return
-        console = launch.console_path
         try:
             for instance in _live(unit):
-                self.consoles.ship(deployment, instance.launch, console(self.workspace, deployment.name, instance.launch),
-                                   instance.pid)
+                self.consoles.ship(deployment, instance.launch, instance.console, instance.pid)
             for instance in list(unit.ended):
-                path = console(self.workspace, deployment.name, instance.launch)
+                path = instance.console
                 self.consoles.ship(deployment, instance.launch, path, instance.pid, final=True)
                 if self.consoles.shipped(deployment, instance.launch, path) and not deployment.deleting:
                     path.unlink(missing_ok=True)

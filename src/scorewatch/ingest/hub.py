@@ -26,10 +26,10 @@ from starlette.routing import BaseRoute, Route
 
 from scorewatch.apps import Application, Registry
 from scorewatch.deploy import store as deploy_store
-from scorewatch.deploy.api import ControlAPI, ensure_admin_key
+from scorewatch.deploy.api import AdminKeys, ControlAPI
 from scorewatch.deploy.console import Consoles
 from scorewatch.deploy.supervisor import Supervisor
-from scorewatch.documents import documents_for
+from scorewatch.documents import Documents, documents_for
 from scorewatch.errors import BadRequest, Forbidden, PayloadTooLarge, TooManyRequests, Unauthorized
 from scorewatch.export.service import ExportService
 from scorewatch.http import EXCEPTION_HANDLERS
@@ -68,6 +68,7 @@ class Hub:
     ingestor: Ingestor
     metrics: IngestMetrics
     exports: ExportService
+    documents: Documents  # the shared state: the workspace's files, or the shared store's (documents.py)
     loop: asyncio.AbstractEventLoop | None = None  # the event loop serving the hub, once it runs
     deployments: Deployments | None = None  # the studio's Services page, once the control plane is built
 
@@ -109,7 +110,8 @@ def open_hub(workspace: Workspace, settings: Settings) -> Hub:
     if replayed:
         log.warning("replayed %d items from the write-ahead log", replayed)
     ingestor.start()
-    return Hub(workspace, settings, store, registry, ingestor, metrics, ExportService(store, documents, settings))
+    return Hub(workspace, settings, store, registry, ingestor, metrics, ExportService(store, documents, settings),
+               documents)
 
 
 class BodyBudget:
@@ -199,7 +201,7 @@ def create_app(hub: Hub) -> Starlette:
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", **identity, "queue_items": ingestor.pending,
                              "applied_position": ingestor.applied, "store_unavailable": ingestor.unavailable,
-                             "runs_export": hub.exports.leading})
+                             "runs_export": hub.exports.leading, "runs_deployments": supervisor.leading})
 
     async def prometheus(request: Request) -> Response:
         text = metrics.render(queue_depth=ingestor.pending, queue_limit=ingestor.queue_items,
@@ -269,8 +271,9 @@ def _control_plane(hub: Hub) -> tuple[Supervisor, ControlAPI]:
         hub.ingestor.flush(timeout=5.0)
 
     consoles = Consoles(sink, query, lambda: default_app().instrumentation_key, settle)
-    supervisor = Supervisor(hub.workspace, hub.settings, consoles, connection_string)
-    return supervisor, ControlAPI(supervisor, deploy_store.computes(hub.workspace), ensure_admin_key(hub.workspace))
+    supervisor = Supervisor(hub.workspace, hub.settings, consoles, connection_string, documents=hub.documents)
+    return supervisor, ControlAPI(supervisor, deploy_store.computes(hub.workspace, hub.documents),
+                                  AdminKeys(hub.workspace, hub.documents))
 
 
 def _query_routes(hub: Hub) -> list[BaseRoute]:

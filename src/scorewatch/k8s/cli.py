@@ -12,6 +12,7 @@ import yaml
 
 from scorewatch.apps import registry_for
 from scorewatch.cli import home_option, workspace_settings
+from scorewatch.documents import documents_for
 from scorewatch.errors import ConfigError, NotFound
 from scorewatch.k8s import manifests
 from scorewatch.k8s.manifests import Cluster, Manifest
@@ -55,7 +56,7 @@ def render(out: Path | None, namespace: str, hub_image: str | None, hub_replicas
     cluster = Cluster(namespace=manifests.dns_name(namespace), hub_replicas=hub_replicas,
                       hub_image=hub_image or Cluster.hub_image, clickhouse_url=clickhouse_url,
                       clickhouse_password=settings.clickhouse_password or secrets.token_urlsafe(24))
-    services = read_services(workspace) if workspace.home.is_dir() else []
+    services = read_services(workspace, documents_for(workspace, settings)) if workspace.home.is_dir() else []
     services += [read_service_file(path) for path in service_files]
     parts = render_all(cluster, services, connection_string=_connection_string(workspace, settings, cluster,
                                                                               app_name, services),

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from scorewatch.deploy import store as deploy_store
+from scorewatch.documents import Documents
 from scorewatch.errors import BadRequest
 from scorewatch.workspace import Workspace
 
@@ -104,19 +106,16 @@ class ServiceInput:
         return {**LIVENESS_DEFAULTS, **self.liveness_probe}
 
 
-def read_services(workspace: Workspace) -> list[ServiceInput]:
+def read_services(workspace: Workspace, documents: Documents | None = None) -> list[ServiceInput]:
     """The services a workspace knows, from the records it has:
 
-    - deployment records, ``<home>/deployments/<name>/deployment.json`` (their ``spec``);
+    - its deployments (their ``spec``), from the deployment records in ``documents`` (the
+      workspace's files by default, or the shared store of hub replicas; see :mod:`scorewatch.deploy.store`);
     - services ``scorewatch serve`` ran in it (``<home>/services/<name>.telemetry.json``): a name
       with the defaults.
     """
-    found: dict[str, ServiceInput] = {}
-    for path in sorted((workspace.home / "deployments").glob("*/deployment.json")):
-        record = _json(path)
-        spec = record.get("spec", record) if isinstance(record, dict) else None
-        if isinstance(spec, dict) and "name" in spec:
-            found[spec["name"]] = ServiceInput.from_mapping(spec)
+    found = {d.name: ServiceInput.from_mapping(d.spec.to_dict())
+             for d in deploy_store.deployments(workspace, documents).list() if not d.deleting}
     for path in sorted(workspace.services_dir.glob("*.telemetry.json")):
         name = path.name.removesuffix(".telemetry.json")
         if name not in found:
