@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from scorewatch.apps import Registry
-from scorewatch.documents import UNCHANGED, ClickHouseDocuments, FileDocuments, lease, release
+from scorewatch.documents import UNCHANGED, CachedDocument, ClickHouseDocuments, FileDocuments, lease, release
 from scorewatch.errors import BadRequest
 from tests.backends import chdb_store, have_chdb
 
@@ -108,3 +108,16 @@ def test_applications_live_in_the_documents(documents: Any) -> None:
     hub_view.refresh()
     assert hub_view.get("shop").retention_days == 7
     hub_view.authenticate(app.app_id, second)
+
+
+def test_a_cached_document_is_read_again_only_when_it_changed(documents: Any) -> None:
+    loaded: list[Any] = []
+    cached = CachedDocument(documents, "cached", loaded.append)
+    documents.write("cached", {"v": 1})
+    assert cached.refresh() and loaded == [{"v": 1}]
+    assert not cached.refresh() and loaded == [{"v": 1}]  # unchanged: not read
+    documents.write("cached", {"v": 2, "longer": True})  # another writer
+    documents.forget("cached")
+    assert cached.refresh() and loaded[-1] == {"v": 2, "longer": True}
+    cached.reread()  # after this process wrote it: read whatever the stamp says
+    assert len(loaded) == 3 and loaded[-1] == {"v": 2, "longer": True}

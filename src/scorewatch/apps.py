@@ -20,15 +20,14 @@ import hmac
 import os
 import re
 import secrets
-import threading
 import time
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from scorewatch.documents import Documents, FileDocuments, documents_for
+from scorewatch.documents import CachedDocument, Documents, FileDocuments, documents_for
 from scorewatch.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from scorewatch.settings import Settings
 from scorewatch.workspace import Workspace
@@ -76,8 +75,7 @@ class Registry:
         if isinstance(documents, (str, os.PathLike)):
             documents, key = FileDocuments.of_file(documents)
         self.documents, self.key = documents, key
-        self._stamp: Hashable = None
-        self._refreshing = threading.RLock()
+        self._document = CachedDocument(documents, key, lambda data: self._load(_apps(data)))
         self._forced = 0.0
         self.default_retention_days = default_retention_days
         self._apps: dict[str, Application] = {}
@@ -88,16 +86,7 @@ class Registry:
 
     def refresh(self) -> bool:
         """Read the applications again if they changed since the last read; True when they did."""
-        with self._refreshing:  # one reader at a time: a slower read of an older value cannot land last
-            stamp = self.documents.stamp(self.key)
-            if stamp == self._stamp:
-                return False
-            self._stamp = stamp
-            self._load(self._read())
-            return True
-
-    def _read(self) -> dict[str, Any]:
-        return _apps(self.documents.read(self.key))
+        return self._document.refresh()
 
     def _load(self, data: dict[str, Any]) -> None:
         apps = [Application(**a) for a in data.get("apps", [])]
@@ -169,8 +158,7 @@ class Registry:
             return data
 
         self.documents.edit(self.key, apply)
-        self._stamp = None  # read it back, as written
-        self.refresh()
+        self._document.reread()  # read it back, as written
 
     def create(self, name: str, *, retention_days: int | None = None) -> tuple[Application, str]:
         """Make a new application; returns it and its first API key (shown once)."""

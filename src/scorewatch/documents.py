@@ -89,6 +89,33 @@ class Documents(Protocol):
 UNCHANGED = _UNCHANGED
 
 
+class CachedDocument:
+    """One document, kept in memory and read again only when its stamp changes: cheap enough to ask
+    on every request. ``load`` is called with the document's value (None when there is none) each
+    time it is read."""
+
+    def __init__(self, documents: Documents, key: str, load: Callable[[Any], None]) -> None:
+        self.documents, self.key, self.load = documents, key, load
+        self._stamp: Hashable = None
+        self._reading = threading.RLock()
+
+    def refresh(self) -> bool:
+        """Read the document again if it changed since the last read; True when it did."""
+        with self._reading:  # one reader at a time: a slower read of an older value cannot land last
+            stamp = self.documents.stamp(self.key)
+            if stamp == self._stamp:
+                return False
+            self._stamp = stamp
+            self.load(self.documents.read(self.key))
+            return True
+
+    def reread(self) -> None:
+        """Read it now, whatever its stamp says (after this process wrote it)."""
+        with self._reading:
+            self._stamp = None
+            self.refresh()
+
+
 class FileDocuments:
     """Documents as JSON files under ``root``: ``key`` is ``<root>/<key>.json`` (mode 0600 unless public)."""
 

@@ -34,7 +34,7 @@ from scorewatch.deploy.records import (
 )
 from scorewatch.deploy.store import Records
 from scorewatch.deploy.supervisor import Supervisor, now_iso
-from scorewatch.documents import UNCHANGED, Documents
+from scorewatch.documents import UNCHANGED, CachedDocument, Documents
 from scorewatch.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized
 from scorewatch.http import error_response
 from scorewatch.workspace import Workspace
@@ -61,17 +61,17 @@ class AdminKeys:
         self.documents = documents
         own = _digest(ensure_admin_key(workspace))
         self._digests = [own]
-        self._stamp: Any = None
+        self._document = CachedDocument(documents, self.KEY, self._index)
         if documents.shared:
             documents.edit(self.KEY, lambda known: UNCHANGED if own.hex() in known else [*known, own.hex()], [])
+
+    def _index(self, known: Any) -> None:
+        self._digests = [bytes.fromhex(h) for h in known or []]
 
     def valid(self, key: str) -> bool:
         digest = _digest(key)
         if self.documents.shared and not self._holds(digest):
-            stamp = self.documents.stamp(self.KEY)
-            if stamp != self._stamp:
-                self._digests = [bytes.fromhex(h) for h in self.documents.read(self.KEY, [])]
-                self._stamp = stamp
+            self._document.refresh()
         return self._holds(digest)
 
     def _holds(self, digest: bytes) -> bool:

@@ -15,16 +15,15 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import threading
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
-from scorewatch.documents import Documents, FileDocuments
+from scorewatch.documents import CachedDocument, Documents, FileDocuments
 from scorewatch.errors import BadRequest, NotFound
 from scorewatch.store.schema import TABLES
 
@@ -110,19 +109,15 @@ class RuleBook:
         if isinstance(documents, (str, os.PathLike)):
             documents, key = FileDocuments.of_file(documents)
         self.documents, self.key = documents, key
-        self._stamp: Hashable = None
-        self._refreshing = threading.RLock()
         self._rules: dict[str, Rule] = {}
+        self._document = CachedDocument(documents, key, self._index)
+
+    def _index(self, data: Any) -> None:
+        self._rules = {r.name: r for r in self._load(data)}
 
     def refresh(self) -> bool:
         """Read the rules again if they changed since the last read; True when they did."""
-        with self._refreshing:  # one reader at a time: a slower read of an older value cannot land last
-            stamp = self.documents.stamp(self.key)
-            if stamp == self._stamp:
-                return False
-            self._stamp = stamp
-            self._rules = {r.name: r for r in self._load(self.documents.read(self.key))}
-            return True
+        return self._document.refresh()
 
     @staticmethod
     def _load(data: Any) -> list[Rule]:
@@ -147,8 +142,7 @@ class RuleBook:
 
     def _edit(self, change: Callable[[Rules], Rules]) -> None:
         self.documents.edit(self.key, lambda data: {"rules": [asdict(r) for r in change(self._load(data))]})
-        self._stamp = None  # read it back, as written
-        self.refresh()
+        self._document.reread()  # read it back, as written
 
     def add(self, rule: Rule) -> Rule:
         check_name(rule.name)
