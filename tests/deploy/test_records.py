@@ -52,6 +52,10 @@ def test_a_record_round_trips_through_plain_json_values() -> None:
      "autoscale_min_replicas cannot be greater than autoscale_max_replicas"),
     ({"models": [{"name": "m", "version": 1}, {"name": "m", "version": 2}]}, "models", "models holds the same model twice"),
     ({"name": "-x"}, "name", "invalid service name '-x'"),
+    # the serving settings the Kubernetes manifests take too (records.Serving), checked once for both
+    ({"autoscale_target_utilization": 150}, "autoscale_target_utilization",
+     "autoscale_target_utilization is a percentage (1 to 100)"),
+    ({"liveness_probe": {"period": 5}}, "liveness_probe", "liveness_probe has an unknown setting 'period'"),
 ])
 def test_check_names_the_field(fields: dict[str, object], field: str, message: str) -> None:
     with pytest.raises(BadRequest) as info:

@@ -142,8 +142,57 @@ class EnvironmentSpec(Record):
     environment_variables: dict[str, str] = field(default_factory=dict)
 
 
+# Azure's liveness probe defaults (AksWebservice.deploy_configuration).
+LIVENESS_DEFAULTS = {"period_seconds": 10, "initial_delay_seconds": 310, "timeout_seconds": 2,
+                     "success_threshold": 1, "failure_threshold": 3}
+POSITIVE = ("scoring_timeout_ms", "replicas", "replica_max_concurrent_requests", "autoscale_min_replicas",
+            "autoscale_max_replicas", "autoscale_refresh_seconds", "autoscale_target_utilization", "cpu_cores",
+            "memory_gb")
+
+
+@dataclass(kw_only=True)
+class Serving:
+    """How a service runs and scales, by the names of Azure ML v1's ``AksWebservice.deploy_configuration``:
+    declared once for a deployment's spec (here) and its Kubernetes manifests (``k8s/services.py``)."""
+
+    scoring_timeout_ms: int = 60_000
+    replicas: int = 1                      # worker processes (num_replicas, or autoscale_min_replicas)
+    replica_max_concurrent_requests: int = 1
+    autoscale_enabled: bool = False
+    autoscale_min_replicas: int = 1
+    autoscale_max_replicas: int = 10
+    autoscale_refresh_seconds: int = 1
+    autoscale_target_utilization: int = 70  # percent of the requested CPU
+    cpu_cores: float = 0.1                 # requests; the limits are the _limit ones (the requests when None)
+    memory_gb: float = 0.5
+    cpu_cores_limit: float | None = None
+    memory_gb_limit: float | None = None
+    gpu_cores: int = 0
+    # Kubernetes liveness probe (period_seconds, initial_delay_seconds, timeout_seconds, success_threshold,
+    # failure_threshold), recorded for manifests; empty: Azure's defaults.
+    liveness_probe: dict[str, Any] = field(default_factory=dict)
+
+    def check_serving(self) -> None:
+        """A BadRequest naming the first field out of range, if one is."""
+        for name in POSITIVE:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                _bad(name, f"must be greater than zero, not {value!r}")
+        if self.autoscale_min_replicas > self.autoscale_max_replicas:
+            _bad("autoscale_min_replicas", "cannot be greater than autoscale_max_replicas")
+        if self.autoscale_target_utilization > 100:
+            _bad("autoscale_target_utilization", "is a percentage (1 to 100)")
+        unknown = sorted(set(self.liveness_probe) - set(LIVENESS_DEFAULTS))
+        if unknown:
+            _bad("liveness_probe", f"has an unknown setting {unknown[0]!r}; known: {', '.join(LIVENESS_DEFAULTS)}")
+
+    def probe(self) -> dict[str, int]:
+        """The liveness probe, Azure's defaults filled in."""
+        return {**LIVENESS_DEFAULTS, **self.liveness_probe}
+
+
 @dataclass
-class ServiceSpec(Record):
+class ServiceSpec(Record, Serving):
     """What a service should be. ``generation`` grows with every change that rolls the service."""
 
     name: str
@@ -156,23 +205,7 @@ class ServiceSpec(Record):
     enable_app_insights: bool = False
     collect_model_data: bool = True        # the model_data_collection trace (see docs/deployments.md)
     auth_enabled: bool = False
-    scoring_timeout_ms: int = 60_000
-    replicas: int = 1                      # worker processes (num_replicas, or autoscale_min_replicas)
-    replica_max_concurrent_requests: int = 1
-    autoscale_enabled: bool = False
-    autoscale_min_replicas: int = 1
-    autoscale_max_replicas: int = 10
-    autoscale_refresh_seconds: int = 1
-    autoscale_target_utilization: int = 70
-    cpu_cores: float = 0.1
-    memory_gb: float = 0.5
-    cpu_cores_limit: float | None = None
-    memory_gb_limit: float | None = None
-    gpu_cores: int = 0
     max_request_wait_time: int = 500       # ms a request may wait for a replica (recorded for manifests)
-    # Kubernetes liveness probe (period_seconds, initial_delay_seconds, timeout_seconds, success_threshold,
-    # failure_threshold), recorded for manifests; empty: Azure's defaults.
-    liveness_probe: dict[str, Any] = field(default_factory=dict)
     namespace: str | None = None
     environment: EnvironmentSpec | None = None
     tags: dict[str, str] = field(default_factory=dict)
@@ -191,13 +224,7 @@ class ServiceSpec(Record):
             _bad("source_directory", f"must be an absolute path, not {self.source_directory!r}")
         if self.port is not None and not 1 <= self.port <= 65535:
             _bad("port", f"must be a TCP port (1 to 65535), not {self.port}")
-        for name in ("scoring_timeout_ms", "replicas", "replica_max_concurrent_requests", "autoscale_min_replicas",
-                     "autoscale_max_replicas", "autoscale_refresh_seconds", "autoscale_target_utilization",
-                     "cpu_cores", "memory_gb"):
-            if getattr(self, name) <= 0:
-                _bad(name, f"must be greater than zero, not {getattr(self, name)}")
-        if self.autoscale_min_replicas > self.autoscale_max_replicas:
-            _bad("autoscale_min_replicas", "cannot be greater than autoscale_max_replicas")
+        self.check_serving()
         if len({m.name for m in self.models}) != len(self.models):
             _bad("models", "holds the same model twice")
         return self

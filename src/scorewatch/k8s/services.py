@@ -17,24 +17,21 @@ from typing import Any
 import orjson
 
 from scorewatch.deploy import store as deploy_store
+from scorewatch.deploy.records import Serving
 from scorewatch.documents import Documents
 from scorewatch.errors import BadRequest
 from scorewatch.workspace import Workspace
 
-# Azure's liveness probe defaults (AksWebservice.deploy_configuration).
-LIVENESS_DEFAULTS = {"period_seconds": 10, "initial_delay_seconds": 310, "timeout_seconds": 2,
-                     "success_threshold": 1, "failure_threshold": 3}
-
 
 @dataclass
-class ServiceInput:
-    """One scoring service as the cluster should run it.
+class ServiceInput(Serving):
+    """One scoring service as the cluster should run it: how it runs and scales (:class:`Serving`, the
+    fields a deployment's spec has too), and what the cluster needs besides.
 
     ``image`` holds the service's folder at ``/app`` (see docs/scaling.md); ``entry_script`` is the
-    script's path in it. Resources: ``cpu_cores`` and ``memory_gb`` are the requests, the ``_limit``
-    ones the limits (the requests when not given). Replicas: ``autoscale_min_replicas`` to
-    ``autoscale_max_replicas`` under a HorizontalPodAutoscaler aiming at
-    ``autoscale_target_utilization`` percent of the requested CPU, or ``replicas`` fixed.
+    script's path in it. Replicas: ``autoscale_min_replicas`` to ``autoscale_max_replicas`` under a
+    HorizontalPodAutoscaler aiming at ``autoscale_target_utilization`` percent of the requested CPU,
+    or ``replicas`` fixed.
     """
 
     name: str
@@ -45,20 +42,6 @@ class ServiceInput:
     enable_app_insights: bool = True          # report to the hub (the connection string from a Secret)
     collect_model_data: bool = True
     auth_enabled: bool = False
-    scoring_timeout_ms: int = 60_000
-    replicas: int = 1
-    replica_max_concurrent_requests: int = 1
-    autoscale_enabled: bool = False
-    autoscale_min_replicas: int = 1
-    autoscale_max_replicas: int = 10
-    autoscale_refresh_seconds: int = 1
-    autoscale_target_utilization: int = 70
-    cpu_cores: float = 0.1
-    memory_gb: float = 0.5
-    cpu_cores_limit: float | None = None
-    memory_gb_limit: float | None = None
-    gpu_cores: int = 0
-    liveness_probe: dict[str, int] = field(default_factory=dict)
     environment_variables: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -85,25 +68,14 @@ class ServiceInput:
             raise BadRequest(f"service {data['name']!r}: {exc}") from None
 
     def check(self) -> ServiceInput:
-        """Self, when the numbers make sense; else a BadRequest naming the field."""
-        for name in ("scoring_timeout_ms", "replicas", "replica_max_concurrent_requests", "autoscale_min_replicas",
-                     "autoscale_max_replicas", "autoscale_target_utilization", "cpu_cores", "memory_gb", "port"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise BadRequest(f"service {self.name!r}: {name} must be a positive number, not {value!r}")
-        if self.autoscale_min_replicas > self.autoscale_max_replicas:
-            raise BadRequest(f"service {self.name!r}: autoscale_min_replicas cannot be greater than "
-                             "autoscale_max_replicas")
-        if not 1 <= self.autoscale_target_utilization <= 100:
-            raise BadRequest(f"service {self.name!r}: autoscale_target_utilization is a percentage (1 to 100)")
-        unknown = set(self.liveness_probe) - set(LIVENESS_DEFAULTS)
-        if unknown:
-            raise BadRequest(f"service {self.name!r}: unknown liveness_probe setting {sorted(unknown)[0]!r}; "
-                             f"known: {', '.join(LIVENESS_DEFAULTS)}")
+        """Self, when the numbers make sense; else a BadRequest naming the service and the field."""
+        try:
+            self.check_serving()
+            if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
+                raise BadRequest(f"port must be a TCP port (1 to 65535), not {self.port!r}")
+        except BadRequest as exc:
+            raise BadRequest(f"service {self.name!r}: {exc}") from None
         return self
-
-    def probe(self) -> dict[str, int]:
-        return {**LIVENESS_DEFAULTS, **self.liveness_probe}
 
 
 def read_services(workspace: Workspace, documents: Documents | None = None) -> list[ServiceInput]:
