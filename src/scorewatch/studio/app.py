@@ -73,9 +73,9 @@ QUERY_PAGES: dict[str, tuple[Callable[[queries.Filters], dict[str, str]], tuple[
     "overview": (queries.overview, ()),
     "performance": (queries.performance, ("operation",)),
     "failures": (queries.failures, ("operation", "code", "exception", "dependency")),
-    "search": (lambda f: queries.search(f, f.get("types").split(",") if f.get("types") else []), ("types", "q")),
     "modeldata": (queries.model_data, ("q", "failed")),
 }
+SEARCH_PARAMS = ("types", "q", "full")  # Transaction search's own parameters
 
 
 class Host(Protocol):
@@ -142,6 +142,7 @@ class Studio:
             Route("/{app}/transaction/{operation_id}/blob/{digest}", h(self.blob)),
             Route("/{app}/transaction/{operation_id}", h(self.transaction)),
             Route("/{app}/live/stream", h(self.live_stream)),
+            Route("/{app}/search/timeline.json", h(self.search_timeline)),
             Route("/{app}/services/{name}/{action}", h(self.service_action), methods=["GET", "POST"]),
             Route("/{app}/{page}", h(self.page), methods=["GET", "POST"]),
             Route("/{app}", h(self.app_home)),
@@ -268,6 +269,9 @@ class Studio:
             started = time.perf_counter()
             results = await self.runner.run_all(scope.app_ids, build(filters), filters.span, now)
             data = self._data(name, scope, filters, results, started)
+        elif name == "search":
+            filters = queries.Filters.parse(_params(request), now, extra=SEARCH_PARAMS)
+            data = await self._search(scope, filters, now)
         elif name == "logs":
             return await self._logs(request, viewer, scope, fmt, now)
         elif name == "live" and fmt in ("html", "json"):
@@ -298,6 +302,64 @@ class Studio:
               started: float) -> dict[str, Any]:
         return {"page": name, "app": scope.segment, "filters": filters.public(), "queries": results,
                 "elapsed_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+    async def _search(self, scope: Scope, filters: queries.Filters, now: datetime) -> dict[str, Any]:
+        """Transaction search's data: its latest results, looked for window by window from the end of
+        the range back (:func:`queries.search_windows`) until enough are found, so a term found often
+        does not read the whole range. Within :data:`queries.SEARCH_BUDGET_S` unless ``full`` asks
+        for the whole range: a window the pace so far says would not end in time is not started, and
+        the results say how far back they looked (``complete`` is false). The count of matches over
+        time reads every row of the range whatever the term, so the page does not wait for it: it is
+        ``deferred``, fetched on its own from ``search/timeline.json``."""
+        started = time.perf_counter()
+        kql = _search_queries(filters)
+        budget = None if filters.get("full") else queries.SEARCH_BUDGET_S
+        found: list[tuple[tuple[datetime, datetime], Result]] = []
+        complete = False
+        for window in queries.search_windows(filters):
+            if found and budget is not None:  # would this window end in time, at the pace so far?
+                spent = time.perf_counter() - started
+                pace = spent / (filters.end - found[-1][0][0]).total_seconds()  # per second of range read
+                if spent + pace * (window[1] - window[0]).total_seconds() > budget:
+                    break
+            result = await self.runner.run(scope.app_ids, kql["results"], window, now)
+            found.append((window, result))
+            if "error" in result:
+                break
+            if sum(len(r["rows"]) for _, r in found) >= queries.SEARCH_ROWS:
+                complete = True
+                break
+        else:
+            complete = True
+        last = found[-1][1]
+        results: Result = {"kql": kql["results"], "elapsed_ms": round(sum(r["elapsed_ms"] for _, r in found), 1)}
+        if "error" in last:
+            results["error"] = last["error"]
+        else:
+            results["columns"] = last["columns"]
+            results["rows"] = [row for _, r in found for row in r["rows"]][:queries.SEARCH_ROWS]
+        # Complete: these are the latest results of the whole range (enough found, or all of it read).
+        results["complete"] = complete and "error" not in last
+        results["searched_from"] = queries.iso(found[-1][0][0], "microseconds")
+        results["windows"] = [{"start": queries.iso(w[0], "microseconds"), "end": queries.iso(w[1], "microseconds"),
+                               "rows": len(r.get("rows", [])), "elapsed_ms": r["elapsed_ms"]} for w, r in found]
+        data = self._data("search", scope, filters, {"results": results}, started)
+        href = f"/studio/{quote(scope.segment)}/search/timeline.json?{urlencode(filters.params(full=None))}"
+        data["deferred"] = {"timeline": {"kql": kql["timeline"], "href": href}}
+        return data
+
+    async def search_timeline(self, request: Request) -> Response:
+        """``/studio/{app}/search/timeline.json``: Transaction search's count of matches over time,
+        in the shape of a page's twin (``queries.timeline``)."""
+        scope = self.scope(self.viewer(request), request.path_params["app"])
+        now = self.clock()
+        filters = queries.Filters.parse(_params(request), now, extra=SEARCH_PARAMS)
+        started = time.perf_counter()
+        results = await self.runner.run_all(scope.app_ids, {"timeline": _search_queries(filters)["timeline"]},
+                                            filters.span, now)
+        data = self._data("search", scope, filters, results, started)
+        data["part"] = "timeline"
+        return _json(data)
 
     async def transaction(self, request: Request) -> Response:
         operation_id, fmt = _split_format(request.path_params["operation_id"])
@@ -478,6 +540,11 @@ class Studio:
 def _wants_data(request: Request) -> bool:
     path = request.url.path
     return path.endswith((".json", ".csv", "/stream")) or "x-api-key" in request.headers
+
+
+def _search_queries(filters: queries.Filters) -> dict[str, str]:
+    types = filters.get("types")
+    return queries.search(filters, types.split(",") if types else [])
 
 
 def _administers(viewer: Viewer) -> bool:

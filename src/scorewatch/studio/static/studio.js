@@ -203,6 +203,36 @@
     makePlot(node, series.data, series.labels, { height: +node.dataset.height, unit: node.dataset.unit });
   }
 
+  // A chart whose data is its own JSON part (data-src), fetched after the page is shown: the page
+  // does not wait for a slow query (Transaction search's count of matches over the whole range).
+  async function drawDeferredChart(node) {
+    const status = $('[data-deferred-status="' + node.dataset.query + '"]');
+    const show = (text, failed) => {
+      if (!status) return;
+      status.textContent = text;
+      status.classList.toggle("error", !!failed);
+    };
+    let part;
+    try {
+      const response = await fetch(node.dataset.src, { credentials: "same-origin" });
+      part = await response.json();
+      if (!response.ok) throw new Error((part.error && part.error.message) || response.statusText);
+    } catch (err) {
+      if (node.isConnected) show("could not count: " + err.message, true);
+      return;
+    }
+    if (!node.isConnected) return;  // the page changed meanwhile
+    const result = part.queries[node.dataset.query];
+    if (result.error) {
+      show(result.error.message, true);
+      return;
+    }
+    const yi = columnIndex(result, node.dataset.series.split(",")[0].split(":")[0]);
+    const total = result.rows.reduce((sum, row) => sum + (row[yi] || 0), 0);
+    show(fmt(total) + (total === 1 ? " match" : " matches") + " · " + result.elapsed_ms + " ms");
+    drawPageChart(node, part);
+  }
+
   // ------------------------------------------------------------ Logs: render charts of a result
   const NUMERIC = new Set(["int", "long", "real"]);
 
@@ -489,7 +519,8 @@
 
   function init() {
     const page = pageData();
-    if (page && page.queries) $$(".chart[data-query]").forEach((node) => drawPageChart(node, page));
+    if (page && page.queries) $$(".chart[data-query]:not([data-src])").forEach((node) => drawPageChart(node, page));
+    $$(".chart[data-src]").forEach(drawDeferredChart);
     initLogs();
     initLive();
   }
