@@ -123,8 +123,12 @@ def test_the_count_over_time_is_its_own_endpoint(hub: Hub) -> None:
     timeline = response.json()
     assert timeline["part"] == "timeline" and timeline["filters"]["q"] == "needle"
     result = timeline["queries"]["timeline"]
-    assert result["kql"] == deferred["kql"] and result["rows"] == hub.query(deferred["kql"])
+    assert result["complete"] is True and "next" not in timeline  # a small store is counted at once
+    assert result["kql"] == deferred["kql"] and sorted(result["rows"]) == sorted(hub.query(deferred["kql"]))
     assert sum(row[2] for row in result["rows"]) == FREQUENT + 1  # every match, the old one too
+    # It counts the page's very range, whenever it is fetched.
+    assert (timeline["filters"]["start"], timeline["filters"]["end"]) == \
+        (page["filters"]["start"], page["filters"]["end"])
     html = hub.get("search", range="P7D", q="needle").text
     assert "counting…" in html and 'data-src="/studio/default/search/timeline.json?' in html
 
@@ -142,3 +146,23 @@ def test_a_search_text_is_tested_cheapest_first_with_a_case_sensitive_prefilter(
     kql = queries.search(queries.Filters.parse({"q": RARE}, datetime.now(UTC), extra=("q",)), ["request"])
     assert 'where operation_Id == "Zx-90817" or' in kql["results"]
     assert 'tostring(customDimensions)' not in kql["results"]
+
+
+def test_a_count_that_takes_too_long_comes_in_parts_newest_first(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = hub.get("search/timeline.json", range="P7D", q="e").json()["queries"]["timeline"]["rows"]
+    monkeypatch.setattr(queries, "SEARCH_BUDGET_S", 0.0)  # one window per part
+    href, parts = hub.get("search.json", range="P7D", q="e").json()["deferred"]["timeline"]["href"], []
+    while href:
+        part = httpx.get(hub.url + href, headers={"x-api-key": hub.app["api_key"]}, timeout=30).json()
+        parts.append(part)
+        href = part.get("next")
+    assert len(parts) > 2 and [p["queries"]["timeline"]["complete"] for p in parts] == [False] * (len(parts) - 1) + [True]
+    froms = [p["queries"]["timeline"]["searched_from"] for p in parts]
+    assert froms == sorted(froms, reverse=True) and froms[-1][:19] == parts[0]["filters"]["start"][:19]
+    rows = [row for p in parts for row in p["queries"]["timeline"]["rows"]]
+    assert len({(row[0], row[1]) for row in rows}) == len(rows)  # no bin counted in two parts
+    assert sum(row[2] for row in rows) == sum(row[2] for row in whole) > FREQUENT
+    assert hub.get("search/timeline.json", range="P7D", q="e", until="2001-01-01T00:00:00Z").status_code == 400
+    assert hub.get("search/timeline.json", range="P7D", q="e", until="soon").status_code == 400
+    assert hub.get("search/timeline.json", range="P7D", q="e", step="-1").status_code == 400
+    assert "step=" in parts[0]["next"] and "until=" in parts[0]["next"]  # sized by the pace of the first part

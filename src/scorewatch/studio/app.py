@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -306,60 +306,79 @@ class Studio:
     async def _search(self, scope: Scope, filters: queries.Filters, now: datetime) -> dict[str, Any]:
         """Transaction search's data: its latest results, looked for window by window from the end of
         the range back (:func:`queries.search_windows`) until enough are found, so a term found often
-        does not read the whole range. Within :data:`queries.SEARCH_BUDGET_S` unless ``full`` asks
-        for the whole range: a window the pace so far says would not end in time is not started, and
-        the results say how far back they looked (``complete`` is false). The count of matches over
-        time reads every row of the range whatever the term, so the page does not wait for it: it is
-        ``deferred``, fetched on its own from ``search/timeline.json``."""
+        does not read the whole range; within :data:`queries.SEARCH_BUDGET_S` unless ``full`` asks
+        for the whole range (``complete`` is false when it stopped short, ``searched_from`` says how
+        far back it looked). The count of matches over time reads every row of the range whatever
+        the term, so the page does not wait for it: it is ``deferred``, fetched on its own from
+        ``search/timeline.json``."""
         started = time.perf_counter()
         kql = _search_queries(filters)
-        budget = None if filters.get("full") else queries.SEARCH_BUDGET_S
-        found: list[tuple[tuple[datetime, datetime], Result]] = []
-        complete = False
-        for window in queries.search_windows(filters):
-            if found and budget is not None:  # would this window end in time, at the pace so far?
-                spent = time.perf_counter() - started
-                pace = spent / (filters.end - found[-1][0][0]).total_seconds()  # per second of range read
-                if spent + pace * (window[1] - window[0]).total_seconds() > budget:
-                    break
-            result = await self.runner.run(scope.app_ids, kql["results"], window, now)
-            found.append((window, result))
-            if "error" in result:
-                break
-            if sum(len(r["rows"]) for _, r in found) >= queries.SEARCH_ROWS:
-                complete = True
-                break
-        else:
-            complete = True
-        last = found[-1][1]
-        results: Result = {"kql": kql["results"], "elapsed_ms": round(sum(r["elapsed_ms"] for _, r in found), 1)}
-        if "error" in last:
-            results["error"] = last["error"]
-        else:
-            results["columns"] = last["columns"]
-            results["rows"] = [row for _, r in found for row in r["rows"]][:queries.SEARCH_ROWS]
-        # Complete: these are the latest results of the whole range (enough found, or all of it read).
-        results["complete"] = complete and "error" not in last
-        results["searched_from"] = queries.iso(found[-1][0][0], "microseconds")
-        results["windows"] = [{"start": queries.iso(w[0], "microseconds"), "end": queries.iso(w[1], "microseconds"),
-                               "rows": len(r.get("rows", [])), "elapsed_ms": r["elapsed_ms"]} for w, r in found]
+        read, complete = await self._windows(
+            scope, kql["results"], queries.search_windows(filters), now,
+            budget=None if filters.get("full") else queries.SEARCH_BUDGET_S,
+            enough=lambda found: sum(len(r.get("rows", [])) for _, r in found) >= queries.SEARCH_ROWS)
+        results = _joined(kql["results"], read, complete)
+        if "rows" in results:
+            results["rows"] = results["rows"][:queries.SEARCH_ROWS]
         data = self._data("search", scope, filters, {"results": results}, started)
-        href = f"/studio/{quote(scope.segment)}/search/timeline.json?{urlencode(filters.params(full=None))}"
+        href = f"/studio/{quote(scope.segment)}/search/timeline.json?{_fixed(filters, full=None)}"
         data["deferred"] = {"timeline": {"kql": kql["timeline"], "href": href}}
         return data
 
     async def search_timeline(self, request: Request) -> Response:
-        """``/studio/{app}/search/timeline.json``: Transaction search's count of matches over time,
-        in the shape of a page's twin (``queries.timeline``)."""
+        """``/studio/{app}/search/timeline.json``: Transaction search's count of matches over time, in
+        the shape of a page's twin (``queries.timeline``). It counts newest first, window by window
+        (on the chart's bins), for :data:`queries.SEARCH_BUDGET_S`: when the range is not done by
+        then, ``next`` is the URL of the rest (``until=`` the instant before ``searched_from``, and
+        ``step=`` the seconds of range that the pace so far counts in that time), which the page
+        fetches in turn, drawing each part as it comes."""
         scope = self.scope(self.viewer(request), request.path_params["app"])
         now = self.clock()
-        filters = queries.Filters.parse(_params(request), now, extra=SEARCH_PARAMS)
+        params = _params(request)
+        filters = queries.Filters.parse(params, now, extra=SEARCH_PARAMS)
+        until = _instant(params["until"], "until") if params.get("until") else None
+        if until is not None and not filters.start <= until <= filters.end:
+            raise BadRequest("'until' must be within the range")
+        step = params.get("step", "")
+        if step and not (step.isdigit() and int(step) > 0):
+            raise BadRequest("'step' must be a whole number of seconds, at least 1")
         started = time.perf_counter()
-        results = await self.runner.run_all(scope.app_ids, {"timeline": _search_queries(filters)["timeline"]},
-                                            filters.span, now)
-        data = self._data("search", scope, filters, results, started)
+        kql = _search_queries(filters)["timeline"]
+        windows = queries.search_windows(filters, until, filters.grain_s,
+                                         timedelta(seconds=int(step)) if step else queries.SEARCH_WINDOW)
+        read, complete = await self._windows(scope, kql, windows, now, budget=queries.SEARCH_BUDGET_S,
+                                             enough=lambda found: False)
+        data = self._data("search", scope, filters, {"timeline": _joined(kql, read, complete)}, started)
         data["part"] = "timeline"
+        if not complete and "error" not in read[-1][1]:
+            rest, counted = read[-1][0][0] - timedelta(microseconds=1), read[0][0][1] - read[-1][0][0]
+            pace = max(time.perf_counter() - started, 1e-3) / counted.total_seconds()
+            data["next"] = f"{request.url.path}?" + _fixed(
+                filters, full=None, until=queries.iso(rest, "microseconds"),
+                step=str(max(filters.grain_s, int(queries.SEARCH_BUDGET_S / pace))))
         return _json(data)
+
+    async def _windows(self, scope: Scope, kql: str, windows: list[tuple[datetime, datetime]], now: datetime, *,
+                       budget: float | None, enough: Callable[[list[tuple[tuple[datetime, datetime], Result]]], bool],
+                       ) -> tuple[list[tuple[tuple[datetime, datetime], Result]], bool]:
+        """``kql`` run over each of ``windows`` in turn (newest first), until ``enough`` of it is
+        read, an error, or the ``budget`` (seconds): a window the pace so far says would not end in
+        time is not started (the first always is). The windows read with their results, and whether
+        that is all it takes (enough, or every window read)."""
+        started = time.perf_counter()
+        read: list[tuple[tuple[datetime, datetime], Result]] = []
+        for window in windows:
+            if read and budget is not None:  # would this window end in time, at the pace so far?
+                spent = time.perf_counter() - started
+                pace = spent / max((read[0][0][1] - read[-1][0][0]).total_seconds(), 1e-6)  # per second of range
+                if spent + pace * (window[1] - window[0]).total_seconds() > budget:
+                    return read, False
+            read.append((window, await self.runner.run(scope.app_ids, kql, window, now)))
+            if "error" in read[-1][1]:
+                return read, False
+            if enough(read):
+                return read, True
+        return read, True
 
     async def transaction(self, request: Request) -> Response:
         operation_id, fmt = _split_format(request.path_params["operation_id"])
@@ -540,6 +559,38 @@ class Studio:
 def _wants_data(request: Request) -> bool:
     path = request.url.path
     return path.endswith((".json", ".csv", "/stream")) or "x-api-key" in request.headers
+
+
+def _joined(kql: str, read: list[tuple[tuple[datetime, datetime], Result]], complete: bool) -> Result:
+    """One result of ``kql`` from its windows' (newest first): their rows in turn, or the error that
+    stopped them; ``complete``, how far back it read (``searched_from``) and each window read."""
+    last = read[-1][1]
+    joined: Result = {"kql": kql, "elapsed_ms": round(sum(r["elapsed_ms"] for _, r in read), 1)}
+    if "error" in last:
+        joined["error"] = last["error"]
+    else:
+        joined["columns"] = last["columns"]
+        joined["rows"] = [row for _, r in read for row in r["rows"]]
+    joined["complete"] = complete
+    joined["searched_from"] = queries.iso(read[-1][0][0], "microseconds")
+    joined["windows"] = [{"start": queries.iso(w[0], "microseconds"), "end": queries.iso(w[1], "microseconds"),
+                          "rows": len(r.get("rows", [])), "elapsed_ms": r["elapsed_ms"]} for w, r in read]
+    return joined
+
+
+def _fixed(filters: queries.Filters, **changes: str | None) -> str:
+    """The query string of ``filters`` (with ``changes``) with their range as its two instants, so
+    that a part fetched later counts the very range of the page that asked for it."""
+    span = "/".join(queries.iso(at, "microseconds") for at in filters.span)
+    return urlencode(filters.params(range=span, **changes))
+
+
+def _instant(text: str, name: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"'{name}' must be an ISO 8601 time, such as 2024-05-01T10:00:00Z") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _search_queries(filters: queries.Filters) -> dict[str, str]:

@@ -280,21 +280,36 @@ SEARCH_GROWTH = 4  # how much longer each next window is
 SEARCH_BUDGET_S = 0.8  # the time its results may take, unless asked for the whole range
 
 
-def search_windows(f: Filters) -> list[tuple[datetime, datetime]]:
-    """The time windows Transaction search looks for its latest results in, newest first: the last
-    :data:`SEARCH_WINDOW` of the range, then windows :data:`SEARCH_GROWTH` times longer each, back to
-    the range's start. They cover the range once, without overlap: a window's end is one microsecond
-    (the store's resolution) before the start of the newer one, as a span includes both its ends.
-    The search stops at the first window by which it has :data:`SEARCH_ROWS` results, which are then
+def search_windows(f: Filters, until: datetime | None = None, align_s: int = 0,
+                   first: timedelta = SEARCH_WINDOW) -> list[tuple[datetime, datetime]]:
+    """The time windows Transaction search reads, newest first, from ``until`` (the range's end by
+    default) back to the range's start: the last ``first``, then windows
+    :data:`SEARCH_GROWTH` times longer each. They cover it once, without overlap: a window's end is
+    one microsecond (the store's resolution) before the start of the newer one, as a span includes
+    both its ends. With ``align_s``, windows start on multiples of it (the chart's bin), so no bin
+    is counted in two windows.
+
+    The results stop at the first window by which they have :data:`SEARCH_ROWS`, which are then
     the latest of the whole range: a term found often is answered from the last hour alone."""
+    top = until or f.end
     windows: list[tuple[datetime, datetime]] = []
-    end, length = f.end, SEARCH_WINDOW
+    length = first
     while True:
-        start = max(f.end - length, f.start)
-        windows.append((start, end))
+        start = max(_floor(top - length, align_s), f.start)
+        if not windows or start < windows[-1][0]:
+            windows.append((start, windows[-1][0] - _TICK if windows else top))
         if start <= f.start:
             return windows
-        end, length = start - timedelta(microseconds=1), length * SEARCH_GROWTH
+        length *= SEARCH_GROWTH
+
+
+_TICK = timedelta(microseconds=1)
+
+
+def _floor(at: datetime, step_s: int) -> datetime:
+    if not step_s:
+        return at
+    return datetime.fromtimestamp(at.timestamp() // step_s * step_s, UTC)
 
 
 def transaction(operation_id: str) -> dict[str, str]:

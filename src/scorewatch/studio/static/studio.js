@@ -178,6 +178,7 @@
     node.replaceChildren();
     const plot = new uPlot(opts, data, node);
     charts.push(plot);
+    node.plot = plot;
     return plot;
   }
 
@@ -205,32 +206,46 @@
 
   // A chart whose data is its own JSON part (data-src), fetched after the page is shown: the page
   // does not wait for a slow query (Transaction search's count of matches over the whole range).
+  // A part that could not count all of its range in time names the rest (next): it is fetched in
+  // turn and the chart is drawn again with each, newest first, as log tools fill in a histogram.
   async function drawDeferredChart(node) {
-    const status = $('[data-deferred-status="' + node.dataset.query + '"]');
+    const name = node.dataset.query;
+    const status = $('[data-deferred-status="' + name + '"]');
     const show = (text, failed) => {
-      if (!status) return;
+      if (!status || !node.isConnected) return;
       status.textContent = text;
       status.classList.toggle("error", !!failed);
     };
-    let part;
-    try {
-      const response = await fetch(node.dataset.src, { credentials: "same-origin" });
-      part = await response.json();
-      if (!response.ok) throw new Error((part.error && part.error.message) || response.statusText);
-    } catch (err) {
-      if (node.isConnected) show("could not count: " + err.message, true);
-      return;
+    let url = node.dataset.src, shown = null, elapsed = 0;
+    while (url) {
+      let part;
+      try {
+        const response = await fetch(url, { credentials: "same-origin" });
+        part = await response.json();
+        if (!response.ok) throw new Error((part.error && part.error.message) || response.statusText);
+      } catch (err) {
+        show("could not count: " + err.message, true);
+        return;
+      }
+      if (!node.isConnected) return;  // the page changed meanwhile
+      const result = part.queries[name];
+      if (result.error) {
+        show(result.error.message, true);
+        return;
+      }
+      if (shown) result.rows = shown.queries[name].rows.concat(result.rows);
+      shown = part;
+      elapsed += result.elapsed_ms;
+      const yi = columnIndex(result, node.dataset.series.split(",")[0].split(":")[0]);
+      const total = result.rows.reduce((sum, row) => sum + (row[yi] || 0), 0);
+      const matches = fmt(total) + (total === 1 ? " match" : " matches");
+      url = part.next;
+      show(url ? "counting… " + matches + " since " + result.searched_from.replace("T", " ").slice(0, 16)
+        : matches + " · " + Math.round(elapsed) + " ms");
+      const old = node.plot;
+      drawPageChart(node, part);
+      if (old) { old.destroy(); charts.splice(charts.indexOf(old), 1); }
     }
-    if (!node.isConnected) return;  // the page changed meanwhile
-    const result = part.queries[node.dataset.query];
-    if (result.error) {
-      show(result.error.message, true);
-      return;
-    }
-    const yi = columnIndex(result, node.dataset.series.split(",")[0].split(":")[0]);
-    const total = result.rows.reduce((sum, row) => sum + (row[yi] || 0), 0);
-    show(fmt(total) + (total === 1 ? " match" : " matches") + " · " + result.elapsed_ms + " ms");
-    drawPageChart(node, part);
   }
 
   // ------------------------------------------------------------ Logs: render charts of a result
