@@ -351,8 +351,8 @@ class Studio:
         data = self._data("search", scope, filters, {"timeline": _joined(kql, read, complete)}, started)
         data["part"] = "timeline"
         if not complete and "error" not in read[-1][1]:
-            rest, counted = read[-1][0][0] - timedelta(microseconds=1), read[0][0][1] - read[-1][0][0]
-            pace = max(time.perf_counter() - started, 1e-3) / counted.total_seconds()
+            rest, counted = read[-1][0][0] - queries.TICK, _seconds((read[-1][0][0], read[0][0][1]))
+            pace = max(time.perf_counter() - started, 1e-3) / counted
             data["next"] = f"{request.url.path}?" + _fixed(
                 filters, full=None, until=queries.iso(rest, "microseconds"),
                 step=str(max(filters.grain_s, int(queries.SEARCH_BUDGET_S / pace))))
@@ -363,17 +363,19 @@ class Studio:
                        ) -> tuple[list[tuple[tuple[datetime, datetime], Result]], bool]:
         """``kql`` run over each of ``windows`` in turn (newest first), until ``enough`` of it is
         read, an error, or the ``budget`` (seconds): a window the pace so far says would not end in
-        time is not started (the first always is). The windows read with their results, and whether
-        that is all it takes (enough, or every window read)."""
+        time is not started (the first always is). The pace is the last window's: the longest, so
+        the least swayed by what every query costs however short. The windows read with their
+        results, and whether that is all it takes (enough, or every window read)."""
         started = time.perf_counter()
         read: list[tuple[tuple[datetime, datetime], Result]] = []
+        pace = 0.0  # seconds per second of range, in the last window
         for window in windows:
-            if read and budget is not None:  # would this window end in time, at the pace so far?
-                spent = time.perf_counter() - started
-                pace = spent / max((read[0][0][1] - read[-1][0][0]).total_seconds(), 1e-6)  # per second of range
-                if spent + pace * (window[1] - window[0]).total_seconds() > budget:
-                    return read, False
+            if read and budget is not None and \
+                    time.perf_counter() - started + pace * _seconds(window) > budget:  # would it end in time?
+                return read, False
+            began = time.perf_counter()
             read.append((window, await self.runner.run(scope.app_ids, kql, window, now)))
+            pace = (time.perf_counter() - began) / max(_seconds(window), 1e-6)
             if "error" in read[-1][1]:
                 return read, False
             if enough(read):
@@ -576,6 +578,10 @@ def _joined(kql: str, read: list[tuple[tuple[datetime, datetime], Result]], comp
     joined["windows"] = [{"start": queries.iso(w[0], "microseconds"), "end": queries.iso(w[1], "microseconds"),
                           "rows": len(r.get("rows", [])), "elapsed_ms": r["elapsed_ms"]} for w, r in read]
     return joined
+
+
+def _seconds(window: tuple[datetime, datetime]) -> float:
+    return (window[1] - window[0]).total_seconds()
 
 
 def _fixed(filters: queries.Filters, **changes: str | None) -> str:

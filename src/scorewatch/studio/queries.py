@@ -297,13 +297,13 @@ def search_windows(f: Filters, until: datetime | None = None, align_s: int = 0,
     while True:
         start = max(_floor(top - length, align_s), f.start)
         if not windows or start < windows[-1][0]:
-            windows.append((start, windows[-1][0] - _TICK if windows else top))
+            windows.append((start, windows[-1][0] - TICK if windows else top))
         if start <= f.start:
             return windows
         length *= SEARCH_GROWTH
 
 
-_TICK = timedelta(microseconds=1)
+TICK = timedelta(microseconds=1)  # the store's resolution
 
 
 def _floor(at: datetime, step_s: int) -> datetime:
@@ -333,7 +333,7 @@ def model_data(f: Filters) -> dict[str, str]:
     status costs seconds over millions of rows), ``q`` searches them."""
     rows = f"traces{f.where()} | where message == {kql_string(MODEL_DATA_MESSAGE)}"
     if f.get("q"):
-        rows += f" | where tostring(customDimensions) contains {kql_string(f.get('q'))}"
+        rows += f" | where {text_contains('customDimensions', f.get('q'))}"
     count = f"{rows} | summarize rows = sum(itemCount)"
     if f.get("failed"):
         failed = f"requests{f.where()} | where success == false"
