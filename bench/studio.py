@@ -10,7 +10,12 @@ taking the hub's own time for the page's queries (its ``Server-Timing`` header: 
 run side by side). Prints the median per page and range, and the slowest query of each. Goal: every
 page within 1 s.
 
-    python bench/studio.py [--requests 10000000] [--runs 5] [--keep DIR]
+Transaction search's text searches are timed as the page gets them: the page's data (its results,
+with the windows they were looked for in and whether they are complete), then its count over time,
+which the page fetches after it from ``search/timeline.json``, in parts: the first part (what the
+chart first shows) and all the parts in turn.
+
+    python bench/studio.py [--requests 10000000] [--runs 5] [--keep DIR] [--only TEXT]
 """
 
 from __future__ import annotations
