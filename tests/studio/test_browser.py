@@ -133,6 +133,10 @@ def test_a_script_printed_by_score_py_is_shown_as_text_and_not_run(tab: Page, se
     assert tab.locator("li.printed pre.printed").first.inner_text() == XSS
     tab.goto(f"{served.hub_url}/studio/default/search?q=__pwned")
     assert XSS in tab.locator("#search-results").inner_text()
+    # The count over time comes after the page, from its own endpoint, and is drawn.
+    status = tab.locator('[data-deferred-status="timeline"]')
+    status.filter(has_text=re.compile(r"^\d+ match(es)? · [\d.]+ ms$")).wait_for()
+    assert int(status.inner_text().split()[0]) >= 2 and tab.evaluate(DRAWN, "#search-timeline canvas") == 1
     tab.goto(f"{served.hub_url}/studio/default/modeldata?q=__pwned")
     assert "window.__pwned" in tab.locator("#model-data").inner_text()
     tab.goto(f"{served.hub_url}/studio/default/logs")

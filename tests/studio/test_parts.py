@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,17 @@ def test_every_page_s_kql_compiles() -> None:
             "samples"]})
     for name, kql in built.items():
         assert compile_query(kql, app_id=("a", "b"), timespan=f.span, now=NOW).sql, name
+
+
+def test_search_windows_go_back_from_the_end_and_cover_the_range_once() -> None:
+    week = queries.Filters.parse({"range": "P7D"}, NOW)
+    windows = queries.search_windows(week)
+    assert windows[0] == (NOW - timedelta(hours=1), NOW) and windows[-1][0] == week.start
+    assert [end - start for start, end in windows[:4]] == \
+        [timedelta(hours=h) - timedelta(microseconds=0 if h == 1 else 1) for h in (1, 3, 12, 48)]
+    for (start, _), (_, end) in zip(windows, windows[1:], strict=False):
+        assert start - end == timedelta(microseconds=1)  # spans hold both ends: none is read twice
+    assert queries.search_windows(queries.Filters.parse({"range": "PT30M"}, NOW)) == [(NOW - timedelta(minutes=30), NOW)]
 
 
 # ------------------------------------------------------------------ tokens and sessions

@@ -18,7 +18,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -73,9 +73,9 @@ QUERY_PAGES: dict[str, tuple[Callable[[queries.Filters], dict[str, str]], tuple[
     "overview": (queries.overview, ()),
     "performance": (queries.performance, ("operation",)),
     "failures": (queries.failures, ("operation", "code", "exception", "dependency")),
-    "search": (lambda f: queries.search(f, f.get("types").split(",") if f.get("types") else []), ("types", "q")),
     "modeldata": (queries.model_data, ("q", "failed")),
 }
+SEARCH_PARAMS = ("types", "q", "full")  # Transaction search's own parameters
 
 
 class Host(Protocol):
@@ -142,6 +142,7 @@ class Studio:
             Route("/{app}/transaction/{operation_id}/blob/{digest}", h(self.blob)),
             Route("/{app}/transaction/{operation_id}", h(self.transaction)),
             Route("/{app}/live/stream", h(self.live_stream)),
+            Route("/{app}/search/timeline.json", h(self.search_timeline)),
             Route("/{app}/services/{name}/{action}", h(self.service_action), methods=["GET", "POST"]),
             Route("/{app}/{page}", h(self.page), methods=["GET", "POST"]),
             Route("/{app}", h(self.app_home)),
@@ -268,6 +269,9 @@ class Studio:
             started = time.perf_counter()
             results = await self.runner.run_all(scope.app_ids, build(filters), filters.span, now)
             data = self._data(name, scope, filters, results, started)
+        elif name == "search":
+            filters = queries.Filters.parse(_params(request), now, extra=SEARCH_PARAMS)
+            data = await self._search(scope, filters, now)
         elif name == "logs":
             return await self._logs(request, viewer, scope, fmt, now)
         elif name == "live" and fmt in ("html", "json"):
@@ -298,6 +302,85 @@ class Studio:
               started: float) -> dict[str, Any]:
         return {"page": name, "app": scope.segment, "filters": filters.public(), "queries": results,
                 "elapsed_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+    async def _search(self, scope: Scope, filters: queries.Filters, now: datetime) -> dict[str, Any]:
+        """Transaction search's data: its latest results, looked for window by window from the end of
+        the range back (:func:`queries.search_windows`) until enough are found, so a term found often
+        does not read the whole range; within :data:`queries.SEARCH_BUDGET_S` unless ``full`` asks
+        for the whole range (``complete`` is false when it stopped short, ``searched_from`` says how
+        far back it looked). The count of matches over time reads every row of the range whatever
+        the term, so the page does not wait for it: it is ``deferred``, fetched on its own from
+        ``search/timeline.json``."""
+        started = time.perf_counter()
+        kql = _search_queries(filters)
+        read, complete = await self._windows(
+            scope, kql["results"], queries.search_windows(filters), now,
+            budget=None if filters.get("full") else queries.SEARCH_BUDGET_S,
+            enough=lambda found: sum(len(r.get("rows", [])) for _, r in found) >= queries.SEARCH_ROWS)
+        results = _joined(kql["results"], read, complete)
+        if "rows" in results:
+            results["rows"] = results["rows"][:queries.SEARCH_ROWS]
+        data = self._data("search", scope, filters, {"results": results}, started)
+        href = f"/studio/{quote(scope.segment)}/search/timeline.json?{_fixed(filters, full=None)}"
+        data["deferred"] = {"timeline": {"kql": kql["timeline"], "href": href}}
+        return data
+
+    async def search_timeline(self, request: Request) -> Response:
+        """``/studio/{app}/search/timeline.json``: Transaction search's count of matches over time, in
+        the shape of a page's twin (``queries.timeline``). It counts newest first, window by window
+        (on the chart's bins), for :data:`queries.SEARCH_BUDGET_S`: when the range is not done by
+        then, ``next`` is the URL of the rest (``until=`` the instant before ``searched_from``, and
+        ``step=`` the seconds of range that the pace so far counts in that time), which the page
+        fetches in turn, drawing each part as it comes."""
+        scope = self.scope(self.viewer(request), request.path_params["app"])
+        now = self.clock()
+        params = _params(request)
+        filters = queries.Filters.parse(params, now, extra=SEARCH_PARAMS)
+        until = _instant(params["until"], "until") if params.get("until") else None
+        if until is not None and not filters.start <= until <= filters.end:
+            raise BadRequest("'until' must be within the range")
+        step = params.get("step", "")
+        if step and not (step.isdigit() and int(step) > 0):
+            raise BadRequest("'step' must be a whole number of seconds, at least 1")
+        started = time.perf_counter()
+        kql = _search_queries(filters)["timeline"]
+        windows = queries.search_windows(filters, until, filters.grain_s,
+                                         timedelta(seconds=int(step)) if step else queries.SEARCH_WINDOW)
+        read, complete = await self._windows(scope, kql, windows, now, budget=queries.SEARCH_BUDGET_S,
+                                             enough=lambda found: False)
+        data = self._data("search", scope, filters, {"timeline": _joined(kql, read, complete)}, started)
+        data["part"] = "timeline"
+        if not complete and "error" not in read[-1][1]:
+            rest, counted = read[-1][0][0] - queries.TICK, _seconds((read[-1][0][0], read[0][0][1]))
+            pace = max(time.perf_counter() - started, 1e-3) / counted
+            data["next"] = f"{request.url.path}?" + _fixed(
+                filters, full=None, until=queries.iso(rest, "microseconds"),
+                step=str(max(filters.grain_s, int(queries.SEARCH_BUDGET_S / pace))))
+        return _json(data)
+
+    async def _windows(self, scope: Scope, kql: str, windows: list[tuple[datetime, datetime]], now: datetime, *,
+                       budget: float | None, enough: Callable[[list[tuple[tuple[datetime, datetime], Result]]], bool],
+                       ) -> tuple[list[tuple[tuple[datetime, datetime], Result]], bool]:
+        """``kql`` run over each of ``windows`` in turn (newest first), until ``enough`` of it is
+        read, an error, or the ``budget`` (seconds): a window the pace so far says would not end in
+        time is not started (the first always is). The pace is the last window's: the longest, so
+        the least swayed by what every query costs however short. The windows read with their
+        results, and whether that is all it takes (enough, or every window read)."""
+        started = time.perf_counter()
+        read: list[tuple[tuple[datetime, datetime], Result]] = []
+        pace = 0.0  # seconds per second of range, in the last window
+        for window in windows:
+            if read and budget is not None and \
+                    time.perf_counter() - started + pace * _seconds(window) > budget:  # would it end in time?
+                return read, False
+            began = time.perf_counter()
+            read.append((window, await self.runner.run(scope.app_ids, kql, window, now)))
+            pace = (time.perf_counter() - began) / max(_seconds(window), 1e-6)
+            if "error" in read[-1][1]:
+                return read, False
+            if enough(read):
+                return read, True
+        return read, True
 
     async def transaction(self, request: Request) -> Response:
         operation_id, fmt = _split_format(request.path_params["operation_id"])
@@ -478,6 +561,47 @@ class Studio:
 def _wants_data(request: Request) -> bool:
     path = request.url.path
     return path.endswith((".json", ".csv", "/stream")) or "x-api-key" in request.headers
+
+
+def _joined(kql: str, read: list[tuple[tuple[datetime, datetime], Result]], complete: bool) -> Result:
+    """One result of ``kql`` from its windows' (newest first): their rows in turn, or the error that
+    stopped them; ``complete``, how far back it read (``searched_from``) and each window read."""
+    last = read[-1][1]
+    joined: Result = {"kql": kql, "elapsed_ms": round(sum(r["elapsed_ms"] for _, r in read), 1)}
+    if "error" in last:
+        joined["error"] = last["error"]
+    else:
+        joined["columns"] = last["columns"]
+        joined["rows"] = [row for _, r in read for row in r["rows"]]
+    joined["complete"] = complete
+    joined["searched_from"] = queries.iso(read[-1][0][0], "microseconds")
+    joined["windows"] = [{"start": queries.iso(w[0], "microseconds"), "end": queries.iso(w[1], "microseconds"),
+                          "rows": len(r.get("rows", [])), "elapsed_ms": r["elapsed_ms"]} for w, r in read]
+    return joined
+
+
+def _seconds(window: tuple[datetime, datetime]) -> float:
+    return (window[1] - window[0]).total_seconds()
+
+
+def _fixed(filters: queries.Filters, **changes: str | None) -> str:
+    """The query string of ``filters`` (with ``changes``) with their range as its two instants, so
+    that a part fetched later counts the very range of the page that asked for it."""
+    span = "/".join(queries.iso(at, "microseconds") for at in filters.span)
+    return urlencode(filters.params(range=span, **changes))
+
+
+def _instant(text: str, name: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadRequest(f"'{name}' must be an ISO 8601 time, such as 2024-05-01T10:00:00Z") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _search_queries(filters: queries.Filters) -> dict[str, str]:
+    types = filters.get("types")
+    return queries.search(filters, types.split(",") if types else [])
 
 
 def _administers(viewer: Viewer) -> bool:

@@ -12,6 +12,7 @@ to every table the query reads, and the Logs page opens with the same range.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -124,7 +125,7 @@ class Filters:
         return {k: v for k, v in values.items() if v}
 
     def public(self) -> dict[str, Any]:
-        return {"range": self.range, "start": _iso(self.start), "end": _iso(self.end), "grain": self.grain,
+        return {"range": self.range, "start": iso(self.start), "end": iso(self.end), "grain": self.grain,
                 "service": self.service, "instance": self.instance, **self.extra}
 
 
@@ -134,8 +135,8 @@ def _text(value: str, name: str) -> str:
     return value
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"
+def iso(value: datetime, timespec: str = "seconds") -> str:
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec=timespec) + "Z"
 
 
 # ------------------------------------------------------------------ the pages
@@ -221,7 +222,8 @@ _PRINTED = ", ".join(kql_string(s) for s in PRINTED)
 
 def search(f: Filters, types: list[str]) -> dict[str, str]:
     """Transaction search over the chosen event types (all when none), with ``q`` as text (in the
-    main text columns, the operation id and ``customDimensions``)."""
+    main text columns, the operation id and ``customDimensions``): ``results``, the latest
+    :data:`SEARCH_ROWS` items, and ``timeline``, their count over time (see :func:`search_windows`)."""
     tables = [EVENT_TYPES[t] for t in types if t in EVENT_TYPES] or list(EVENT_TYPES.values())
     text = f.get("q")
     found = {}
@@ -229,10 +231,12 @@ def search(f: Filters, types: list[str]) -> dict[str, str]:
         searched = _SEARCH[table][2]
         where = f.where()
         if text:
-            literal = kql_string(text)
+            # Cheapest first: the id's equality, the short columns, then the JSON of customDimensions,
+            # searched as its stored text (a whole dynamic column's `contains` reads it as is, where
+            # `tostring()` would write every row's JSON out again).
             where += " | where " + " or ".join(
-                [f"{column} contains {literal}" for column in searched]
-                + [f"operation_Id == {literal}", f"tostring(customDimensions) contains {literal}"])
+                [f"operation_Id == {kql_string(text)}"]
+                + [text_contains(column, text) for column in (*searched, "customDimensions")])
         found[table] = f"{table}{where}"
 
     def shown(table: str) -> str:
@@ -244,13 +248,68 @@ def search(f: Filters, types: list[str]) -> dict[str, str]:
                        for kql in found.values())
     # The latest 100 of each table, then the latest 100 of those: the same rows as the latest 100 of
     # all, without sorting every row; the printed text is read from the rows shown only.
-    latest = ", ".join(f"({kql} | top 100 by timestamp desc | {shown(table)})" for table, kql in found.items())
+    latest = ", ".join(f"({kql} | top {SEARCH_ROWS} by timestamp desc | {shown(table)})"
+                       for table, kql in found.items())
     return {
-        "timeline": f"union {counts} | order by timestamp asc",
-        "results": f"union {latest} | top 100 by timestamp desc "
+        "results": f"union {latest} | top {SEARCH_ROWS} by timestamp desc "
                    f"| extend summary = iff(summary in ({_PRINTED}), tostring(customDimensions.Contents), summary) "
                    "| project-away customDimensions",
+        "timeline": f"union {counts} | order by timestamp asc",
     }
+
+
+def text_contains(column: str, text: str) -> str:
+    """KQL for ``column contains text`` (ignoring case), led by a case-sensitive ``contains_cs`` of
+    the longest run of at least :data:`_CASELESS_RUN` characters of ``text`` that have no case (ASCII
+    digits, punctuation, spaces: no character becomes one of them in lower or upper case), when
+    there is one: every match holds that run exactly as written, and a case-sensitive search is
+    several times cheaper than a case-ignoring one, so it rejects most rows first. The answer is
+    the same as without it."""
+    test = f"{column} contains {kql_string(text)}"
+    run = max(_CASELESS.findall(text), key=len, default="")
+    if len(run) < _CASELESS_RUN:
+        return test
+    return f"({column} contains_cs {kql_string(run)} and {test})"
+
+
+_CASELESS = re.compile(r"[\x20-\x40\x5b-\x60\x7b-\x7e]+")  # ASCII printable, less the letters
+_CASELESS_RUN = 3
+SEARCH_ROWS = 100  # the results Transaction search lists
+SEARCH_WINDOW = timedelta(hours=1)  # the first window its results are looked for in
+SEARCH_GROWTH = 4  # how much longer each next window is
+SEARCH_BUDGET_S = 0.8  # the time its results may take, unless asked for the whole range
+
+
+def search_windows(f: Filters, until: datetime | None = None, align_s: int = 0,
+                   first: timedelta = SEARCH_WINDOW) -> list[tuple[datetime, datetime]]:
+    """The time windows Transaction search reads, newest first, from ``until`` (the range's end by
+    default) back to the range's start: the last ``first``, then windows
+    :data:`SEARCH_GROWTH` times longer each. They cover it once, without overlap: a window's end is
+    one microsecond (the store's resolution) before the start of the newer one, as a span includes
+    both its ends. With ``align_s``, windows start on multiples of it (the chart's bin), so no bin
+    is counted in two windows.
+
+    The results stop at the first window by which they have :data:`SEARCH_ROWS`, which are then
+    the latest of the whole range: a term found often is answered from the last hour alone."""
+    top = until or f.end
+    windows: list[tuple[datetime, datetime]] = []
+    length = first
+    while True:
+        start = max(_floor(top - length, align_s), f.start)
+        if not windows or start < windows[-1][0]:
+            windows.append((start, windows[-1][0] - TICK if windows else top))
+        if start <= f.start:
+            return windows
+        length *= SEARCH_GROWTH
+
+
+TICK = timedelta(microseconds=1)  # the store's resolution
+
+
+def _floor(at: datetime, step_s: int) -> datetime:
+    if not step_s:
+        return at
+    return datetime.fromtimestamp(at.timestamp() // step_s * step_s, UTC)
 
 
 def transaction(operation_id: str) -> dict[str, str]:
@@ -274,7 +333,7 @@ def model_data(f: Filters) -> dict[str, str]:
     status costs seconds over millions of rows), ``q`` searches them."""
     rows = f"traces{f.where()} | where message == {kql_string(MODEL_DATA_MESSAGE)}"
     if f.get("q"):
-        rows += f" | where tostring(customDimensions) contains {kql_string(f.get('q'))}"
+        rows += f" | where {text_contains('customDimensions', f.get('q'))}"
     count = f"{rows} | summarize rows = sum(itemCount)"
     if f.get("failed"):
         failed = f"requests{f.where()} | where success == false"

@@ -178,6 +178,7 @@
     node.replaceChildren();
     const plot = new uPlot(opts, data, node);
     charts.push(plot);
+    node.plot = plot;
     return plot;
   }
 
@@ -201,6 +202,50 @@
     const series = timeSeries(result, page.filters, ys, node.dataset.split, node.dataset.fill === "zero",
       node.dataset.x || "timestamp");
     makePlot(node, series.data, series.labels, { height: +node.dataset.height, unit: node.dataset.unit });
+  }
+
+  // A chart whose data is its own JSON part (data-src), fetched after the page is shown: the page
+  // does not wait for a slow query (Transaction search's count of matches over the whole range).
+  // A part that could not count all of its range in time names the rest (next): it is fetched in
+  // turn and the chart is drawn again with each, newest first, as log tools fill in a histogram.
+  async function drawDeferredChart(node) {
+    const name = node.dataset.query;
+    const status = $('[data-deferred-status="' + name + '"]');
+    const show = (text, failed) => {
+      if (!status || !node.isConnected) return;
+      status.textContent = text;
+      status.classList.toggle("error", !!failed);
+    };
+    let url = node.dataset.src, shown = null, elapsed = 0;
+    while (url) {
+      let part;
+      try {
+        const response = await fetch(url, { credentials: "same-origin" });
+        part = await response.json();
+        if (!response.ok) throw new Error((part.error && part.error.message) || response.statusText);
+      } catch (err) {
+        show("could not count: " + err.message, true);
+        return;
+      }
+      if (!node.isConnected) return;  // the page changed meanwhile
+      const result = part.queries[name];
+      if (result.error) {
+        show(result.error.message, true);
+        return;
+      }
+      if (shown) result.rows = shown.queries[name].rows.concat(result.rows);
+      shown = part;
+      elapsed += result.elapsed_ms;
+      const yi = columnIndex(result, node.dataset.series.split(",")[0].split(":")[0]);
+      const total = result.rows.reduce((sum, row) => sum + (row[yi] || 0), 0);
+      const matches = fmt(total) + (total === 1 ? " match" : " matches");
+      url = part.next;
+      show(url ? "counting… " + matches + " since " + result.searched_from.replace("T", " ").slice(0, 16)
+        : matches + " · " + Math.round(elapsed) + " ms");
+      const old = node.plot;
+      drawPageChart(node, part);
+      if (old) { old.destroy(); charts.splice(charts.indexOf(old), 1); }
+    }
   }
 
   // ------------------------------------------------------------ Logs: render charts of a result
@@ -489,7 +534,8 @@
 
   function init() {
     const page = pageData();
-    if (page && page.queries) $$(".chart[data-query]").forEach((node) => drawPageChart(node, page));
+    if (page && page.queries) $$(".chart[data-query]:not([data-src])").forEach((node) => drawPageChart(node, page));
+    $$(".chart[data-src]").forEach(drawDeferredChart);
     initLogs();
     initLive();
   }
