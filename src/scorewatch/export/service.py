@@ -19,6 +19,7 @@ above the lowest checkpoint of the application's rules, except rules paused for 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -30,7 +31,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from scorewatch.documents import Documents, lease
+from scorewatch.documents import Documents, lease, release
+from scorewatch.errors import ServiceUnavailable
 from scorewatch.export.exporter import (
     Checkpoint,
     Exporter,
@@ -256,6 +258,8 @@ class ExportService:
         return 0.0
 
     def stop(self) -> None:
+        """Stop the runners and give up the export lease (another replica takes it at its next try,
+        not once the lease runs out)."""
         with self._lock:
             runners = list(self.runners.values())
             self.runners.clear()
@@ -263,6 +267,10 @@ class ExportService:
             runner._stop.set()
         for runner in runners:
             runner.stop()
+        if self.leading and self.documents.shared:
+            with contextlib.suppress(ServiceUnavailable):  # else it runs out by itself
+                release(self.documents, "export", self.holder)
+            self.leading = False
 
     # -- retention -----------------------------------------------------------------------------------
 
