@@ -10,6 +10,7 @@ import logging
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -21,7 +22,10 @@ from scorewatch.ingest.pipeline import Ingestor
 from scorewatch.ingest.quarantine import Quarantine
 from scorewatch.ingest.track import Accepted
 from scorewatch.ingest.wal import WriteAheadLog
+from scorewatch.store.base import Store
+from scorewatch.store.clickhouse import ClickHouseStore
 from scorewatch.store.duckdb import DuckDBStore
+from tests.backends import chdb_store
 
 APP = Application("a", "id-a", "key-a", 90)
 
@@ -42,7 +46,7 @@ def parts(tmp_path: Path) -> Iterator[tuple[DuckDBStore, Quarantine, IngestMetri
     store.close()
 
 
-def _ingestor(tmp_path: Path, store: DuckDBStore, quarantine: Quarantine, metrics: IngestMetrics,
+def _ingestor(tmp_path: Path, store: Store, quarantine: Quarantine, metrics: IngestMetrics,
               **options: object) -> Ingestor:
     settings: dict = {"queue_items": 10_000, "batch_items": 1000, "linger_s": 0.01, "retry_min_s": 0.02,
                       "retry_max_s": 0.05, **options}
@@ -150,3 +154,34 @@ def test_new_sequences_follow_the_store_even_when_the_log_is_gone(
     finally:
         ingestor.stop()
     assert store.applied_position() == 501 and store.count("traces") == 1
+
+
+def test_a_batch_retried_after_the_store_went_away_half_way_is_stored_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ClickHouse (no transaction over a write) goes away after a batch's rows went in and before the
+    batch is recorded as applied: the writer pauses ingest, writes the batch again once the store is
+    back, and every item is stored once."""
+    store = chdb_store("faults")
+    real_save, failed = ClickHouseStore._save_state, []
+
+    def gone_once(self: ClickHouseStore, *, pending: int, **positions: Any) -> None:
+        if pending == 0 and not failed:  # the record that the batch is applied, after its rows
+            failed.append(True)
+            raise ConnectionRefusedError(111, "Connection refused")
+        real_save(self, pending=pending, **positions)
+
+    monkeypatch.setattr(ClickHouseStore, "_save_state", gone_once)
+    metrics = IngestMetrics()
+    ingestor = _ingestor(tmp_path, store, Quarantine(tmp_path / "quarantine"), metrics)
+    ingestor.start()
+    try:
+        asyncio.run(ingestor.submit(_accepted([_line(f"m{i}") for i in range(100)])))
+        assert ingestor.flush(30)
+        asyncio.run(ingestor.submit(_accepted([_line("after")])))
+        assert ingestor.flush(30)
+    finally:
+        ingestor.stop()
+    assert failed and metrics.store_unavailable >= 1 and ingestor.unavailable is None
+    assert store.count("traces") == 101 and store.applied_position() == 2
+    assert store.query("SELECT count(DISTINCT message) FROM traces").rows == [[101]]
+    store.close()

@@ -63,6 +63,40 @@ def test_a_write_cut_off_half_way_is_replayed_without_duplicates(monkeypatch: py
     store.close()
 
 
+def test_a_write_whose_rows_went_in_but_not_its_record_is_retried_without_duplicates(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server goes away after a write's rows went in and before the write was recorded as
+    applied (the hub's writer sees an error and retries the same write once the server is back):
+    the retry is deduplicated, takes the same positions, and only then is the write applied."""
+    store = chdb_store("retry")
+    store.write_envelopes({"traces": batch([message("before")])}, position=3)
+    batches = {"requests": batch(_requests(50, "r")), "traces": batch([message("t1"), message("t2")])}
+    client = store.client()
+    real_insert, state_writes = client.insert, []
+
+    def server_gone_after_the_rows(table: str, *args: Any, **kwargs: Any) -> Any:
+        if table == "scorewatch_streams":
+            state_writes.append(table)
+            if len(state_writes) == 2:  # the record that the write is applied, after its rows
+                raise ConnectionRefusedError(111, "Connection refused")
+        return real_insert(table, *args, **kwargs)
+
+    monkeypatch.setattr(client, "insert", server_gone_after_the_rows)
+    with pytest.raises(StoreUnavailable):
+        store.write_envelopes(batches, position=9)
+    assert (store.count("requests"), store.count("traces")) == (50, 3)  # the rows went in...
+    assert (store.applied_position(), store.row_position()) == (3, 1)  # ...the write is not applied
+
+    store.write_envelopes(batches, position=9)  # the writer's retry
+    assert (store.count("requests"), store.count("traces")) == (50, 3)
+    assert (store.applied_position(), store.interrupted_position()) == (9, None)
+    positions = store.export_rows("requests", "app-1", after=0, upto=store.row_position()).column(POSITION)
+    assert positions.to_pylist() == list(range(2, 52))
+    store = _again(store)
+    assert (store.applied_position(), store.interrupted_position(), store.row_position()) == (9, None, 53)
+    store.close()
+
+
 def test_each_writer_has_its_own_stream_of_positions() -> None:
     first = chdb_store("streams")
     second = open_clickhouse(parse(first.name), ttl_days=0)  # a second hub on the same database

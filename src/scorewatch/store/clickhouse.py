@@ -15,7 +15,9 @@ the promises of :class:`~scorewatch.store.base.Store` are kept this way:
   ``scorewatch_streams``, then inserts each table's part with a deduplication token naming the
   stream, that range, the table and the part, then records the range as applied. A writer killed
   half-way replays the same records as the same batch (:meth:`interrupted_position` tells it where
-  that batch ended) with the same tokens: ClickHouse drops the parts it already has.
+  that batch ended) with the same tokens: ClickHouse drops the parts it already has. A writer that
+  sees an error (the server gone) retries the same write, with the same tokens and row positions:
+  the positions in memory advance only once the range is recorded as applied.
 """
 
 from __future__ import annotations
@@ -221,10 +223,14 @@ class ClickHouseStore:
         self._version = max(self._version, int(version or 0))
         return {"wal_position": int(wal or 0), "row_position": int(row or 0), "pending": int(pending or 0)}
 
-    def _save_state(self, *, pending: int) -> None:
+    def _save_state(self, *, pending: int, applied: int | None = None, row_position: int | None = None) -> None:
+        """Record this stream's positions (``applied`` and ``row_position``: those of a write that
+        went in; the ones in memory are advanced only once this record is stored, so a write retried
+        after an error here takes the same deduplication tokens and positions)."""
+        applied = self._applied if applied is None else applied
+        row_position = self._row_position if row_position is None else row_position
         self._version = max(self._version + 1, time.time_ns())
-        self.client().insert("scorewatch_streams", [[self.stream, self._applied, self._row_position, pending, "",
-                                                     self._version]],
+        self.client().insert("scorewatch_streams", [[self.stream, applied, row_position, pending, "", self._version]],
                              column_names=["stream", "wal_position", "row_position", "pending", "holder", "version"])
 
     # -- writing -----------------------------------------------------------------------------------------
@@ -247,8 +253,8 @@ class ClickHouseStore:
         with self._write_lock:
             batch, last = with_positions(pa.table(arrays), self._row_position)
             self._run(lambda client: client.insert_arrow(table, batch))
+            self._run(lambda client: self._save_state(pending=0, row_position=last))
             self._row_position = last
-            self._run(lambda client: self._save_state(pending=0))
         return len(rows)
 
     def _writing(self) -> None:
@@ -289,11 +295,9 @@ class ClickHouseStore:
                     self._insert(ddl.input_table(table, dry=dry_run), part, settings)
                     written[table] += part.num_rows
             if not dry_run:
-                self._row_position = last
-                if position is not None:
-                    self._applied = position
-                self._pending = None
-                self._run(lambda client: self._save_state(pending=0))
+                applied = self._applied if position is None else position
+                self._run(lambda client: self._save_state(pending=0, applied=applied, row_position=last))
+                self._row_position, self._applied, self._pending = last, applied, None
         return written
 
     def _insert(self, table: str, rows: pa.Table, settings: dict[str, Any]) -> None:
