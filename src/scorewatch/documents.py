@@ -19,6 +19,7 @@ answers any request and ``scorewatch app ...`` works from any machine that reach
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
 import os
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
-from scorewatch.errors import ConfigError
+from scorewatch.errors import ConfigError, ServiceUnavailable
 from scorewatch.files import file_stamp, locked, read_json, write_atomic
 
 if TYPE_CHECKING:
@@ -335,10 +336,12 @@ def lease(documents: Documents, name: str, holder: str, ttl_s: float) -> bool:
 
 def release(documents: Documents, name: str, holder: str) -> None:
     """Give up the lease ``name`` when ``holder`` holds it (a replica that stops: another takes it at
-    its next try rather than once the lease runs out)."""
+    its next try rather than once the lease runs out). A store that cannot be reached now is left be:
+    the lease then runs out by itself."""
     if documents.shared:
-        documents.edit(f"leases/{name}", lambda current: {"holder": "", "until": 0.0}
-                       if isinstance(current, dict) and current.get("holder") == holder else UNCHANGED)
+        with contextlib.suppress(ServiceUnavailable):
+            documents.edit(f"leases/{name}", lambda current: {"holder": "", "until": 0.0}
+                           if isinstance(current, dict) and current.get("holder") == holder else UNCHANGED)
 
 
 def open_documents(spec: StoreSpec) -> ClickHouseDocuments:

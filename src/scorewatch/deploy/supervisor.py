@@ -32,7 +32,6 @@ apart from what an operation wrote meanwhile (an operation's state stands; its n
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import secrets
@@ -162,8 +161,7 @@ class Supervisor:
         with self.lock:
             self._let_go()
             if self.leading and self.documents.shared:
-                with contextlib.suppress(ServiceUnavailable):  # else it runs out by itself
-                    release(self.documents, "supervisor", self.holder)
+                release(self.documents, "supervisor", self.holder)
                 self.leading = False
 
     def _lead(self) -> bool:

@@ -19,7 +19,6 @@ above the lowest checkpoint of the application's rules, except rules paused for 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -32,7 +31,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from scorewatch.documents import Documents, lease, release
-from scorewatch.errors import ServiceUnavailable
 from scorewatch.export.exporter import (
     Checkpoint,
     Exporter,
@@ -268,8 +266,7 @@ class ExportService:
         for runner in runners:
             runner.stop()
         if self.leading and self.documents.shared:
-            with contextlib.suppress(ServiceUnavailable):  # else it runs out by itself
-                release(self.documents, "export", self.holder)
+            release(self.documents, "export", self.holder)
             self.leading = False
 
     # -- retention -----------------------------------------------------------------------------------
