@@ -8,9 +8,12 @@
    for ``--seconds`` as bench/ingest.py does, once with no rule and once with one active rule
    (Parquet to ``file://``), ``--pairs`` times in alternating order; the ratio of the two ingest rates
    (items/s until every accepted item is a row). With the rule, it also prints how far behind the
-   export was when the flood ended and how long it took to catch up.
+   export was when the flood ended and how long it took to catch up. The export lets ingest go
+   first for up to ``export_max_lag_s`` (60 s, longer than the flood); ``--eager`` also runs the
+   rule with ``export_max_lag_s`` 0, as in a flood longer than that: the export then reads beside
+   ingest's writes all along.
 
-    python bench/export.py [--items 1000000] [--seconds 15] [--senders 4] [--pairs 1] [--no-azurite]
+    python bench/export.py [--items 1000000] [--seconds 15] [--senders 4] [--pairs 1] [--no-azurite] [--eager]
 
 Goals (docs/export.md): >= 200,000 items/s to Parquet; ingest with a rule >= 0.9 of ingest without.
 """
@@ -77,9 +80,9 @@ def metric(text: str, name: str) -> float:
     return 0.0
 
 
-def ingest_rate(with_rule: bool, args: argparse.Namespace, work: Path) -> dict[str, float]:
+def ingest_rate(with_rule: bool, args: argparse.Namespace, work: Path, eager: bool = False) -> dict[str, float]:
     home, port = Path(tempfile.mkdtemp(prefix="sw-bench-export-hub-", dir=work)), free_port()
-    hub = start_hub(home, port)
+    hub = start_hub(home, port, env={"SCOREWATCH_EXPORT_MAX_LAG_S": "0"} if eager else None)
     try:
         ikey = orjson.loads((home / "config.json").read_bytes())["default_app"]["instrumentation_key"]
         if with_rule:
@@ -113,6 +116,12 @@ def ingest_rate(with_rule: bool, args: argparse.Namespace, work: Path) -> dict[s
         hub.wait(120)
 
 
+def lags(runs: list[dict[str, float]]) -> None:
+    for r in runs:
+        print(f"  with the rule: {r['accepted']:,.0f} items accepted; {r['behind']:,.0f} of them not exported yet "
+              f"when the last was stored, all exported {r['catch_up_s']:.1f}s later")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=1_000_000)
@@ -121,6 +130,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--pairs", type=int, default=1, help="Ingest runs without and with a rule, alternating.")
     parser.add_argument("--no-azurite", action="store_true", help="Skip the export to Azurite.")
+    parser.add_argument("--eager", action="store_true",
+                        help="Also run the rule with export_max_lag_s 0 (reading beside ingest's writes).")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sw-bench-export-"))
     settings = Settings.from_env()
@@ -140,21 +151,26 @@ def main() -> None:
             azurite.stop()
     store.close()
 
-    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    kinds = ["off", "on"] + (["eager"] if args.eager else [])
+    runs: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
     for pair in range(args.pairs):
-        for with_rule in ((False, True) if pair % 2 == 0 else (True, False)):
-            runs[with_rule].append(ingest_rate(with_rule, args, work))
-    off = statistics.median(r["rate"] for r in runs[False])
-    on = statistics.median(r["rate"] for r in runs[True])
+        for kind in (kinds if pair % 2 == 0 else kinds[::-1]):
+            runs[kind].append(ingest_rate(kind != "off", args, work, eager=kind == "eager"))
+    off = statistics.median(r["rate"] for r in runs["off"])
+    on = statistics.median(r["rate"] for r in runs["on"])
     print(f"ingest with no export rule: {off:,.0f} items/s; with one active rule (Parquet to file://): "
           f"{on:,.0f} items/s; ratio {on / off:.2f} (goal >= 0.90), median of {args.pairs} pair(s)")
-    for r in runs[True]:
-        print(f"  with the rule: {r['accepted']:,.0f} items accepted; {r['behind']:,.0f} of them not exported yet "
-              f"when the last was stored, all exported {r['catch_up_s']:.1f}s later")
+    lags(runs["on"])
+    if args.eager:
+        eager = statistics.median(r["rate"] for r in runs["eager"])
+        print(f"with the rule reading beside ingest's writes (export_max_lag_s 0): {eager:,.0f} items/s; "
+              f"ratio {eager / off:.2f}")
+        lags(runs["eager"])
     # CPU per item is the steadier number on a shared machine (wall time depends on the neighbours).
-    print(f"hub CPU per item until all stored: {statistics.median(r['cpu_us'] for r in runs[False]):.1f} us without "
-          f"a rule, {statistics.median(r['cpu_us'] for r in runs[True]):.1f} us with one; with the export "
-          f"finished: {statistics.median(r['cpu_us_all'] for r in runs[True]):.1f} us")
+    cpu = {kind: statistics.median(r["cpu_us"] for r in done) for kind, done in runs.items()}
+    print(f"hub CPU per item until all stored: {cpu['off']:.1f} us without a rule, {cpu['on']:.1f} us with one"
+          + (f" ({cpu['eager']:.1f} us reading beside)" if args.eager else "")
+          + f"; with the export finished: {statistics.median(r['cpu_us_all'] for r in runs['on']):.1f} us")
 
 
 if __name__ == "__main__":

@@ -123,6 +123,9 @@ class Settings:
     export_interval_s: float = setting(5.0, "Seconds an export rule that has caught up waits before it looks for new rows.")
     export_max_items: int = setting(
         100_000, "Most rows one export round reads and writes as one set of files (JSON formats hold ~1 KiB a row meanwhile).")
+    export_max_lag_s: float = setting(
+        60.0, "Seconds an export may fall behind while it lets ingest write first (its reads wait for gaps between "
+        "the store's writes); past it, it reads beside the writes until it has caught up.")
     export_retry_max_s: float = setting(60.0, "Longest wait between attempts to write to a failing export target.")
     export_pause_limit_days: float = setting(
         7.0, "Days a paused export rule holds back retention; past it retention deletes rows the rule has not exported (logged as an error).")

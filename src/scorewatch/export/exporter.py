@@ -7,8 +7,9 @@ target" is the whole state of a rule for that stream: its checkpoint, the docume
 is only stream 0, and the document is ``<home>/exports/<rule id>/checkpoint.json``). An
 :class:`Exporter` follows one stream; a round takes its next range (P, upto] in these durable steps:
 
-1. read the range's rows (of the rule's application and tables) and render the files; for each file
-   that is appended to, note the size it has now;
+1. read the range's rows (of the rule's application and tables), between two of the store's writes
+   when it can (see :meth:`Exporter.round`), and render the files; for each file that is appended
+   to, note the size it has now;
 2. write the checkpoint with ``pending``: the range, the delivery time and those sizes;
 3. write every file (:meth:`Target.put`: a whole file at once; :meth:`Target.append`: from the noted
    size);
@@ -27,13 +28,16 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scorewatch.documents import Documents
 from scorewatch.export.formats import FORMAT_WRITERS, Batch, Output
 from scorewatch.export.rules import Rule
 from scorewatch.export.targets import Target
 from scorewatch.store.base import Store, stream_bounds
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 log = logging.getLogger("scorewatch.export")
 
@@ -151,8 +155,14 @@ class Exporter:
                                        upto=cp.end if cp.end is not None else self.top,
                                        since=self.since, until=self.until)
 
-    def round(self) -> bool:
-        """Export the next range; False when there was nothing new (caught up)."""
+    def round(self, wait_s: float = 0.0) -> bool:
+        """Export the next range; False when there was nothing new (caught up).
+
+        The range's rows are read between two of the store's writes (:meth:`Store.between_writes`),
+        waiting for a gap at most ``wait_s`` seconds: with ``wait_s`` over 0 and no gap in that time,
+        the round stops before it has read or written anything and returns True (there is more to
+        export: ask again); with ``wait_s`` 0 it reads beside the writes unless there is a gap at once.
+        """
         cp = self.checkpoint
         if cp.pending is not None:  # an interrupted round: the same range, names and time again
             upto, when, sizes = cp.pending["upto"], datetime.fromisoformat(cp.pending["time"]), cp.pending["sizes"]
@@ -161,7 +171,11 @@ class Exporter:
             if last <= cp.position:
                 return False
             upto, when, sizes = min(last, cp.position + self.max_items), datetime.now(UTC), None
-        outputs, items = self._render(Batch(self.rule, cp.position, upto, when))
+        batch = Batch(self.rule, cp.position, upto, when)
+        tables = self._read(batch, wait_s)
+        if tables is None:
+            return True
+        outputs, items = self._render(tables, batch)
         if sizes is None:
             if not outputs:  # nothing of this rule's application in the range
                 self._save(replace(cp, position=upto))
@@ -177,12 +191,19 @@ class Exporter:
                               bytes=cp.bytes + sum(len(o.data) for o in outputs)))
         return True
 
-    def _render(self, batch: Batch) -> tuple[list[Output], int]:
+    def _read(self, batch: Batch, wait_s: float) -> dict[str, pa.Table] | None:
+        """The range's rows of each of the rule's tables (None: no gap between writes within ``wait_s``)."""
+        with self.store.between_writes(wait_s) as between:
+            if not between and wait_s > 0:
+                return None
+            return {table: self.store.export_rows(table, self.rule.app_id, after=batch.start, upto=batch.end,
+                                                  since=self.since, until=self.until, maps=self.format.maps)
+                    for table in self.rule.tables}
+
+    def _render(self, tables: dict[str, pa.Table], batch: Batch) -> tuple[list[Output], int]:
         outputs: list[Output] = []
         items = 0
-        for table in self.rule.tables:
-            rows = self.store.export_rows(table, self.rule.app_id, after=batch.start, upto=batch.end,
-                                          since=self.since, until=self.until, maps=self.format.maps)
+        for table, rows in tables.items():
             if rows.num_rows:
                 items += rows.num_rows
                 outputs.extend(self.format.render(table, rows, batch))

@@ -66,6 +66,7 @@ class Runner:
         self.lag_items = 0
         self.total = 0  # a one-shot export's rows in all
         self.finished = False
+        self.hurried = False  # over export_max_lag_s behind: reading beside ingest's writes
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name=f"scorewatch-export-{rule.name}", daemon=True)
 
@@ -111,9 +112,31 @@ class Runner:
         worked = False
         for exporter in list(self.exporters.values()):
             if not exporter.done:
-                worked = exporter.round() or worked
+                worked = exporter.round(self._patience(exporter)) or worked
         self.lag_items = sum(e.lag_items() for e in self.exporters.values())
         return worked
+
+    def _patience(self, exporter: Exporter) -> float:
+        """How long a round may wait for a gap between ingest's writes to read its rows.
+
+        Ingest goes first: while the export is less than ``export_max_lag_s`` behind, a round waits
+        up to a second for a gap (when none comes the runner looks again, so a stop is seen). Once
+        it is further behind, rounds read beside the writes, at some cost to ingest's top rate,
+        until the export has caught up. Rows of another replica's stream come from that replica's
+        writes: nothing to wait for here."""
+        if exporter.stream != self.service.stream:
+            return 0.0
+        limit = self.service.settings.export_max_lag_s
+        behind = self.service.waiting_since(exporter.checkpoint.position)
+        if self.hurried and behind == 0:
+            self.hurried = False
+            log.info("export rule %s: caught up; its reads wait for gaps between ingest's writes again",
+                     self.rule.name)
+        elif not self.hurried and behind >= limit:
+            self.hurried = True
+            log.warning("export rule %s: %.0f s behind while ingest keeps the store busy; reading beside "
+                        "its writes until caught up", self.rule.name, behind)
+        return 0.0 if self.hurried else min(1.0, limit - behind)
 
     def _loop(self) -> None:
         settings = self.service.settings

@@ -9,6 +9,7 @@ backend's ``dialect`` (a sqlglot dialect name), with parameters bound, never int
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -117,6 +118,15 @@ class Store(Protocol):
     def export_count(self, app_id: str, tables: Sequence[str], *, after: int, upto: int | None = None,
                      since: datetime | None = None, until: datetime | None = None) -> int:
         """How many rows :meth:`export_rows` would return over ``tables`` (``upto`` None: no bound)."""
+        ...
+
+    def between_writes(self, timeout: float) -> AbstractContextManager[bool]:
+        """Hold this process's writes back while the block runs, once the store has time for it:
+        no write in progress, and the writes not keeping it busy (waiting for that at most
+        ``timeout`` seconds). The block gets True when it runs between writes, False when the writes
+        went on past ``timeout`` (it then runs beside them). The export reads its rows so where
+        reading beside a write slows the write (DuckDB); a store whose reads never slow its writes
+        gives True at once."""
         ...
 
     def size_bytes(self) -> int:
