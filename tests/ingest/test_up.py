@@ -237,3 +237,21 @@ def test_a_hub_of_this_workspace_on_the_port_is_named(tmp_path: Path) -> None:
         proc = _up(tmp_path, "--hub-port", port, "--port", str(free_port()))
     assert proc.returncode == 2
     assert f"a hub of this workspace already runs there (pid {os.getpid()})" in proc.stderr
+
+
+def test_without_the_examples_extra_up_says_which_extra_to_install(tmp_path: Path) -> None:
+    """The default example needs scikit-learn, which only the ``examples`` extra installs: a user who
+    installed scorewatch without it gets a clear error and the command that fixes it, not a crash."""
+    blocked = tmp_path / "no-sklearn"
+    (blocked / "sklearn").mkdir(parents=True)
+    (blocked / "sklearn" / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'sklearn'\", name='sklearn')\n")
+    proc = subprocess.run([sys.executable, "-m", "scorewatch", "up", "--home", str(tmp_path / "ws"),
+                           "--hub-port", str(free_port()), "--port", str(free_port())],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(blocked)})
+    assert proc.returncode == 2 and "is up" not in proc.stdout
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("error: making the model with ") and lines[0].endswith("train.py failed:")
+    assert lines[-2:] == ["ModuleNotFoundError: No module named 'sklearn'",
+                          "the examples need their extra: pip install 'scorewatch[examples]'"]
