@@ -160,6 +160,14 @@ class DuckDBStore:
 
     # -- writing -----------------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The write lock, held for one of ingest's writes; a write that ends counts in the duty."""
+        with self._write_lock:
+            began = time.monotonic()
+            yield
+            self._duty.add(began, time.monotonic())
+
     def write_batch(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
         """Append dict rows to ``table`` in one transaction (dynamic values may be dicts or JSON text)."""
         if table not in TABLES:
@@ -173,8 +181,7 @@ class DuckDBStore:
             if c.type == "dynamic":
                 values = [v if v is None or isinstance(v, str) else orjson.dumps(v).decode() for v in values]
             arrays[c.name] = pa.array(values, type=ARROW_TYPES[c.type])
-        with self._write_lock:
-            began = time.monotonic()
+        with self._writing():
             batch, last = with_positions(pa.table(arrays), self._row_position)
             cur = self._writer
             cur.execute("BEGIN TRANSACTION")
@@ -193,7 +200,6 @@ class DuckDBStore:
                 with contextlib.suppress(duckdb.Error):  # after the rollback: never in an aborted transaction
                     cur.unregister("sw_rows")
             self._row_position = last
-            self._duty.add(began, time.monotonic())
         return len(rows)
 
     def write_envelopes(self, batches: Mapping[str, pa.Table], *, position: int | None = None,
@@ -209,8 +215,7 @@ class DuckDBStore:
         :class:`~scorewatch.store.base.StoreRefused` or :class:`~scorewatch.store.base.StoreUnavailable`.
         """
         written: dict[str, int] = {}
-        with self._write_lock:
-            began = time.monotonic()
+        with self._writing():
             cur = self._writer
             last = self._row_position
             cur.execute("BEGIN TRANSACTION")
@@ -241,7 +246,6 @@ class DuckDBStore:
                 raise
             if not dry_run:
                 self._row_position = last
-            self._duty.add(began, time.monotonic())
         return written
 
     def interrupted_position(self) -> int | None:
