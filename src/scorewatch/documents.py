@@ -266,10 +266,10 @@ class ClickHouseDocuments:
 
     def values(self, prefix: str, pattern: str | None = None) -> dict[str, Any]:
         rows = self._client().query(
-            "SELECT key, argMax(value, version), argMax(deleted, version) FROM scorewatch_documents "
-            "WHERE startsWith(key, %(prefix)s) GROUP BY key ORDER BY key", parameters={"prefix": prefix + "/"}).result_rows
-        return {key: orjson.loads(value) for key, value, deleted in rows
-                if not deleted and value and matches(key[len(prefix) + 1:], pattern)}
+            "SELECT key, argMax(value, version) FROM scorewatch_documents WHERE startsWith(key, %(prefix)s) "
+            "GROUP BY key HAVING NOT argMax(deleted, version) ORDER BY key",
+            parameters={"prefix": prefix + "/"}).result_rows
+        return {key: orjson.loads(value) for key, value in rows if value and matches(key[len(prefix) + 1:], pattern)}
 
     def stamp(self, key: str) -> Hashable:
         with self._lock:
