@@ -70,8 +70,15 @@ class Records(Generic[R]):
 
     def create(self, key: str, record: R) -> bool:
         """Write ``record`` as ``key`` unless there is one already; True when this one was written."""
-        written = self.edit(key, lambda current: record if current is None else None)
-        return written is not None and written.to_dict() == record.to_dict()
+        created = False
+
+        def create(current: R | None) -> R | None:
+            nonlocal created
+            created = current is None  # the last call is the one written (an edit may be tried again)
+            return record if created else None
+
+        self.edit(key, create)
+        return created
 
     def list(self, pattern: str | None = None) -> list[R]:
         """Every record (``pattern``: those whose path matches it); one that cannot be read is left
