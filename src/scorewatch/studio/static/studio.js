@@ -175,6 +175,7 @@
       }))),
     };
     if (options.xValues) opts.axes[0].values = options.xValues;
+    if (node.plot) { node.plot.destroy(); charts.splice(charts.indexOf(node.plot), 1); }  // drawn again: the old one goes
     node.replaceChildren();
     const plot = new uPlot(opts, data, node);
     charts.push(plot);
@@ -242,9 +243,7 @@
       url = part.next;
       show(url ? "counting… " + matches + " since " + result.searched_from.replace("T", " ").slice(0, 16)
         : matches + " · " + Math.round(elapsed) + " ms");
-      const old = node.plot;
       drawPageChart(node, part);
-      if (old) { old.destroy(); charts.splice(charts.indexOf(old), 1); }
     }
   }
 
