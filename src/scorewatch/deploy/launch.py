@@ -30,7 +30,7 @@ from pathlib import Path
 import psutil
 
 from scorewatch.deploy import store
-from scorewatch.deploy.records import Deployment, EnvironmentSpec, ModelRecord, ServiceSpec
+from scorewatch.deploy.records import Deployment, EnvironmentSpec, ModelRecord, ServiceSpec, ServiceStatus
 from scorewatch.errors import BadRequest
 from scorewatch.scoring import lifecycle
 from scorewatch.settings import Settings
@@ -255,14 +255,19 @@ def launch(workspace: Workspace, settings: Settings, deployment: Deployment, sna
     return Instance(popen.pid, started, launch_number, spec.generation, spec.replicas, ready_dir, handoff, popen)
 
 
+def started_in(workspace: Workspace, status: ServiceStatus) -> Workspace:
+    """The workspace of the hub that started a service (its console, readiness and state files): a
+    replica of this machine, or ``workspace`` for a status recorded before that was kept."""
+    return Workspace(status.home) if status.home else workspace
+
+
 def adopt(workspace: Workspace, deployment: Deployment) -> Instance | None:
     """The recorded process of ``deployment``, when it still runs (started by an earlier hub)."""
     status = deployment.status
     if not same_process(status.pid, status.started):
         return None
     assert status.pid is not None and status.started is not None
-    started_in = Workspace(status.home) if status.home else workspace  # a replica of this machine started it
-    ready_dir = store.service_dir(started_in, deployment.name) / "run" / str(status.launch)
+    ready_dir = store.service_dir(started_in(workspace, status), deployment.name) / "run" / str(status.launch)
     instance = Instance(status.pid, status.started, status.launch, status.generation,
                         status.workers or deployment.spec.replicas, ready_dir, status.handoff)
     instance.is_ready()

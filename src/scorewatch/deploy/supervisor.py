@@ -428,8 +428,7 @@ class Supervisor:
         status = deployment.status
         if status.port is None:
             return None
-        home = Workspace(status.home) if status.home else self.workspace
-        return home.services_dir / f"{deployment.name}-{status.port}.telemetry.json"
+        return launch.started_in(self.workspace, status).services_dir / f"{deployment.name}-{status.port}.telemetry.json"
 
     def _apply_switches(self, deployment: Deployment, unit: Unit) -> tuple[Path, int] | None:
         """Switch the running workers to the spec's ``enable_app_insights``/``collect_model_data`` when
