@@ -274,11 +274,7 @@ class Supervisor:
                 raise BadRequest(f"{fixed} cannot be updated", details={"field": fixed})
         replace_keys = primary_key is not None or secondary_key is not None
 
-        def change(deployment: Deployment | None) -> Deployment:
-            if deployment is None:
-                raise not_found(name)
-            if deployment.deleting:
-                raise Conflict(f"service {name} is being deleted")
+        def change(deployment: Deployment) -> Deployment:
             spec = deployment.spec
             current = spec.to_dict()
             merged = {**current, **{k: v for k, v in changes.items() if k not in ("tags", "properties")}}
@@ -300,7 +296,7 @@ class Supervisor:
             return deployment
 
         with self.lock:
-            deployment = self._edit(name, change)
+            deployment = self._edit_existing(name, change)
             unit = self.units.get(name)
             switched = self._apply_switches(deployment, unit) if unit is not None and self.leading else None
         self._wake.set()
@@ -311,16 +307,14 @@ class Supervisor:
     def delete(self, name: str) -> Deployment:
         check_service_name(name)
 
-        def change(deployment: Deployment | None) -> Deployment:
-            if deployment is None:
-                raise not_found(name)
+        def change(deployment: Deployment) -> Deployment:
             deployment.deleting = True
             deployment.status.state = DELETING
             deployment.status.updated_time = now_iso()
             return deployment
 
         with self.lock:
-            deployment = self._edit(name, change)
+            deployment = self._edit_existing(name, change, while_deleting=True)
         self._wake.set()
         return deployment
 
@@ -352,18 +346,14 @@ class Supervisor:
         ``LocalWebservice.reload`` restarts a local service with the files as they are now)."""
         check_service_name(name)
 
-        def change(deployment: Deployment | None) -> Deployment:
-            if deployment is None:
-                raise not_found(name)
-            if deployment.deleting:
-                raise Conflict(f"service {name} is being deleted")
+        def change(deployment: Deployment) -> Deployment:
             deployment.spec.generation += 1
             self._prepare(deployment.spec, [self.models.get(m.name, m.version) for m in deployment.spec.models])
             self._reset(deployment, TRANSITIONING)
             return deployment
 
         with self.lock:
-            deployment = self._edit(name, change)
+            deployment = self._edit_existing(name, change)
         self._wake.set()
         return deployment
 
@@ -393,6 +383,19 @@ class Supervisor:
         deployment = self.records.edit(name, change)
         assert deployment is not None  # change returns one or raises
         return deployment
+
+    def _edit_existing(self, name: str, change: Callable[[Deployment], Deployment], *,
+                       while_deleting: bool = False) -> Deployment:
+        """:meth:`_edit` of a service there is: NotFound when there is none, Conflict while it is
+        being deleted (unless ``while_deleting``)."""
+        def apply(deployment: Deployment | None) -> Deployment:
+            if deployment is None:
+                raise not_found(name)
+            if deployment.deleting and not while_deleting:
+                raise Conflict(f"service {name} is being deleted")
+            return change(deployment)
+
+        return self._edit(name, apply)
 
     def _prepare(self, spec: ServiceSpec, models: list[ModelRecord]) -> None:
         """Snapshot the generation now, on the hub that runs the services; any other replica checks
